@@ -1,0 +1,76 @@
+"""The application factory. Only ``keyledger.asgi`` calls it at import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from keyledger import __version__
+from keyledger.context import AppContext
+from keyledger.dialects.mews import router as mews
+from keyledger.observability.logging import configure_logging
+from keyledger.observability.middleware import RequestObserver
+from keyledger.operations import router as operations
+from keyledger.ratelimit import Limit, RateLimiter, build_storage
+from keyledger.settings import Settings, get_settings
+from keyledger.store import Store
+
+DESCRIPTION = """\
+keyledger keeps door PINs, RFID tags and Wi-Fi vouchers in one credential store and serves them
+through the dialects of the Mews Connector API (resource access tokens) and the Nexudus Spaces API
+(access tokens). Every response carries a `Request-Id` header.
+"""
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    store = store or Store(settings)
+    context = AppContext(
+        settings=settings,
+        store=store,
+        rate_limiter=RateLimiter(build_storage(settings.redis_url, settings.redis_key_prefix)),
+        mews_limit=Limit("mews", settings.mews_rate_limit, settings.mews_rate_window_seconds),
+    )
+    app = FastAPI(
+        title="keyledger",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.router.redirect_slashes = False
+    app.state.context = context
+    app.include_router(mews.router)
+    app.include_router(mews.unknown_router)
+    app.include_router(operations)
+    app.add_middleware(RequestObserver)
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
+    return app
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI description, with the request bodies the dialects read themselves."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=[
+            {"name": "Mews", "description": "Mews Connector API: resource access tokens."},
+            {"name": "Operations", "description": "Health, readiness and metrics."},
+        ],
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in mews.REQUEST_SCHEMAS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
+    app.openapi_schema = document
+    return document

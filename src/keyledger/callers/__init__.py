@@ -1,0 +1,1 @@
+"""Callers: integrations with their access tokens (Mews) and users with roles (Nexudus)."""

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from keyledger.errors import OutOfScope
+from keyledger.properties.models import Property
+
+
+class ActorKind(StrEnum):
+    INTEGRATION = "integration"
+    USER = "user"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change: recorded as ``created_by`` / ``updated_by``."""
+
+    kind: ActorKind
+    id: int | None
+    label: str
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(kind=ActorKind.SYSTEM, id=None, label="System")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The properties a caller may see and change."""
+
+    properties: tuple[Property, ...]
+    by_id: dict[int, Property] = field(init=False, repr=False, compare=False)
+    by_enterprise: dict[UUID, Property] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {p.id: p for p in self.properties})
+        object.__setattr__(self, "by_enterprise", {p.enterprise_id: p for p in self.properties})
+
+    @property
+    def property_ids(self) -> list[int]:
+        return list(self.by_id)
+
+    @property
+    def is_portfolio(self) -> bool:
+        return len(self.properties) > 1
+
+    def narrow_to_enterprises(self, enterprise_ids: Iterable[UUID]) -> Scope:
+        """The part of the scope named by ``enterprise_ids``; any enterprise outside it refuses."""
+        chosen: dict[UUID, Property] = {}
+        for enterprise_id in enterprise_ids:
+            found = self.by_enterprise.get(enterprise_id)
+            if found is None:
+                raise OutOfScope(
+                    f"Enterprise {enterprise_id} is outside the scope of the access token.",
+                    subject="enterprise",
+                )
+            chosen[enterprise_id] = found
+        return Scope(tuple(chosen.values()))
+
+    def enterprise(self, enterprise_id: UUID) -> Property:
+        return self.narrow_to_enterprises([enterprise_id]).properties[0]
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationCaller:
+    """An authenticated Mews request: the integration, its connection and the connection's scope."""
+
+    integration_id: int
+    integration_name: str
+    connection_id: int
+    scope: Scope
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind=ActorKind.INTEGRATION, id=self.integration_id, label=self.integration_name)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSecret:
+    """A record created together with a secret that is shown once and stored only as a digest."""
+
+    id: int
+    secret: str
+    name: str | None = None
+    enterprise_ids: tuple[UUID, ...] = ()

@@ -1,0 +1,132 @@
+"""SQL for integrations, connections (access tokens) and users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from keyledger.properties.models import Property
+from keyledger.properties.repository import by_ids
+from keyledger.store.schema import (
+    connection_properties,
+    connections,
+    integrations,
+    memberships,
+    users,
+)
+
+
+def insert_integration(conn: Connection, *, name: str, digest: str, now: datetime) -> int:
+    return int(
+        conn.execute(
+            insert(integrations).returning(integrations.c.id),
+            {"name": name, "client_token_digest": digest, "enabled": True, "created_utc": now},
+        ).scalar_one()
+    )
+
+
+def integration_by_digest(conn: Connection, digest: str) -> Any:
+    return conn.execute(
+        select(
+            integrations.c.id,
+            integrations.c.name,
+            integrations.c.client_token_digest,
+            integrations.c.enabled,
+        ).where(integrations.c.client_token_digest == digest)
+    ).first()
+
+
+def set_integration_enabled(
+    conn: Connection, integration_id: int, *, enabled: bool, now: datetime
+) -> int:
+    result = conn.execute(
+        update(integrations)
+        .where(integrations.c.id == integration_id)
+        .values(enabled=enabled, disabled_utc=None if enabled else now)
+    )
+    return int(result.rowcount)
+
+
+def insert_connection(
+    conn: Connection, *, integration_id: int, digest: str, property_ids: Sequence[int], now: datetime
+) -> int:
+    connection_id = int(
+        conn.execute(
+            insert(connections).returning(connections.c.id),
+            {"integration_id": integration_id, "access_token_digest": digest, "created_utc": now},
+        ).scalar_one()
+    )
+    conn.execute(
+        insert(connection_properties),
+        [{"connection_id": connection_id, "property_id": pid} for pid in property_ids],
+    )
+    return connection_id
+
+
+def connection_by_digest(conn: Connection, digest: str) -> Any:
+    return conn.execute(
+        select(
+            connections.c.id,
+            connections.c.integration_id,
+            connections.c.access_token_digest,
+            connections.c.revoked_utc,
+        ).where(connections.c.access_token_digest == digest)
+    ).first()
+
+
+def connection_properties_of(conn: Connection, connection_id: int) -> list[Property]:
+    property_ids = list(
+        conn.execute(
+            select(connection_properties.c.property_id).where(
+                connection_properties.c.connection_id == connection_id
+            )
+        ).scalars()
+    )
+    return by_ids(conn, property_ids)
+
+
+def revoke_connection(conn: Connection, connection_id: int, *, now: datetime) -> int:
+    result = conn.execute(
+        update(connections)
+        .where(connections.c.id == connection_id, connections.c.revoked_utc.is_(None))
+        .values(revoked_utc=now)
+    )
+    return int(result.rowcount)
+
+
+def connection_exists(conn: Connection, connection_id: int) -> bool:
+    found = conn.execute(select(connections.c.id).where(connections.c.id == connection_id)).first()
+    return found is not None
+
+
+def integration_exists(conn: Connection, integration_id: int) -> bool:
+    found = conn.execute(
+        select(integrations.c.id).where(integrations.c.id == integration_id)
+    ).first()
+    return found is not None
+
+
+def user_id_by_email(conn: Connection, email: str) -> int | None:
+    found = conn.execute(select(users.c.id).where(users.c.email == email)).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def insert_user(conn: Connection, *, email: str, password_hash: str, now: datetime) -> int:
+    return int(
+        conn.execute(
+            insert(users).returning(users.c.id),
+            {"email": email, "password_hash": password_hash, "api_access": True, "created_utc": now},
+        ).scalar_one()
+    )
+
+
+def insert_memberships(
+    conn: Connection, *, user_id: int, property_ids: Sequence[int], roles: Sequence[str]
+) -> None:
+    conn.execute(
+        insert(memberships),
+        [{"user_id": user_id, "property_id": pid, "roles": list(roles)} for pid in property_ids],
+    )

@@ -1,0 +1,188 @@
+"""Issuing, revoking and authenticating callers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from uuid import UUID
+
+from keyledger.callers import repository
+from keyledger.callers.models import IntegrationCaller, IssuedSecret, Scope
+from keyledger.clock import utc_now
+from keyledger.errors import Conflict, InvalidInput, Unauthenticated
+from keyledger.hashing import digests_match, hash_password, new_api_token, secret_digest
+from keyledger.properties import repository as property_repository
+from keyledger.store import Store
+
+#: The roles of the Nexudus access-token endpoints.
+ACCESS_TOKEN_ROLES = (
+    "AccessToken-List",
+    "AccessToken-Read",
+    "AccessToken-Create",
+    "AccessToken-Edit",
+    "AccessToken-Delete",
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+MAX_SECRET_LENGTH = 512
+
+
+def add_integration(store: Store, *, name: str, client_token: str | None = None) -> IssuedSecret:
+    """Register an integration; its ClientToken is returned once and stored as a digest."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("An integration name has 1 to 200 characters.", subject="name")
+    token = client_token or new_api_token()
+    digest = secret_digest(token)
+    with store.write() as conn:
+        if repository.integration_by_digest(conn, digest) is not None:
+            raise Conflict("That client token is registered already.", subject="client_token")
+        integration_id = repository.insert_integration(
+            conn, name=name, digest=digest, now=utc_now()
+        )
+    return IssuedSecret(id=integration_id, secret=token, name=name)
+
+
+def set_integration_enabled(
+    store: Store,
+    *,
+    enabled: bool,
+    client_token: str | None = None,
+    integration_id: int | None = None,
+) -> int:
+    with store.write() as conn:
+        if client_token is not None:
+            row = repository.integration_by_digest(conn, secret_digest(client_token))
+            if row is None:
+                raise InvalidInput("Unknown client token.", subject="client_token")
+            integration_id = int(row.id)
+        if integration_id is None or not repository.integration_exists(conn, integration_id):
+            raise InvalidInput("Unknown integration.", subject="integration")
+        repository.set_integration_enabled(conn, integration_id, enabled=enabled, now=utc_now())
+        return integration_id
+
+
+def add_access_token(
+    store: Store,
+    *,
+    client_token: str,
+    enterprise_ids: Sequence[UUID],
+    access_token: str | None = None,
+) -> IssuedSecret:
+    """Connect an integration to one property, or several (a portfolio access token)."""
+    if not enterprise_ids:
+        raise InvalidInput("Name at least one enterprise.", subject="enterprise")
+    wanted = list(dict.fromkeys(enterprise_ids))
+    token = access_token or new_api_token()
+    digest = secret_digest(token)
+    with store.write() as conn:
+        integration = repository.integration_by_digest(conn, secret_digest(client_token))
+        if integration is None:
+            raise InvalidInput("Unknown client token.", subject="client_token")
+        found = {p.enterprise_id: p for p in property_repository.by_enterprise_ids(conn, wanted)}
+        missing = [str(e) for e in wanted if e not in found]
+        if missing:
+            raise InvalidInput(f"Unknown enterprise {', '.join(missing)}.", subject="enterprise")
+        if repository.connection_by_digest(conn, digest) is not None:
+            raise Conflict("That access token is registered already.", subject="access_token")
+        connection_id = repository.insert_connection(
+            conn,
+            integration_id=int(integration.id),
+            digest=digest,
+            property_ids=[found[e].id for e in wanted],
+            now=utc_now(),
+        )
+    return IssuedSecret(id=connection_id, secret=token, enterprise_ids=tuple(wanted))
+
+
+def revoke_access_token(
+    store: Store, *, access_token: str | None = None, connection_id: int | None = None
+) -> int:
+    with store.write() as conn:
+        if access_token is not None:
+            row = repository.connection_by_digest(conn, secret_digest(access_token))
+            if row is None:
+                raise InvalidInput("Unknown access token.", subject="access_token")
+            connection_id = int(row.id)
+        if connection_id is None or not repository.connection_exists(conn, connection_id):
+            raise InvalidInput("Unknown access token.", subject="access_token")
+        repository.revoke_connection(conn, connection_id, now=utc_now())
+        return connection_id
+
+
+def authenticate_integration(
+    store: Store, *, client_token: str, access_token: str
+) -> IntegrationCaller:
+    """The caller behind a ClientToken/AccessToken pair, or ``Unauthenticated``."""
+    if not (0 < len(client_token) <= MAX_SECRET_LENGTH and 0 < len(access_token) <= MAX_SECRET_LENGTH):
+        raise Unauthenticated("Invalid ClientToken or AccessToken.")
+    client_digest = secret_digest(client_token)
+    access_digest = secret_digest(access_token)
+    with store.read() as conn:
+        integration = repository.integration_by_digest(conn, client_digest)
+        connection = repository.connection_by_digest(conn, access_digest)
+        if (
+            integration is None
+            or connection is None
+            or not digests_match(integration.client_token_digest, client_digest)
+            or not digests_match(connection.access_token_digest, access_digest)
+        ):
+            raise Unauthenticated("Invalid ClientToken or AccessToken.")
+        if not integration.enabled:
+            raise Unauthenticated("The integration is disabled.")
+        if connection.revoked_utc is not None:
+            raise Unauthenticated("The access token has been revoked.")
+        if connection.integration_id != integration.id:
+            raise Unauthenticated("The access token belongs to another integration.")
+        properties = repository.connection_properties_of(conn, int(connection.id))
+    return IntegrationCaller(
+        integration_id=int(integration.id),
+        integration_name=str(integration.name),
+        connection_id=int(connection.id),
+        scope=Scope(tuple(sorted(properties, key=lambda p: p.id))),
+    )
+
+
+def add_user(
+    store: Store,
+    *,
+    email: str,
+    password: str,
+    business_ids: Sequence[int],
+    roles: Sequence[str],
+) -> dict[str, object]:
+    email = email.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise InvalidInput("Give a valid e-mail address.", subject="email")
+    if not 8 <= len(password) <= 1024:
+        raise InvalidInput("A password has 8 to 1024 characters.", subject="password")
+    unknown_roles = [role for role in roles if role not in ACCESS_TOKEN_ROLES]
+    if unknown_roles:
+        raise InvalidInput(
+            f"Unknown role {', '.join(unknown_roles)}; roles are {', '.join(ACCESS_TOKEN_ROLES)}.",
+            subject="role",
+        )
+    if not business_ids:
+        raise InvalidInput("Name at least one business.", subject="business")
+    password_hash = hash_password(password)
+    with store.write() as conn:
+        property_ids = []
+        for business_id in dict.fromkeys(business_ids):
+            found = property_repository.by_business_id(conn, business_id)
+            if found is None:
+                raise InvalidInput(f"Unknown business {business_id}.", subject="business")
+            property_ids.append(found.id)
+        if repository.user_id_by_email(conn, email) is not None:
+            raise Conflict(f"User {email} exists already.", subject="email")
+        user_id = repository.insert_user(
+            conn, email=email, password_hash=password_hash, now=utc_now()
+        )
+        unique_roles = list(dict.fromkeys(roles))
+        repository.insert_memberships(
+            conn, user_id=user_id, property_ids=property_ids, roles=unique_roles
+        )
+    return {
+        "UserId": user_id,
+        "Email": email,
+        "Businesses": list(dict.fromkeys(business_ids)),
+        "Roles": unique_roles,
+    }

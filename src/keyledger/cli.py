@@ -1,0 +1,268 @@
+"""The ``keyledger`` command line: serve, migrate, openapi and admin commands.
+
+Admin commands print one JSON object on stdout. Bad input prints one line on stderr and exits
+with status 2, having written nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, NoReturn
+from uuid import UUID
+
+import click
+import orjson
+
+from keyledger.errors import DomainError
+from keyledger.settings import Settings
+
+
+class CommandError(click.ClickException):
+    exit_code = 2
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # noqa: BLE001 - pydantic-settings raises ValidationError
+        raise CommandError(f"invalid configuration: {str(error).splitlines()[0]}") from None
+
+
+def _store(settings: Settings | None = None) -> Any:
+    from keyledger.store import Store
+    from keyledger.store.migrate import upgrade
+
+    store = Store(settings or _settings())
+    upgrade(store.engine)
+    return store
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keyledger")
+def cli() -> None:
+    """keyledger: door PINs, RFID tags and Wi-Fi vouchers behind the Mews and Nexudus APIs.
+
+    The store is chosen by KEYLEDGER_DATABASE_URL (default: sqlite:///keyledger.db).
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--demo", is_flag=True, help="Provision the demo records (once per store).")
+def serve(host: str, port: int, workers: int, demo: bool) -> None:
+    """Apply pending migrations, then serve every dialect."""
+    import uvicorn
+
+    from keyledger.demo import provision_demo
+    from keyledger.observability.logging import configure_logging
+
+    settings = _settings()
+    if workers > 1 and not settings.redis_url and settings.mews_rate_limit > 0:
+        raise CommandError(
+            "--workers > 1 needs KEYLEDGER_REDIS_URL so that rate limits are shared by all "
+            "workers (or disable them with KEYLEDGER_MEWS_RATE_LIMIT=0)"
+        )
+    configure_logging(settings.log_level)
+    store = _store(settings)
+    if demo:
+        provision_demo(store)
+    store.dispose()
+    if workers > 1:
+        _prepare_multiprocess_metrics()
+    uvicorn.run(
+        "keyledger.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _prepare_multiprocess_metrics() -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keyledger-metrics-")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending schema migrations."""
+    from keyledger.store.migrate import current_revision
+
+    store = _store()
+    _emit({"Revision": current_revision(store.engine)})
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI description of every dialect."""
+    from keyledger.app import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    click.echo(orjson.dumps(app.openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+@cli.group()
+def admin() -> None:
+    """Provision properties, integrations, access tokens and users."""
+
+
+@admin.command("add-property")
+@click.option("--name", required=True)
+@click.option("--enterprise-id", type=click.UUID, default=None)
+@click.option("--business-id", type=click.IntRange(1), default=None)
+@click.option("--timezone", default="UTC", show_default=True)
+def add_property(
+    name: str, enterprise_id: UUID | None, business_id: int | None, timezone: str
+) -> None:
+    """Add a property (an enterprise in Mews, a business in Nexudus)."""
+    from keyledger.properties.service import add_property as add
+
+    created = add(
+        _store(), name=name, enterprise_id=enterprise_id, business_id=business_id, timezone=timezone
+    )
+    _emit(
+        {
+            "EnterpriseId": str(created.enterprise_id),
+            "BusinessId": created.business_id,
+            "Name": created.name,
+            "TimeZone": created.timezone,
+        }
+    )
+
+
+@admin.command("list-properties")
+def list_properties() -> None:
+    """List every property."""
+    from keyledger.properties.service import list_properties as listing
+
+    _emit(
+        {
+            "Properties": [
+                {
+                    "EnterpriseId": str(p.enterprise_id),
+                    "BusinessId": p.business_id,
+                    "Name": p.name,
+                    "TimeZone": p.timezone,
+                }
+                for p in listing(_store())
+            ]
+        }
+    )
+
+
+@admin.command("add-integration")
+@click.option("--name", required=True)
+def add_integration(name: str) -> None:
+    """Register an integration; prints its ClientToken once."""
+    from keyledger.callers.service import add_integration as add
+
+    issued = add(_store(), name=name)
+    _emit({"IntegrationId": issued.id, "Name": issued.name, "ClientToken": issued.secret})
+
+
+def _integration_switch(enabled: bool, client_token: str | None, integration_id: int | None) -> None:
+    from keyledger.callers.service import set_integration_enabled
+
+    if (client_token is None) == (integration_id is None):
+        raise CommandError("give exactly one of --client-token and --id")
+    found = set_integration_enabled(
+        _store(), enabled=enabled, client_token=client_token, integration_id=integration_id
+    )
+    _emit({"IntegrationId": found, "Enabled": enabled})
+
+
+@admin.command("disable-integration")
+@click.option("--client-token", default=None)
+@click.option("--id", "integration_id", type=int, default=None)
+def disable_integration(client_token: str | None, integration_id: int | None) -> None:
+    """Disable an integration: its ClientToken stops working at once."""
+    _integration_switch(False, client_token, integration_id)
+
+
+@admin.command("enable-integration")
+@click.option("--client-token", default=None)
+@click.option("--id", "integration_id", type=int, default=None)
+def enable_integration(client_token: str | None, integration_id: int | None) -> None:
+    """Enable a disabled integration again."""
+    _integration_switch(True, client_token, integration_id)
+
+
+@admin.command("add-access-token")
+@click.option("--client-token", required=True)
+@click.option("--enterprise", "enterprises", type=click.UUID, multiple=True, required=True)
+def add_access_token(client_token: str, enterprises: tuple[UUID, ...]) -> None:
+    """Connect an integration to enterprises; several make a portfolio token. Printed once."""
+    from keyledger.callers.service import add_access_token as add
+
+    issued = add(_store(), client_token=client_token, enterprise_ids=list(enterprises))
+    _emit(
+        {
+            "AccessTokenId": issued.id,
+            "AccessToken": issued.secret,
+            "EnterpriseIds": [str(e) for e in issued.enterprise_ids],
+        }
+    )
+
+
+@admin.command("revoke-access-token")
+@click.option("--access-token", default=None)
+@click.option("--id", "connection_id", type=int, default=None)
+def revoke_access_token(access_token: str | None, connection_id: int | None) -> None:
+    """Revoke an access token: it stops working at once."""
+    from keyledger.callers.service import revoke_access_token as revoke
+
+    if (access_token is None) == (connection_id is None):
+        raise CommandError("give exactly one of --access-token and --id")
+    revoked = revoke(_store(), access_token=access_token, connection_id=connection_id)
+    _emit({"AccessTokenId": revoked, "Revoked": True})
+
+
+@admin.command("add-user")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--business", "businesses", type=click.IntRange(1), multiple=True, required=True)
+@click.option("--role", "roles", multiple=True, required=True)
+def add_user(
+    email: str, password: str, businesses: tuple[int, ...], roles: tuple[str, ...]
+) -> None:
+    """Add a Nexudus API user with roles in the given businesses."""
+    from keyledger.callers.service import add_user as add
+
+    _emit(add(_store(), email=email, password=password, business_ids=businesses, roles=roles))
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"keyledger: error: {message}", err=True)
+    sys.exit(2)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except click.ClickException as error:
+        _fail(error.format_message().splitlines()[0])
+    except DomainError as error:
+        _fail(error.message)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Time as keyledger keeps it: aware UTC datetimes, whole seconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, truncated to whole seconds (the precision every dialect shows)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def to_utc_seconds(moment: datetime) -> datetime:
+    """An aware datetime converted to UTC and truncated to whole seconds."""
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp needs a time zone")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse ISO 8601 with ``Z`` or an offset; fractions allowed. A zoneless timestamp is refused.
+
+    Fractions of a second are kept here; callers decide whether to truncate.
+    """
+    if not isinstance(text, str) or not text or len(text) > 64:
+        raise ValueError("expected an ISO 8601 timestamp string")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 timestamp such as 2020-10-09T22:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("the timestamp needs a time zone (Z or an offset)")
+    return moment.astimezone(UTC)
+
+
+def format_utc(moment: datetime) -> str:
+    """``YYYY-MM-DDThh:mm:ssZ``: UTC, no fractions."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

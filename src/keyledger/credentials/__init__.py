@@ -1,0 +1,1 @@
+"""The credential core: rules, transactions and pagination over the one credential store."""

@@ -1,0 +1,214 @@
+"""SQL for credentials. Every query is scoped to a list of property ids and one kind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, select, tuple_, update
+
+from keyledger.credentials.models import (
+    ActivityState,
+    Credential,
+    CredentialKind,
+    Permissions,
+    ReservationTokenQuery,
+    TimeInterval,
+    TokenType,
+)
+from keyledger.properties.models import Property
+from keyledger.store.schema import credentials as t
+
+_COLUMNS = (
+    t.c.id,
+    t.c.uid,
+    t.c.property_id,
+    t.c.kind,
+    t.c.value,
+    t.c.token_type,
+    t.c.service_order_id,
+    t.c.companionship_id,
+    t.c.resource_id,
+    t.c.serial_number,
+    t.c.valid_from,
+    t.c.valid_to,
+    t.c.perm_bed,
+    t.c.perm_room,
+    t.c.perm_floor,
+    t.c.perm_building,
+    t.c.description,
+    t.c.minutes_included,
+    t.c.minutes_left,
+    t.c.user_limit,
+    t.c.last_access,
+    t.c.system_id,
+    t.c.created_utc,
+    t.c.updated_utc,
+    t.c.created_by,
+    t.c.updated_by,
+    t.c.deleted_utc,
+)
+
+
+def _to_credential(row: Sequence[Any], properties: Mapping[int, Property]) -> Credential:
+    return Credential(
+        id=row[0],
+        uid=row[1],
+        property=properties[row[2]],
+        kind=CredentialKind(row[3]),
+        value=row[4],
+        token_type=None if row[5] is None else TokenType(row[5]),
+        service_order_id=row[6],
+        companionship_id=row[7],
+        resource_id=row[8],
+        serial_number=row[9],
+        valid_from=row[10],
+        valid_to=row[11],
+        permissions=Permissions(bed=row[12], room=row[13], floor=row[14], building=row[15]),
+        description=row[16],
+        minutes_included=row[17],
+        minutes_left=row[18],
+        user_limit=row[19],
+        last_access=row[20],
+        system_id=row[21],
+        created_utc=row[22],
+        updated_utc=row[23],
+        created_by=row[24],
+        updated_by=row[25],
+        deleted_utc=row[26],
+    )
+
+
+def _in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement[bool]:
+    if len(property_ids) == 1:
+        return and_(t.c.property_id == property_ids[0], t.c.kind == kind.value)
+    return and_(t.c.property_id.in_(list(property_ids)), t.c.kind == kind.value)
+
+
+def _within(column: Any, interval: TimeInterval) -> ColumnElement[bool]:
+    if interval.is_instant:
+        return column == interval.start  # type: ignore[no-any-return]
+    return and_(column >= interval.start, column < interval.end)
+
+
+def _validity_overlaps(interval: TimeInterval) -> ColumnElement[bool]:
+    """Validity ``[valid_from, valid_to)`` overlaps the interval (or contains the instant)."""
+    if interval.is_instant:
+        return and_(t.c.valid_from <= interval.start, t.c.valid_to > interval.start)
+    return and_(t.c.valid_from < interval.end, t.c.valid_to > interval.start)
+
+
+def position_of(
+    conn: Connection, *, property_ids: Sequence[int], kind: CredentialKind, uid: UUID
+) -> tuple[datetime, UUID] | None:
+    """The (created, uid) sort key of a credential in scope, whatever its state."""
+    row = conn.execute(
+        select(t.c.created_utc, t.c.uid).where(_in_scope(property_ids, kind), t.c.uid == uid)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def select_reservation_page(
+    conn: Connection,
+    *,
+    properties: Mapping[int, Property],
+    query: ReservationTokenQuery,
+    after: tuple[datetime, UUID] | None,
+) -> list[Credential]:
+    conditions: list[ColumnElement[bool]] = [
+        _in_scope(list(properties), CredentialKind.RESERVATION)
+    ]
+    if query.credential_ids is not None:
+        conditions.append(t.c.uid.in_(query.credential_ids))
+    if query.service_order_ids is not None:
+        conditions.append(t.c.service_order_id.in_(query.service_order_ids))
+    if query.colliding is not None:
+        conditions.append(_validity_overlaps(query.colliding))
+    if query.updated is not None:
+        conditions.append(_within(t.c.updated_utc, query.updated))
+    if query.states == frozenset({ActivityState.ACTIVE}):
+        conditions.append(t.c.deleted_utc.is_(None))
+    elif query.states == frozenset({ActivityState.DELETED}):
+        conditions.append(t.c.deleted_utc.is_not(None))
+    if after is not None:
+        conditions.append(tuple_(t.c.created_utc, t.c.uid) < tuple_(*after))
+    statement = (
+        select(*_COLUMNS)
+        .where(*conditions)
+        .order_by(t.c.created_utc.desc(), t.c.uid.desc())
+        .limit(query.count)
+    )
+    return [_to_credential(row, properties) for row in conn.execute(statement)]
+
+
+def by_uids(
+    conn: Connection,
+    *,
+    properties: Mapping[int, Property],
+    kind: CredentialKind,
+    uids: Sequence[UUID],
+) -> dict[UUID, Credential]:
+    rows = conn.execute(
+        select(*_COLUMNS).where(_in_scope(list(properties), kind), t.c.uid.in_(list(uids)))
+    )
+    found = (_to_credential(row, properties) for row in rows)
+    return {credential.uid: credential for credential in found}
+
+
+def properties_of_service_orders(
+    conn: Connection, *, property_ids: Sequence[int], service_order_ids: Sequence[UUID]
+) -> dict[UUID, set[int]]:
+    """Which properties already hold tokens of each service order."""
+    rows = conn.execute(
+        select(t.c.service_order_id, t.c.property_id)
+        .where(
+            _in_scope(property_ids, CredentialKind.RESERVATION),
+            t.c.service_order_id.in_(list(service_order_ids)),
+        )
+        .distinct()
+    )
+    found: dict[UUID, set[int]] = {}
+    for service_order_id, property_id in rows:
+        found.setdefault(service_order_id, set()).add(property_id)
+    return found
+
+
+def insert_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert rows (dicts keyed by column name); their ids, in the order given."""
+    result = conn.execute(
+        insert(t).returning(t.c.id, sort_by_parameter_order=True),
+        list(rows),
+    )
+    return [row[0] for row in result]
+
+
+_UPDATABLE = (
+    "value",
+    "valid_from",
+    "valid_to",
+    "perm_bed",
+    "perm_room",
+    "perm_floor",
+    "perm_building",
+    "updated_utc",
+    "updated_by",
+)
+
+
+def update_reservation_tokens(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the mutable columns of reservation tokens, keyed by ``row_id``."""
+    statement = update(t).where(t.c.id == bindparam("row_id"))
+    conn.execute(statement, [{name: row[name] for name in ("row_id", *_UPDATABLE)} for row in rows])
+
+
+def mark_deleted(
+    conn: Connection, *, row_ids: Sequence[int], now: datetime, actor_label: str
+) -> int:
+    result = conn.execute(
+        update(t)
+        .where(t.c.id.in_(list(row_ids)), t.c.deleted_utc.is_(None))
+        .values(deleted_utc=now, updated_utc=now, updated_by=actor_label)
+    )
+    return int(result.rowcount)

@@ -1,0 +1,252 @@
+"""Rules and transactions for credentials. Every function takes the caller's scope and actor."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from keyledger.callers.models import Actor, Scope
+from keyledger.clock import utc_now
+from keyledger.credentials import repository
+from keyledger.credentials.models import (
+    Credential,
+    CredentialKind,
+    Page,
+    ReservationTokenChange,
+    ReservationTokenDraft,
+    ReservationTokenQuery,
+)
+from keyledger.errors import CredentialNotFound, InvalidInput, RuleViolation
+from keyledger.properties.models import Property
+from keyledger.store import Store
+
+
+def _check_validity(valid_from: datetime, valid_to: datetime, *, label: str) -> None:
+    if valid_to <= valid_from:
+        raise RuleViolation(
+            f"{label}: the validity must end after it starts "
+            f"({valid_from.isoformat()} .. {valid_to.isoformat()}).",
+            subject="validity",
+        )
+
+
+def list_reservation_tokens(store: Store, *, scope: Scope, query: ReservationTokenQuery) -> Page:
+    """One page of reservation tokens, newest first (created, then id), after ``query.cursor``."""
+    if query.enterprise_ids is not None:
+        scope = scope.narrow_to_enterprises(query.enterprise_ids)
+    properties = scope.by_id
+    with store.read() as conn:
+        after = None
+        if query.cursor is not None:
+            after = repository.position_of(
+                conn,
+                property_ids=list(properties),
+                kind=CredentialKind.RESERVATION,
+                uid=query.cursor,
+            )
+            if after is None:
+                raise InvalidInput(
+                    f"The cursor {query.cursor} names no token in scope.", subject="cursor"
+                )
+        found = repository.select_reservation_page(
+            conn, properties=properties, query=query, after=after
+        )
+    return Page(credentials=found, cursor=found[-1].uid if found else None)
+
+
+def _target_properties(
+    store_conn: Any,
+    *,
+    scope: Scope,
+    drafts: Sequence[ReservationTokenDraft],
+    enterprise_id: UUID | None,
+) -> list[Property]:
+    """Where each new token goes: the named enterprise, the only one, or its service order's."""
+    if enterprise_id is not None:
+        return [scope.enterprise(enterprise_id)] * len(drafts)
+    if not scope.is_portfolio:
+        return [scope.properties[0]] * len(drafts)
+    known = repository.properties_of_service_orders(
+        store_conn,
+        property_ids=scope.property_ids,
+        service_order_ids=list({draft.service_order_id for draft in drafts}),
+    )
+    targets = []
+    for index, draft in enumerate(drafts):
+        holders = known.get(draft.service_order_id, set())
+        if len(holders) != 1:
+            reason = (
+                "is held by several enterprises of the portfolio"
+                if holders
+                else "is unknown to keyledger"
+            )
+            raise InvalidInput(
+                f"Item {index}: service order {draft.service_order_id} {reason}, so the "
+                "enterprise cannot be inferred; give EnterpriseId with a portfolio access token.",
+                subject="enterprise",
+            )
+        targets.append(scope.by_id[holders.pop()])
+    return targets
+
+
+def add_reservation_tokens(
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    drafts: Sequence[ReservationTokenDraft],
+    enterprise_id: UUID | None = None,
+) -> list[Credential]:
+    """Add tokens atomically: all of them, or none when any is refused. In request order."""
+    for index, draft in enumerate(drafts):
+        _check_validity(draft.valid_from, draft.valid_to, label=f"Item {index}")
+    now = utc_now()
+    with store.write() as conn:
+        targets = _target_properties(conn, scope=scope, drafts=drafts, enterprise_id=enterprise_id)
+        created = [
+            Credential(
+                id=0,
+                uid=uuid.uuid4(),
+                property=target,
+                kind=CredentialKind.RESERVATION,
+                value=draft.value,
+                token_type=draft.token_type,
+                service_order_id=draft.service_order_id,
+                companionship_id=draft.companionship_id,
+                resource_id=draft.resource_id,
+                serial_number=draft.serial_number,
+                valid_from=draft.valid_from,
+                valid_to=draft.valid_to,
+                permissions=draft.permissions,
+                description=None,
+                minutes_included=None,
+                minutes_left=None,
+                user_limit=None,
+                last_access=None,
+                system_id=None,
+                created_utc=now,
+                updated_utc=now,
+                created_by=actor.label,
+                updated_by=actor.label,
+                deleted_utc=None,
+            )
+            for draft, target in zip(drafts, targets, strict=True)
+        ]
+        row_ids = repository.insert_credentials(conn, [_row_of(c) for c in created])
+    return [replace(c, id=row_id) for c, row_id in zip(created, row_ids, strict=True)]
+
+
+def update_reservation_tokens(
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    changes: Sequence[ReservationTokenChange],
+    enterprise_id: UUID | None = None,
+) -> list[Credential]:
+    """Apply changes atomically, in order; the tokens as they end up, in request order."""
+    if enterprise_id is not None:
+        expected: Property | None = scope.enterprise(enterprise_id)
+    else:
+        expected = None
+    now = utc_now()
+    with store.write() as conn:
+        current = repository.by_uids(
+            conn,
+            properties=scope.by_id,
+            kind=CredentialKind.RESERVATION,
+            uids=list({change.credential_id for change in changes}),
+        )
+        missing = [c.credential_id for c in changes if c.credential_id not in current]
+        if missing:
+            raise CredentialNotFound(list(dict.fromkeys(missing)))
+        results: list[Credential] = []
+        touched: dict[UUID, Credential] = {}
+        for index, change in enumerate(changes):
+            before = touched.get(change.credential_id) or current[change.credential_id]
+            if expected is not None and before.property.id != expected.id:
+                raise InvalidInput(
+                    f"Item {index}: token {before.uid} belongs to enterprise "
+                    f"{before.property.enterprise_id}, not {expected.enterprise_id}.",
+                    subject="enterprise",
+                )
+            if not before.is_active:
+                raise RuleViolation(
+                    f"Item {index}: token {before.uid} is deleted and cannot be updated.",
+                    subject="deleted",
+                )
+            after = replace(
+                before,
+                value=before.value if change.value is None else change.value,
+                valid_from=before.valid_from if change.valid_from is None else change.valid_from,
+                valid_to=before.valid_to if change.valid_to is None else change.valid_to,
+                permissions=change.permissions.apply(before.permissions),
+            )
+            assert after.valid_from is not None and after.valid_to is not None
+            _check_validity(after.valid_from, after.valid_to, label=f"Item {index}")
+            if after != before:
+                after = replace(after, updated_utc=now, updated_by=actor.label)
+                touched[after.uid] = after
+            results.append(after)
+        if touched:
+            repository.update_reservation_tokens(
+                conn, [{"row_id": c.id, **_row_of(c)} for c in touched.values()]
+            )
+    final = {**current, **touched}
+    return [final[result.uid] for result in results]
+
+
+def delete_reservation_tokens(
+    store: Store, *, scope: Scope, actor: Actor, credential_ids: Sequence[UUID]
+) -> None:
+    """Mark tokens deleted; already deleted ones stay as they are (a retry is safe)."""
+    wanted = list(dict.fromkeys(credential_ids))
+    with store.write() as conn:
+        found = repository.by_uids(
+            conn, properties=scope.by_id, kind=CredentialKind.RESERVATION, uids=wanted
+        )
+        missing = [uid for uid in wanted if uid not in found]
+        if missing:
+            raise CredentialNotFound(missing)
+        repository.mark_deleted(
+            conn,
+            row_ids=[c.id for c in found.values()],
+            now=utc_now(),
+            actor_label=actor.label,
+        )
+
+
+def _row_of(credential: Credential) -> dict[str, Any]:
+    permissions = credential.permissions
+    return {
+        "uid": credential.uid,
+        "property_id": credential.property.id,
+        "kind": credential.kind.value,
+        "value": credential.value,
+        "token_type": None if credential.token_type is None else credential.token_type.value,
+        "service_order_id": credential.service_order_id,
+        "companionship_id": credential.companionship_id,
+        "resource_id": credential.resource_id,
+        "serial_number": credential.serial_number,
+        "valid_from": credential.valid_from,
+        "valid_to": credential.valid_to,
+        "perm_bed": permissions.bed,
+        "perm_room": permissions.room,
+        "perm_floor": permissions.floor,
+        "perm_building": permissions.building,
+        "description": credential.description,
+        "minutes_included": credential.minutes_included,
+        "minutes_left": credential.minutes_left,
+        "user_limit": credential.user_limit,
+        "last_access": credential.last_access,
+        "system_id": credential.system_id,
+        "created_utc": credential.created_utc,
+        "updated_utc": credential.updated_utc,
+        "created_by": credential.created_by,
+        "updated_by": credential.updated_by,
+        "deleted_utc": credential.deleted_utc,
+    }

@@ -1,0 +1,1 @@
+"""Wire dialects: thin adapters between a vendor's API and the credential core."""

@@ -1,0 +1,1 @@
+"""The Mews Connector API dialect: ``/api/connector/v1/resourceAccessTokens/*``."""

@@ -1,0 +1,199 @@
+"""Mews Connector API: ``POST /api/connector/v1/resourceAccessTokens/{getAll,add,update,delete}``.
+
+Each request is read in this order: body (413, ``Invalid JSON``), credentials in the body (401),
+rate limit per AccessToken (429), then the operation's own properties (400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from keyledger.callers.models import IntegrationCaller
+from keyledger.callers.service import authenticate_integration
+from keyledger.context import ContextDep
+from keyledger.credentials import service
+from keyledger.dialects.common import json_response, parse_json, read_body
+from keyledger.dialects.mews import schemas, translate
+from keyledger.dialects.mews.errors import MewsError, MewsRoute, error_response
+from keyledger.errors import Unauthenticated
+from keyledger.observability.metrics import RATE_LIMITED
+
+PREFIX = "/api/connector/v1/resourceAccessTokens"
+TAG = "Mews"
+
+Body = TypeVar("Body", bound=schemas.Authentication)
+
+
+@dataclass(frozen=True, slots=True)
+class MewsCall(Generic[Body]):
+    caller: IntegrationCaller
+    body: Body
+
+
+def _text(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise Unauthenticated(f"{name} is missing or empty.")
+    return value
+
+
+def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
+    async def dependency(request: Request, context: ContextDep) -> MewsCall[Body]:
+        payload = parse_json(await read_body(request, context.settings.max_body_bytes))
+        if not isinstance(payload, dict):
+            raise MewsError(400, "Invalid JSON: the body must be a JSON object.")
+        caller = authenticate_integration(
+            context.store,
+            client_token=_text(payload, "ClientToken"),
+            access_token=_text(payload, "AccessToken"),
+        )
+        _text(payload, "Client")
+        retry_after = await context.rate_limiter.hit(context.mews_limit, str(caller.connection_id))
+        if retry_after is not None:
+            RATE_LIMITED.labels(namespace=context.mews_limit.namespace).inc()
+            raise MewsError(
+                429,
+                f"Too many requests for this AccessToken; retry after {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+            )
+        return MewsCall(caller=caller, body=model.model_validate(payload))
+
+    return dependency
+
+
+GetAllCall = Annotated[MewsCall[schemas.GetAllRequest], Depends(mews_call(schemas.GetAllRequest))]
+AddCall = Annotated[MewsCall[schemas.AddRequest], Depends(mews_call(schemas.AddRequest))]
+UpdateCall = Annotated[MewsCall[schemas.UpdateRequest], Depends(mews_call(schemas.UpdateRequest))]
+DeleteCall = Annotated[MewsCall[schemas.DeleteRequest], Depends(mews_call(schemas.DeleteRequest))]
+PreferDep = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def _minimal(prefer: str | None) -> bool:
+    return prefer is not None and "return=minimal" in prefer.replace(" ", "").lower()
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": schemas.ErrorResponse, "description": description}
+    for status, description in {
+        400: "Malformed request: `Invalid <Property>`.",
+        401: "Missing, unknown, revoked or disabled ClientToken/AccessToken/Client.",
+        403: "A business rule refused the request (validity, deleted token, scope).",
+        408: "The request ran past the processing time limit; nothing was kept.",
+        413: "The body is larger than the configured limit.",
+        429: "Rate limit per AccessToken; see the Retry-After header.",
+        500: "Unexpected fault; nothing internal is shown.",
+    }.items()
+}
+
+
+def _body(model: type[schemas.MewsModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                }
+            },
+        }
+    }
+
+
+router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MewsRoute)
+
+
+@router.post(
+    "/getAll",
+    operation_id="mews_resourceAccessTokens_getAll",
+    summary="Get all resource access tokens",
+    response_model=schemas.GetAllResponse,
+    responses={204: {"description": "Empty page with `Prefer: return=minimal`."}, **_ERRORS},
+    openapi_extra=_body(schemas.GetAllRequest),
+)
+async def get_all(call: GetAllCall, context: ContextDep, prefer: PreferDep = None) -> Response:
+    page = service.list_reservation_tokens(
+        context.store, scope=call.caller.scope, query=translate.to_query(call.body)
+    )
+    if not page.credentials and _minimal(prefer):
+        return Response(status_code=204)
+    return json_response(translate.render_page(page))
+
+
+@router.post(
+    "/add",
+    operation_id="mews_resourceAccessTokens_add",
+    summary="Add resource access tokens",
+    response_model=schemas.TokensResponse,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.AddRequest),
+)
+async def add(call: AddCall, context: ContextDep) -> Response:
+    created = service.add_reservation_tokens(
+        context.store,
+        scope=call.caller.scope,
+        actor=call.caller.actor,
+        drafts=translate.to_drafts(call.body),
+        enterprise_id=call.body.EnterpriseId,
+    )
+    return json_response(translate.render_tokens(created))
+
+
+@router.post(
+    "/update",
+    operation_id="mews_resourceAccessTokens_update",
+    summary="Update resource access tokens",
+    response_model=schemas.TokensResponse,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.UpdateRequest),
+)
+async def update(call: UpdateCall, context: ContextDep) -> Response:
+    updated = service.update_reservation_tokens(
+        context.store,
+        scope=call.caller.scope,
+        actor=call.caller.actor,
+        changes=translate.to_changes(call.body),
+        enterprise_id=call.body.EnterpriseId,
+    )
+    return json_response(translate.render_tokens(updated))
+
+
+@router.post(
+    "/delete",
+    operation_id="mews_resourceAccessTokens_delete",
+    summary="Delete resource access tokens",
+    response_model=schemas.EmptyResponse,
+    responses={204: {"description": "Deleted, with `Prefer: return=minimal`."}, **_ERRORS},
+    openapi_extra=_body(schemas.DeleteRequest),
+)
+async def delete(call: DeleteCall, context: ContextDep, prefer: PreferDep = None) -> Response:
+    service.delete_reservation_tokens(
+        context.store, scope=call.caller.scope, actor=call.caller.actor, credential_ids=call.body.Ids
+    )
+    if _minimal(prefer):
+        return Response(status_code=204)
+    return json_response({})
+
+
+#: Every other path or method under /api/connector/ answers 404 in the Mews error shape.
+unknown_router = APIRouter(tags=[TAG], route_class=MewsRoute)
+
+REQUEST_SCHEMAS: tuple[type[schemas.MewsModel], ...] = (
+    schemas.GetAllRequest,
+    schemas.AddRequest,
+    schemas.UpdateRequest,
+    schemas.DeleteRequest,
+)
+
+
+@unknown_router.api_route(
+    "/api/connector/{rest:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+    operation_id="mews_unknown",
+)
+async def unknown(request: Request) -> Response:
+    return error_response(request, 404, f"No operation at {request.url.path} ({request.method}).")

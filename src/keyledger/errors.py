@@ -1,0 +1,52 @@
+"""Typed domain errors raised by the core; each dialect maps them to its wire shape once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DomainError(Exception):
+    """Base of every error the core raises on purpose.
+
+    ``subject`` names what was wrong in the domain's words (``credential_id``, ``cursor``,
+    ``enterprise``, ``validity``...); dialects translate it to their own property names.
+    """
+
+    def __init__(self, message: str, *, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.subject = subject
+
+
+class Unauthenticated(DomainError):
+    """Missing, unknown, revoked or disabled caller credentials."""
+
+
+class InvalidInput(DomainError):
+    """Malformed input the dialect could not reject on its own (unknown cursor, unknown ids)."""
+
+
+class CredentialNotFound(InvalidInput):
+    """Some credential ids do not exist within the caller's scope."""
+
+    def __init__(self, missing: Sequence[object], *, subject: str = "credential_id") -> None:
+        shown = ", ".join(str(item) for item in list(missing)[:5])
+        more = "" if len(missing) <= 5 else f" and {len(missing) - 5} more"
+        super().__init__(f"No such credential in scope: {shown}{more}.", subject=subject)
+        self.missing = list(missing)
+
+
+class OutOfScope(DomainError):
+    """A property that the caller's credentials do not cover."""
+
+
+class RuleViolation(DomainError):
+    """A business rule refuses the change (validity order, deleted credential, collision...)."""
+
+
+class DeadlineExceeded(DomainError):
+    """The request ran past its processing time limit; nothing of it was kept."""
+
+
+class Conflict(DomainError):
+    """The change conflicts with existing records (duplicate identifiers)."""

@@ -1,0 +1,1 @@
+"""Properties: a hotel or space, known to Mews by a uuid and to Nexudus by an integer."""

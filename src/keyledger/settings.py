@@ -1,0 +1,71 @@
+"""Configuration: every setting is an environment variable with the prefix ``KEYLEDGER_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs that name no driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Every knob of a keyledger deployment (see README, section "Settings")."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYLEDGER_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///keyledger.db",
+        description="SQLAlchemy URL of the store; default: SQLite file keyledger.db in the cwd.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for rate limits shared by all workers and instances.",
+    )
+    redis_key_prefix: str = Field(default="keyledger", description="Prefix of every Redis key.")
+    mews_rate_limit: int = Field(
+        default=200, ge=0, description="Mews requests per AccessToken per window; 0 disables."
+    )
+    mews_rate_window_seconds: int = Field(default=30, ge=1, description="Sliding window length.")
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Processing time limit of one request (Mews: 408)."
+    )
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body (413)."
+    )
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    sqlite_synchronous: str = Field(
+        default="NORMAL", description="SQLite synchronous pragma (NORMAL or FULL)."
+    )
+    database_pool_size: int = Field(default=5, ge=1)
+    database_connect_timeout_seconds: int = Field(default=5, ge=1)
+    log_level: str = Field(default="INFO")
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _synchronous(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("must be OFF, NORMAL, FULL or EXTRA")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

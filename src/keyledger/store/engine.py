@@ -1,0 +1,182 @@
+"""Engine set-up and transactions.
+
+* SQLite: WAL, ``synchronous`` as configured, ``busy_timeout``, ``foreign_keys=ON``; the driver's own
+  transaction handling is switched off so that reads begin with ``BEGIN`` and every write
+  transaction with ``BEGIN IMMEDIATE`` (a deferred BEGIN turns concurrent read-then-write
+  transactions into "database is locked" errors).
+* A processing deadline (``deadline_scope``) bounds every transaction: SQLite statements are
+  interrupted by a progress handler, PostgreSQL ones by ``statement_timeout``, and a transaction
+  that finishes past the deadline is rolled back instead of committed, so a request that timed out
+  keeps nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from keyledger.errors import DeadlineExceeded
+from keyledger.settings import Settings
+
+_deadline: ContextVar[float | None] = ContextVar("keyledger_deadline", default=None)
+
+#: Progress handler granularity: SQLite VM instructions between deadline checks.
+_SQLITE_PROGRESS_STEPS = 10_000
+
+
+@contextmanager
+def deadline_scope(seconds: float | None, *, started: float | None = None) -> Iterator[None]:
+    """Bound every store transaction opened inside the block to ``started + seconds``."""
+    if seconds is None:
+        yield
+        return
+    token = _deadline.set((started if started is not None else time.monotonic()) + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _remaining() -> float | None:
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class Store:
+    """The database behind keyledger, with read and write transactions."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or build_engine(settings)
+        self.dialect = self.engine.dialect.name
+        self._writer = self.engine.execution_options(keyledger_write=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A consistent read transaction."""
+        with self._transaction(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: atomic, serialised against other writers on SQLite."""
+        with self._transaction(self._writer) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, engine: Engine) -> Iterator[Connection]:
+        remaining = _remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("The request ran past its processing time limit.")
+        with engine.connect() as conn:
+            try:
+                with conn.begin():
+                    self._arm_deadline(conn)
+                    try:
+                        yield conn
+                    finally:
+                        self._disarm_deadline(conn)
+                    remaining = _remaining()
+                    if remaining is not None and remaining <= 0:
+                        raise DeadlineExceeded("The request ran past its processing time limit.")
+            except DBAPIError as error:
+                if _deadline.get() is not None and _is_interruption(error):
+                    raise DeadlineExceeded(
+                        "The request ran past its processing time limit."
+                    ) from error
+                raise
+
+    def _arm_deadline(self, conn: Connection) -> None:
+        deadline = _deadline.get()
+        if deadline is None:
+            return
+        if self.dialect == "sqlite":
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+
+            def interrupt() -> int:
+                return 1 if time.monotonic() > deadline else 0
+
+            raw.set_progress_handler(interrupt, _SQLITE_PROGRESS_STEPS)  # type: ignore[attr-defined]
+        elif self.dialect == "postgresql":
+            milliseconds = max(1, int((deadline - time.monotonic()) * 1000))
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+
+    def _disarm_deadline(self, conn: Connection) -> None:
+        if _deadline.get() is not None and self.dialect == "sqlite":
+            raw = conn.connection.dbapi_connection
+            if raw is not None:
+                raw.set_progress_handler(None, 0)  # type: ignore[attr-defined]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_interruption(error: DBAPIError) -> bool:
+    original = error.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return "interrupted" in str(original)
+    return type(original).__name__ == "QueryCanceled"
+
+
+def build_engine(settings: Settings) -> Engine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=10,
+            pool_pre_ping=False,
+            connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+        )
+        _configure_sqlite(engine, settings)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args["connect_timeout"] = settings.database_connect_timeout_seconds
+        connect_args["application_name"] = "keyledger"
+    return create_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=settings.database_connect_timeout_seconds,
+        connect_args=connect_args,
+    )
+
+
+def _configure_sqlite(engine: Engine, settings: Settings) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("keyledger_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached", not "the query is wrong"."""
+    return isinstance(error, OperationalError) and not isinstance(
+        getattr(error, "orig", None), sqlite3.IntegrityError
+    )

@@ -1,0 +1,168 @@
+"""Tables of the store. Migrations (``store/migrations``) create exactly this schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: 64-bit integer key that is still SQLite's rowid alias (INTEGER PRIMARY KEY).
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; whole seconds on both databases."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC).replace(microsecond=0)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+properties = Table(
+    "properties",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("enterprise_id", Uuid, nullable=False, unique=True),
+    Column("business_id", BigInteger, nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("created_utc", UtcDateTime, nullable=False),
+)
+
+integrations = Table(
+    "integrations",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("client_token_digest", String(64), nullable=False, unique=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_utc", UtcDateTime, nullable=False),
+    Column("disabled_utc", UtcDateTime, nullable=True),
+)
+
+# A Mews "AccessToken": one integration's connection to one property, or to several (portfolio).
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("integration_id", ForeignKey("integrations.id"), nullable=False, index=True),
+    Column("access_token_digest", String(64), nullable=False, unique=True),
+    Column("created_utc", UtcDateTime, nullable=False),
+    Column("revoked_utc", UtcDateTime, nullable=True),
+)
+
+connection_properties = Table(
+    "connection_properties",
+    metadata,
+    Column("connection_id", ForeignKey("connections.id"), primary_key=True),
+    Column("property_id", ForeignKey("properties.id"), primary_key=True),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("api_access", Boolean, nullable=False, default=True),
+    Column("created_utc", UtcDateTime, nullable=False),
+    Column("disabled_utc", UtcDateTime, nullable=True),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    Column("property_id", ForeignKey("properties.id"), primary_key=True),
+    Column("roles", JSON, nullable=False),
+)
+
+# One credential store: reservation tokens (Mews) and Wi-Fi vouchers (Nexudus) in one table.
+# ``kind`` says which dialect can represent a row completely; every index leads with
+# (property_id, kind) because every query is scoped to the caller's properties and one kind.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("uid", Uuid, nullable=False, unique=True),
+    Column("property_id", ForeignKey("properties.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(255), nullable=False),
+    Column("token_type", String(16), nullable=True),
+    Column("service_order_id", Uuid, nullable=True),
+    Column("companionship_id", Uuid, nullable=True),
+    Column("resource_id", Uuid, nullable=True),
+    Column("serial_number", String(255), nullable=True),
+    Column("valid_from", UtcDateTime, nullable=True),
+    Column("valid_to", UtcDateTime, nullable=True),
+    Column("perm_bed", Boolean, nullable=False, default=False),
+    Column("perm_room", Boolean, nullable=False, default=False),
+    Column("perm_floor", Boolean, nullable=False, default=False),
+    Column("perm_building", Boolean, nullable=False, default=False),
+    Column("description", Text, nullable=True),
+    Column("minutes_included", Integer, nullable=True),
+    Column("minutes_left", Integer, nullable=True),
+    Column("user_limit", Integer, nullable=True),
+    Column("last_access", UtcDateTime, nullable=True),
+    Column("system_id", Text, nullable=True),
+    Column("created_utc", UtcDateTime, nullable=False),
+    Column("updated_utc", UtcDateTime, nullable=False),
+    Column("created_by", String(320), nullable=False),
+    Column("updated_by", String(320), nullable=False),
+    Column("deleted_utc", UtcDateTime, nullable=True),
+    Index("ix_credentials_scope_created", "property_id", "kind", "created_utc", "uid"),
+    Index("ix_credentials_scope_updated", "property_id", "kind", "updated_utc"),
+    Index("ix_credentials_scope_valid_to", "property_id", "kind", "valid_to"),
+    Index("ix_credentials_service_order", "service_order_id"),
+)
+
+# Marks of one-off provisioning (e.g. demo data), so a restart never repeats it.
+store_marks = Table(
+    "store_marks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_utc", UtcDateTime, nullable=False),
+)

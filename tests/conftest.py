@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    POSTGRES_URL,
+    DatabaseFactory,
+    Deployment,
+    Tenant,
+    deploy,
+    make_tenant,
+    need,
+)
+from keyledger.demo import provision_demo
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseFactory]:
+    backend = request.param
+    if backend == "postgresql":
+        need(POSTGRES_URL, "PostgreSQL tests need KEYLEDGER_TEST_POSTGRES_URL (see .ci/run)")
+    factory = DatabaseFactory(backend, Path(tmp_path_factory.mktemp(backend)))
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> DatabaseFactory:
+    return DatabaseFactory("sqlite", Path(tmp_path_factory.mktemp("sqlite-only")))
+
+
+@pytest.fixture(scope="session")
+def shared_deployment(databases: DatabaseFactory) -> Iterator[Deployment]:
+    """One server per backend for tests that isolate themselves with a tenant of their own."""
+    deployment = deploy(databases.new_url())
+    yield deployment
+    deployment.close()
+
+
+@pytest.fixture
+def tenant(shared_deployment: Deployment) -> Tenant:
+    return make_tenant(shared_deployment)
+
+
+@pytest.fixture
+def demo(databases: DatabaseFactory) -> Iterator[Deployment]:
+    """A fresh store with the demo records, and a server on it."""
+    deployment = deploy(databases.new_url())
+    provision_demo(deployment.store)
+    yield deployment
+    deployment.close()

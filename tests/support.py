@@ -1,0 +1,229 @@
+"""Test helpers: real uvicorn servers on loopback, fresh databases, tenants."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+
+from keyledger.app import create_app
+from keyledger.callers.service import add_access_token, add_integration
+from keyledger.properties.service import add_property
+from keyledger.settings import Settings
+from keyledger.store import Store
+from keyledger.store.migrate import upgrade
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("KEYLEDGER_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("KEYLEDGER_TEST_REDIS_URL")
+REQUIRE_SERVICES = os.environ.get("KEYLEDGER_TEST_REQUIRE_SERVICES") == "1"
+SHARED = Path(os.environ.get("KEYLEDGER_SHARED_DIR", REPO.parent / "shared"))
+MEWS_PATH = "/api/connector/v1/resourceAccessTokens"
+
+
+def need(condition: object, reason: str) -> None:
+    """Skip when a service or file is absent, unless CI demands it (then fail)."""
+    if condition:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required by KEYLEDGER_TEST_REQUIRE_SERVICES=1: {reason}")
+    pytest.skip(reason)
+
+
+def shared_file(relative: str) -> Path:
+    path = SHARED / relative
+    need(path.exists(), f"{path} not found: put the project's shared/ beside the clone")
+    return path
+
+
+class DatabaseFactory:
+    """Fresh, migrated databases: SQLite files copied from a template, PostgreSQL databases
+    created from a template database."""
+
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        self.workdir = workdir
+        self.created: list[str] = []
+        if backend == "sqlite":
+            self.template = workdir / "template.db"
+            self._migrate(f"sqlite:///{self.template}")
+        else:
+            assert POSTGRES_URL is not None
+            self.prefix = f"keyledger_test_{uuid.uuid4().hex[:10]}"
+            self.template_name = f"{self.prefix}_template"
+            self._admin(f'CREATE DATABASE "{self.template_name}"')
+            self.created.append(self.template_name)
+            self._migrate(self._url(self.template_name))
+
+    def _url(self, name: str) -> str:
+        assert POSTGRES_URL is not None
+        base = POSTGRES_URL.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    def _admin(self, statement: str) -> None:
+        assert POSTGRES_URL is not None
+        engine = create_engine(Settings(database_url=POSTGRES_URL).database_url,
+                               isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
+    def _migrate(self, url: str) -> None:
+        store = Store(Settings(database_url=url))
+        upgrade(store.engine)
+        store.dispose()
+
+    def new_url(self) -> str:
+        if self.backend == "sqlite":
+            target = self.workdir / f"db-{uuid.uuid4().hex[:10]}.db"
+            shutil.copyfile(self.template, target)
+            return f"sqlite:///{target}"
+        name = f"{self.prefix}_{len(self.created)}"
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_name}"')
+        self.created.append(name)
+        return self._url(name)
+
+    def drop_all(self) -> None:
+        if self.backend == "postgresql":
+            for name in reversed(self.created):
+                self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings_for(database_url: str, **overrides: Any) -> Settings:
+    return Settings(database_url=database_url, log_level="WARNING", **overrides)
+
+
+class LiveServer:
+    """A real uvicorn server on a loopback port, in a thread of the test process."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.http.close()
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@dataclass
+class Deployment:
+    """A store and a live server on it."""
+
+    store: Store
+    server: LiveServer
+    settings: Settings
+
+    @property
+    def http(self) -> httpx.Client:
+        return self.server.http
+
+    def close(self) -> None:
+        self.server.stop()
+        self.store.dispose()
+
+
+def deploy(database_url: str, **overrides: Any) -> Deployment:
+    settings = settings_for(database_url, **overrides)
+    store = Store(settings)
+    server = LiveServer(create_app(settings, store=store)).start()
+    return Deployment(store=store, server=server, settings=settings)
+
+
+@dataclass
+class Tenant:
+    """A property with an integration and an access token of its own, reached over HTTP."""
+
+    http: httpx.Client
+    client_token: str
+    access_token: str
+    enterprise_id: uuid.UUID
+    business_id: int
+    extra_enterprises: list[uuid.UUID] = field(default_factory=list)
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {
+            "ClientToken": self.client_token,
+            "AccessToken": self.access_token,
+            "Client": "keyledger tests 1.0",
+        }
+
+    def mews(self, operation: str, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+        return self.http.post(
+            f"{MEWS_PATH}/{operation}", json={**self.credentials, **body}, headers=headers
+        )
+
+
+def make_tenant(deployment: Deployment, *, properties: int = 1) -> Tenant:
+    created = [
+        add_property(deployment.store, name=f"Test property {uuid.uuid4().hex[:6]}")
+        for _ in range(properties)
+    ]
+    integration = add_integration(deployment.store, name="tests")
+    token = add_access_token(
+        deployment.store,
+        client_token=integration.secret,
+        enterprise_ids=[p.enterprise_id for p in created],
+    )
+    return Tenant(
+        http=deployment.http,
+        client_token=integration.secret,
+        access_token=token.secret,
+        enterprise_id=created[0].enterprise_id,
+        business_id=created[0].business_id,
+        extra_enterprises=[p.enterprise_id for p in created[1:]],
+    )
+
+
+def token_parameters(
+    *,
+    service_order: uuid.UUID | None = None,
+    value: str = "1234#",
+    start: str = "2030-01-01T14:00:00Z",
+    end: str = "2030-01-05T10:00:00Z",
+    token_type: str = "PinCode",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "ServiceOrderId": str(service_order or uuid.uuid4()),
+        "Type": token_type,
+        "Value": value,
+        "ValidityStartUtc": start,
+        "ValidityEndUtc": end,
+        "Permissions": {"Bed": {"Value": False}, "Room": {"Value": True}},
+        **extra,
+    }
