@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from keyledger.demo import provision_demo
 from tests.support import (
     POSTGRES_URL,
     DatabaseFactory,
@@ -14,7 +15,6 @@ from tests.support import (
     make_tenant,
     need,
 )
-from keyledger.demo import provision_demo
 
 BACKENDS = ["sqlite", "postgresql"]
 

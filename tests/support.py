@@ -74,8 +74,9 @@ class DatabaseFactory:
 
     def _admin(self, statement: str) -> None:
         assert POSTGRES_URL is not None
-        engine = create_engine(Settings(database_url=POSTGRES_URL).database_url,
-                               isolation_level="AUTOCOMMIT")
+        engine = create_engine(
+            Settings(database_url=POSTGRES_URL).database_url, isolation_level="AUTOCOMMIT"
+        )
         try:
             with engine.connect() as conn:
                 conn.execute(text(statement))
@@ -182,7 +183,9 @@ class Tenant:
             "Client": "keyledger tests 1.0",
         }
 
-    def mews(self, operation: str, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+    def mews(
+        self, operation: str, headers: dict[str, str] | None = None, **body: Any
+    ) -> httpx.Response:
         return self.http.post(
             f"{MEWS_PATH}/{operation}", json={**self.credentials, **body}, headers=headers
         )

@@ -177,7 +177,9 @@ def add_integration(name: str) -> None:
     _emit({"IntegrationId": issued.id, "Name": issued.name, "ClientToken": issued.secret})
 
 
-def _integration_switch(enabled: bool, client_token: str | None, integration_id: int | None) -> None:
+def _integration_switch(
+    enabled: bool, client_token: str | None, integration_id: int | None
+) -> None:
     from keyledger.callers.service import set_integration_enabled
 
     if (client_token is None) == (integration_id is None):

@@ -28,7 +28,7 @@ HOTEL_BUSINESS = 12345678
 SECOND_HOTEL = UUID("4d0201db-36f5-428b-8d11-4f0a65e960cc")
 SECOND_HOTEL_BUSINESS = 87654321
 USER_EMAIL = "example@nexudus.com"
-USER_PASSWORD = "Example1234"  # noqa: S105 - the seed's public example password
+USER_PASSWORD = "Example1234"
 
 
 def _at(text_value: str) -> datetime:
@@ -187,7 +187,9 @@ def provision_demo(store: Store) -> bool:
     return True
 
 
-def _property(conn: Connection, enterprise_id: UUID, business_id: int, name: str, now: datetime) -> int:
+def _property(
+    conn: Connection, enterprise_id: UUID, business_id: int, name: str, now: datetime
+) -> int:
     found = properties.by_enterprise_ids(conn, [enterprise_id])
     if found:
         return found[0].id
@@ -208,7 +210,11 @@ def _insert_defaults(conn: Connection, rows: list[dict[str, Any]]) -> None:
     defaults: dict[str, Any] = dict.fromkeys(columns)
     defaults.update(perm_bed=False, perm_room=False, perm_floor=False, perm_building=False)
     with_ids = [{**defaults, **row} for row in rows if "id" in row]
-    without_ids = [{k: v for k, v in {**defaults, **row}.items() if k != "id"} for row in rows if "id" not in row]
+    without_ids = [
+        {k: v for k, v in {**defaults, **row}.items() if k != "id"}
+        for row in rows
+        if "id" not in row
+    ]
     if without_ids:
         insert_credentials(conn, without_ids)
     if with_ids:

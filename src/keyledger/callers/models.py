@@ -76,7 +76,9 @@ class IntegrationCaller:
 
     @property
     def actor(self) -> Actor:
-        return Actor(kind=ActorKind.INTEGRATION, id=self.integration_id, label=self.integration_name)
+        return Actor(
+            kind=ActorKind.INTEGRATION, id=self.integration_id, label=self.integration_name
+        )
 
 
 @dataclass(frozen=True, slots=True)

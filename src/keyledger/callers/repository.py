@@ -51,7 +51,12 @@ def set_integration_enabled(
 
 
 def insert_connection(
-    conn: Connection, *, integration_id: int, digest: str, property_ids: Sequence[int], now: datetime
+    conn: Connection,
+    *,
+    integration_id: int,
+    digest: str,
+    property_ids: Sequence[int],
+    now: datetime,
 ) -> int:
     connection_id = int(
         conn.execute(
@@ -118,7 +123,12 @@ def insert_user(conn: Connection, *, email: str, password_hash: str, now: dateti
     return int(
         conn.execute(
             insert(users).returning(users.c.id),
-            {"email": email, "password_hash": password_hash, "api_access": True, "created_utc": now},
+            {
+                "email": email,
+                "password_hash": password_hash,
+                "api_access": True,
+                "created_utc": now,
+            },
         ).scalar_one()
     )
 

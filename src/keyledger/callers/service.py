@@ -113,7 +113,9 @@ def authenticate_integration(
     store: Store, *, client_token: str, access_token: str
 ) -> IntegrationCaller:
     """The caller behind a ClientToken/AccessToken pair, or ``Unauthenticated``."""
-    if not (0 < len(client_token) <= MAX_SECRET_LENGTH and 0 < len(access_token) <= MAX_SECRET_LENGTH):
+    if not (
+        0 < len(client_token) <= MAX_SECRET_LENGTH and 0 < len(access_token) <= MAX_SECRET_LENGTH
+    ):
         raise Unauthenticated("Invalid ClientToken or AccessToken.")
     client_digest = secret_digest(client_token)
     access_digest = secret_digest(access_token)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -78,7 +79,7 @@ class Credential:
     updated_by: str
     deleted_utc: datetime | None
 
-    @property
+    @builtins.property
     def is_active(self) -> bool:
         """False exactly when the credential was deleted (expiry does not change it)."""
         return self.deleted_utc is None

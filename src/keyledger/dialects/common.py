@@ -3,7 +3,7 @@ and a bounded body reader."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -34,7 +34,7 @@ class DialectRoute(APIRoute):
     def render_error(self, request: Request, error: Exception) -> Response:
         raise NotImplementedError
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
@@ -79,7 +79,9 @@ def parse_json(raw: bytes) -> Any:
         raise MalformedJson("The body is not valid JSON.") from None
 
 
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         content=orjson.dumps(content),
         status_code=status_code,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from keyledger.properties.models import Property
 from keyledger.store.schema import properties
@@ -20,12 +21,16 @@ _COLUMNS = (
 )
 
 
-def _to_property(row: Row[tuple[int, UUID, int, str, str]]) -> Property:
-    return Property(id=row[0], enterprise_id=row[1], business_id=row[2], name=row[3], timezone=row[4])
+def _to_property(row: Sequence[Any]) -> Property:
+    return Property(
+        id=row[0], enterprise_id=row[1], business_id=row[2], name=row[3], timezone=row[4]
+    )
 
 
 def by_enterprise_ids(conn: Connection, enterprise_ids: Iterable[UUID]) -> list[Property]:
-    rows = conn.execute(select(*_COLUMNS).where(properties.c.enterprise_id.in_(list(enterprise_ids))))
+    rows = conn.execute(
+        select(*_COLUMNS).where(properties.c.enterprise_id.in_(list(enterprise_ids)))
+    )
     return [_to_property(row) for row in rows]
 
 

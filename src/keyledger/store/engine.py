@@ -1,7 +1,7 @@
 """Engine set-up and transactions.
 
-* SQLite: WAL, ``synchronous`` as configured, ``busy_timeout``, ``foreign_keys=ON``; the driver's own
-  transaction handling is switched off so that reads begin with ``BEGIN`` and every write
+* SQLite: WAL, ``synchronous`` as configured, ``busy_timeout``, ``foreign_keys=ON``; the driver's
+  own transaction handling is switched off so that reads begin with ``BEGIN`` and every write
   transaction with ``BEGIN IMMEDIATE`` (a deferred BEGIN turns concurrent read-then-write
   transactions into "database is locked" errors).
 * A processing deadline (``deadline_scope``) bounds every transaction: SQLite statements are
@@ -105,7 +105,7 @@ class Store:
             def interrupt() -> int:
                 return 1 if time.monotonic() > deadline else 0
 
-            raw.set_progress_handler(interrupt, _SQLITE_PROGRESS_STEPS)  # type: ignore[attr-defined]
+            raw.set_progress_handler(interrupt, _SQLITE_PROGRESS_STEPS)
         elif self.dialect == "postgresql":
             milliseconds = max(1, int((deadline - time.monotonic()) * 1000))
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
@@ -114,7 +114,7 @@ class Store:
         if _deadline.get() is not None and self.dialect == "sqlite":
             raw = conn.connection.dbapi_connection
             if raw is not None:
-                raw.set_progress_handler(None, 0)  # type: ignore[attr-defined]
+                raw.set_progress_handler(None, 0)
 
     def dispose(self) -> None:
         self.engine.dispose()

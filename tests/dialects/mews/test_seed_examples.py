@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tests.mews_schema import assert_valid_mews_response
 from tests.seeds import mews_examples
@@ -12,7 +13,7 @@ from tests.support import Deployment
 DEMO_HOTEL = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
-def _post_verbatim(demo: Deployment, operation: str) -> tuple[int, dict[str, object], str]:
+def _post_verbatim(demo: Deployment, operation: str) -> tuple[int, dict[str, Any], str]:
     example = mews_examples()[operation]
     response = demo.http.post(
         example.path, content=example.raw_request, headers={"Content-Type": "application/json"}
@@ -59,7 +60,7 @@ def test_add_example_lands_in_the_service_orders_enterprise(demo: Deployment) ->
     status, body, _ = _post_verbatim(demo, "add")
     assert status == 200
     assert_valid_mews_response("add", 200, body)
-    (token,) = body["ResourceAccessTokens"]  # type: ignore[misc]
+    (token,) = body["ResourceAccessTokens"]
     sent = example.request["ResourceAccessTokenParameters"][0]
     assert uuid.UUID(token["Id"]) != uuid.UUID(sent["ServiceOrderId"])
     assert token["EnterpriseId"] == DEMO_HOTEL
@@ -98,7 +99,7 @@ def test_update_example_changes_validity_and_permissions(demo: Deployment) -> No
     status, body, _ = _post_verbatim(demo, "update")
     assert status == 200
     assert_valid_mews_response("update", 200, body)
-    (token,) = body["ResourceAccessTokens"]  # type: ignore[misc]
+    (token,) = body["ResourceAccessTokens"]
     assert token["Id"] == "35d4b117-4e60-44a3-9580-c582117eff98"
     assert token["EnterpriseId"] == DEMO_HOTEL
     assert token["ServiceOrderId"] == "35d4b117-4e60-44a3-9580-c582117eff98"

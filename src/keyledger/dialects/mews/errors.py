@@ -113,10 +113,14 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
         if isinstance(error, OutOfScope | RuleViolation | Conflict):
             return 403, error.message, None
         if isinstance(error, DeadlineExceeded):
-            return 408, (
-                "The request took longer than the processing time limit and was cancelled; "
-                "nothing of it was kept. Send smaller batches."
-            ), None
+            return (
+                408,
+                (
+                    "The request took longer than the processing time limit and was cancelled; "
+                    "nothing of it was kept. Send smaller batches."
+                ),
+                None,
+            )
     return 500, "An unexpected error occurred; it has been logged.", None
 
 

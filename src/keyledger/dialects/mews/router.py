@@ -95,9 +95,7 @@ def _body(model: type[schemas.MewsModel]) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
-                }
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
             },
         }
     }
@@ -171,7 +169,10 @@ async def update(call: UpdateCall, context: ContextDep) -> Response:
 )
 async def delete(call: DeleteCall, context: ContextDep, prefer: PreferDep = None) -> Response:
     service.delete_reservation_tokens(
-        context.store, scope=call.caller.scope, actor=call.caller.actor, credential_ids=call.body.Ids
+        context.store,
+        scope=call.caller.scope,
+        actor=call.caller.actor,
+        credential_ids=call.body.Ids,
     )
     if _minimal(prefer):
         return Response(status_code=204)

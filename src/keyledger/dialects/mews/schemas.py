@@ -19,13 +19,13 @@ MAX_ITEMS = 1000
 
 def _timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
-        raise ValueError("expected an ISO 8601 timestamp string")  # noqa: TRY004 - pydantic wants ValueError
+        raise ValueError("expected an ISO 8601 timestamp string")
     return to_utc_seconds(parse_timestamp(value))
 
 
 def _uuid_text(value: Any) -> Any:
     if not isinstance(value, str):
-        raise ValueError("expected a uuid string")  # noqa: TRY004
+        raise ValueError("expected a uuid string")
     return value
 
 
@@ -106,9 +106,7 @@ class AddRequest(Authentication):
         default=None,
         description="keyledger extension: the enterprise to add to with a portfolio token.",
     )
-    ResourceAccessTokenParameters: list[TokenParameters] = Field(
-        min_length=1, max_length=MAX_ITEMS
-    )
+    ResourceAccessTokenParameters: list[TokenParameters] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 def _unwrap_update_value(value: Any) -> Any:
