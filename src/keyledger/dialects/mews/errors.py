@@ -82,7 +82,7 @@ def _reason(error: Any) -> str:
     if kind == "string_too_long":
         return f"has more than {error['ctx']['max_length']} characters"
     if kind == "value_error":
-        return str(error["ctx"]["error"])
+        return f"is invalid: {error['ctx']['error']}"
     return str(error["msg"]).rstrip(".").lower()
 
 
