@@ -130,12 +130,14 @@ def _is_interruption(error: DBAPIError) -> bool:
 def build_engine(settings: Settings) -> Engine:
     url = settings.database_url
     if url.startswith("sqlite"):
+        in_memory = url in {"sqlite://", "sqlite:///:memory:"} or "mode=memory" in url
+        pool: dict[str, Any] = (
+            {} if in_memory else {"pool_size": settings.database_pool_size, "max_overflow": 10}
+        )
         engine = create_engine(
             url,
-            pool_size=settings.database_pool_size,
-            max_overflow=10,
-            pool_pre_ping=False,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+            **pool,
         )
         _configure_sqlite(engine, settings)
         return engine
