@@ -1,0 +1,69 @@
+"""The Mews rate limit: sliding window, shared through Redis, fail-open without it."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from tests.dialects.mews.test_errors import assert_error
+from tests.support import REDIS_URL, DatabaseFactory, Tenant, deploy, make_tenant, need
+
+
+def _probe(tenant: Tenant) -> int:
+    return tenant.mews(
+        "getAll", ServiceOrderIds=[str(uuid.uuid4())], Limitation={"Count": 1}
+    ).status_code
+
+
+def test_the_window_slides(sqlite_databases: DatabaseFactory) -> None:
+    deployment = deploy(sqlite_databases.new_url(), mews_rate_limit=3, mews_rate_window_seconds=2)
+    try:
+        tenant = make_tenant(deployment)
+        assert [_probe(tenant) for _ in range(3)] == [200, 200, 200]
+        refused = tenant.mews(
+            "getAll", ServiceOrderIds=[str(uuid.uuid4())], Limitation={"Count": 1}
+        )
+        assert_error(refused, 429, "Too many requests")
+        assert refused.headers["Retry-After"] in {"1", "2"}
+        time.sleep(2.1)
+        assert _probe(tenant) == 200
+    finally:
+        deployment.close()
+
+
+def test_two_instances_share_the_limit_through_redis(databases: DatabaseFactory) -> None:
+    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
+    url = databases.new_url()
+    shared = {
+        "redis_url": REDIS_URL,
+        "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}",
+        "mews_rate_limit": 6,
+    }
+    first, second = deploy(url, **shared), deploy(url, **shared)
+    try:
+        tenant = make_tenant(first)
+        via_second = Tenant(**{**tenant.__dict__, "http": second.http})
+        statuses = [_probe(tenant if n % 2 else via_second) for n in range(10)]
+        assert statuses.count(200) == 6
+        assert statuses.count(429) == 4
+    finally:
+        first.close()
+        second.close()
+
+
+def test_unreachable_redis_fails_open_and_is_counted(sqlite_databases: DatabaseFactory) -> None:
+    deployment = deploy(
+        sqlite_databases.new_url(), redis_url="redis://127.0.0.1:9/0", mews_rate_limit=2
+    )
+    try:
+        tenant = make_tenant(deployment)
+        assert [_probe(tenant) for _ in range(4)] == [200] * 4
+        metrics = deployment.http.get("/metrics").text
+        found = re.search(
+            r'keyledger_rate_limit_errors_total\{namespace="mews"\} ([\d.]+)', metrics
+        )
+        assert found is not None
+        assert float(found.group(1)) >= 4
+    finally:
+        deployment.close()
