@@ -21,7 +21,7 @@ def test_sqlite_pragmas_and_immediate_writes(sqlite_databases: DatabaseFactory) 
             # Inside BEGIN IMMEDIATE this connection holds the write lock already.
             raw = conn.connection.dbapi_connection
             assert raw is not None
-            assert raw.in_transaction  # type: ignore[attr-defined]
+            assert raw.in_transaction
     finally:
         store.dispose()
 
