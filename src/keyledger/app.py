@@ -8,8 +8,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from keyledger import __version__
+from keyledger.callers.users import PasswordCache
 from keyledger.context import AppContext
 from keyledger.dialects.mews import router as mews
+from keyledger.dialects.nexudus import router as nexudus
 from keyledger.observability.logging import configure_logging
 from keyledger.observability.middleware import RequestObserver
 from keyledger.operations import router as operations
@@ -33,6 +35,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         store=store,
         rate_limiter=RateLimiter(build_storage(settings.redis_url, settings.redis_key_prefix)),
         mews_limit=Limit("mews", settings.mews_rate_limit, settings.mews_rate_window_seconds),
+        nexudus_limit=Limit(
+            "nexudus", settings.nexudus_rate_limit, settings.nexudus_rate_window_seconds
+        ),
+        password_cache=PasswordCache(settings.password_cache_seconds),
     )
     app = FastAPI(
         title="keyledger",
@@ -46,6 +52,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.context = context
     app.include_router(mews.router)
     app.include_router(mews.unknown_router)
+    app.include_router(nexudus.router)
+    app.include_router(nexudus.token_router)
+    app.include_router(nexudus.unknown_router)
     app.include_router(operations)
     app.add_middleware(RequestObserver)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
@@ -63,11 +72,12 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=[
             {"name": "Mews", "description": "Mews Connector API: resource access tokens."},
+            {"name": "Nexudus", "description": "Nexudus Spaces API: access tokens (vouchers)."},
             {"name": "Operations", "description": "Health, readiness and metrics."},
         ],
     )
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in mews.REQUEST_SCHEMAS:
+    for model in (*mews.REQUEST_SCHEMAS, *nexudus.REQUEST_SCHEMAS):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from keyledger.callers.users import PasswordCache
 from keyledger.ratelimit import Limit, RateLimiter
 from keyledger.settings import Settings
 from keyledger.store import Store
@@ -18,6 +19,8 @@ class AppContext:
     store: Store
     rate_limiter: RateLimiter
     mews_limit: Limit
+    nexudus_limit: Limit
+    password_cache: PasswordCache
 
 
 def get_context(request: Request) -> AppContext:

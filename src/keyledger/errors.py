@@ -10,12 +10,14 @@ class DomainError(Exception):
 
     ``subject`` names what was wrong in the domain's words (``credential_id``, ``cursor``,
     ``enterprise``, ``validity``...); dialects translate it to their own property names.
+    ``value`` is the offending value, when showing it back to the caller is safe.
     """
 
-    def __init__(self, message: str, *, subject: str | None = None) -> None:
+    def __init__(self, message: str, *, subject: str | None = None, value: object = None) -> None:
         super().__init__(message)
         self.message = message
         self.subject = subject
+        self.value = value
 
 
 class Unauthenticated(DomainError):
@@ -38,6 +40,10 @@ class CredentialNotFound(InvalidInput):
 
 class OutOfScope(DomainError):
     """A property that the caller's credentials do not cover."""
+
+
+class Forbidden(DomainError):
+    """The caller is known but lacks the role the operation needs."""
 
 
 class RuleViolation(DomainError):

@@ -34,6 +34,21 @@ class Settings(BaseSettings):
         default=200, ge=0, description="Mews requests per AccessToken per window; 0 disables."
     )
     mews_rate_window_seconds: int = Field(default=30, ge=1, description="Sliding window length.")
+    nexudus_rate_limit: int = Field(
+        default=300, ge=0, description="Nexudus requests per user per window (409); 0 disables."
+    )
+    nexudus_rate_window_seconds: int = Field(default=60, ge=1, description="Sliding window.")
+    bearer_token_seconds: int = Field(
+        default=3600, ge=60, description="Lifetime of a bearer token from POST /api/token."
+    )
+    refresh_token_seconds: int = Field(
+        default=30 * 24 * 3600, ge=60, description="Lifetime of a refresh token."
+    )
+    password_cache_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How long a verified Basic password is remembered in process (0: never).",
+    )
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Processing time limit of one request (Mews: 408)."
     )

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
 
-from keyledger.errors import OutOfScope
+from keyledger.errors import Forbidden, OutOfScope
 from keyledger.properties.models import Property
 
 
@@ -35,10 +35,12 @@ class Scope:
     properties: tuple[Property, ...]
     by_id: dict[int, Property] = field(init=False, repr=False, compare=False)
     by_enterprise: dict[UUID, Property] = field(init=False, repr=False, compare=False)
+    by_business: dict[int, Property] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {p.id: p for p in self.properties})
         object.__setattr__(self, "by_enterprise", {p.enterprise_id: p for p in self.properties})
+        object.__setattr__(self, "by_business", {p.business_id: p for p in self.properties})
 
     @property
     def property_ids(self) -> list[int]:
@@ -79,6 +81,46 @@ class IntegrationCaller:
         return Actor(
             kind=ActorKind.INTEGRATION, id=self.integration_id, label=self.integration_name
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    property: Property
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserCaller:
+    """An authenticated Nexudus request: a user with roles per business."""
+
+    user_id: int
+    email: str
+    memberships: tuple[Membership, ...]
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind=ActorKind.USER, id=self.user_id, label=self.email)
+
+    @property
+    def visible(self) -> Scope:
+        """Every business the user belongs to: records elsewhere do not exist for them."""
+        return Scope(tuple(m.property for m in self.memberships))
+
+    def scope_with(self, role: str) -> Scope:
+        return Scope(tuple(m.property for m in self.memberships if role in m.roles))
+
+    def require(self, role: str, property_id: int) -> None:
+        for membership in self.memberships:
+            if membership.property.id == property_id and role in membership.roles:
+                return
+        raise Forbidden(f"This operation requires the role {role} in the record's business.")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedBearer:
+    access_token: str
+    refresh_token: str
+    expires_in: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, insert, select, update
 from keyledger.properties.models import Property
 from keyledger.properties.repository import by_ids
 from keyledger.store.schema import (
+    bearer_tokens,
     connection_properties,
     connections,
     integrations,
@@ -140,3 +141,93 @@ def insert_memberships(
         insert(memberships),
         [{"user_id": user_id, "property_id": pid, "roles": list(roles)} for pid in property_ids],
     )
+
+
+def user_by_email(conn: Connection, email: str) -> Any:
+    return conn.execute(
+        select(
+            users.c.id,
+            users.c.email,
+            users.c.password_hash,
+            users.c.api_access,
+            users.c.disabled_utc,
+        ).where(users.c.email == email)
+    ).first()
+
+
+def user_by_id(conn: Connection, user_id: int) -> Any:
+    return conn.execute(
+        select(
+            users.c.id,
+            users.c.email,
+            users.c.password_hash,
+            users.c.api_access,
+            users.c.disabled_utc,
+        ).where(users.c.id == user_id)
+    ).first()
+
+
+def memberships_of(conn: Connection, user_id: int) -> list[tuple[Property, list[str]]]:
+    rows = conn.execute(
+        select(memberships.c.property_id, memberships.c.roles).where(
+            memberships.c.user_id == user_id
+        )
+    ).all()
+    found = {p.id: p for p in by_ids(conn, [row[0] for row in rows])}
+    return [(found[row[0]], list(row[1])) for row in rows]
+
+
+def insert_bearer(
+    conn: Connection,
+    *,
+    user_id: int,
+    access_digest: str,
+    refresh_digest: str,
+    access_expires: datetime,
+    refresh_expires: datetime,
+    now: datetime,
+) -> None:
+    conn.execute(
+        insert(bearer_tokens),
+        {
+            "user_id": user_id,
+            "access_digest": access_digest,
+            "refresh_digest": refresh_digest,
+            "access_expires_utc": access_expires,
+            "refresh_expires_utc": refresh_expires,
+            "created_utc": now,
+        },
+    )
+
+
+def bearer_by_access(conn: Connection, digest: str) -> Any:
+    return conn.execute(
+        select(
+            bearer_tokens.c.id,
+            bearer_tokens.c.user_id,
+            bearer_tokens.c.access_digest,
+            bearer_tokens.c.access_expires_utc,
+            bearer_tokens.c.revoked_utc,
+        ).where(bearer_tokens.c.access_digest == digest)
+    ).first()
+
+
+def bearer_by_refresh(conn: Connection, digest: str) -> Any:
+    return conn.execute(
+        select(
+            bearer_tokens.c.id,
+            bearer_tokens.c.user_id,
+            bearer_tokens.c.refresh_digest,
+            bearer_tokens.c.refresh_expires_utc,
+            bearer_tokens.c.revoked_utc,
+        ).where(bearer_tokens.c.refresh_digest == digest)
+    ).first()
+
+
+def revoke_bearer(conn: Connection, bearer_id: int, *, now: datetime) -> int:
+    result = conn.execute(
+        update(bearer_tokens)
+        .where(bearer_tokens.c.id == bearer_id, bearer_tokens.c.revoked_utc.is_(None))
+        .values(revoked_utc=now)
+    )
+    return int(result.rowcount)

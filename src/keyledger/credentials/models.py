@@ -141,3 +141,62 @@ class ReservationTokenChange:
     valid_to: datetime | None = None
     value: str | None = None
     permissions: PermissionChanges = PermissionChanges()
+
+
+class VoucherField(StrEnum):
+    """Properties of a voucher that lists can be filtered and ordered by."""
+
+    ID = "id"
+    BUSINESS = "business"
+    ACCESS_CODE = "access_code"
+    DESCRIPTION = "description"
+    LAST_ACCESS = "last_access"
+    MINUTES_INCLUDED = "minutes_included"
+    MINUTES_LEFT = "minutes_left"
+    USER_LIMIT = "user_limit"
+    VALID_FROM = "valid_from"
+    VALID_TO = "valid_to"
+    UNIQUE_ID = "unique_id"
+    SYSTEM_ID = "system_id"
+    CREATED = "created"
+    UPDATED = "updated"
+    UPDATED_BY = "updated_by"
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherCondition:
+    """One filter: a case-insensitive substring, one of some values, or an inclusive range."""
+
+    field: VoucherField
+    contains: str | None = None
+    one_of: tuple[object, ...] | None = None
+    at_least: object | None = None
+    at_most: object | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherQuery:
+    conditions: tuple[VoucherCondition, ...] = ()
+    order_by: VoucherField = VoucherField.ID
+    descending: bool = False
+    page: int = 1
+    size: int = 25
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherPage:
+    vouchers: list[Credential]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherFields:
+    """Everything a client writes on a voucher; a replace sets all of them."""
+
+    access_code: str
+    minutes_included: int
+    description: str | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    user_limit: int | None = None
+    system_id: str | None = None

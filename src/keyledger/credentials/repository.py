@@ -21,7 +21,7 @@ from keyledger.credentials.models import (
 from keyledger.properties.models import Property
 from keyledger.store.schema import credentials as t
 
-_COLUMNS = (
+CREDENTIAL_COLUMNS = (
     t.c.id,
     t.c.uid,
     t.c.property_id,
@@ -52,7 +52,7 @@ _COLUMNS = (
 )
 
 
-def _to_credential(row: Sequence[Any], properties: Mapping[int, Property]) -> Credential:
+def to_credential(row: Sequence[Any], properties: Mapping[int, Property]) -> Credential:
     return Credential(
         id=row[0],
         uid=row[1],
@@ -81,7 +81,7 @@ def _to_credential(row: Sequence[Any], properties: Mapping[int, Property]) -> Cr
     )
 
 
-def _in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement[bool]:
+def in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement[bool]:
     if len(property_ids) == 1:
         return and_(t.c.property_id == property_ids[0], t.c.kind == kind.value)
     return and_(t.c.property_id.in_(list(property_ids)), t.c.kind == kind.value)
@@ -105,7 +105,7 @@ def position_of(
 ) -> tuple[datetime, UUID] | None:
     """The (created, uid) sort key of a credential in scope, whatever its state."""
     row = conn.execute(
-        select(t.c.created_utc, t.c.uid).where(_in_scope(property_ids, kind), t.c.uid == uid)
+        select(t.c.created_utc, t.c.uid).where(in_scope(property_ids, kind), t.c.uid == uid)
     ).first()
     return None if row is None else (row[0], row[1])
 
@@ -117,9 +117,7 @@ def select_reservation_page(
     query: ReservationTokenQuery,
     after: tuple[datetime, UUID] | None,
 ) -> list[Credential]:
-    conditions: list[ColumnElement[bool]] = [
-        _in_scope(list(properties), CredentialKind.RESERVATION)
-    ]
+    conditions: list[ColumnElement[bool]] = [in_scope(list(properties), CredentialKind.RESERVATION)]
     if query.credential_ids is not None:
         conditions.append(t.c.uid.in_(query.credential_ids))
     if query.service_order_ids is not None:
@@ -135,12 +133,12 @@ def select_reservation_page(
     if after is not None:
         conditions.append(tuple_(t.c.created_utc, t.c.uid) < tuple_(*after))
     statement = (
-        select(*_COLUMNS)
+        select(*CREDENTIAL_COLUMNS)
         .where(*conditions)
         .order_by(t.c.created_utc.desc(), t.c.uid.desc())
         .limit(query.count)
     )
-    return [_to_credential(row, properties) for row in conn.execute(statement)]
+    return [to_credential(row, properties) for row in conn.execute(statement)]
 
 
 def by_uids(
@@ -151,9 +149,9 @@ def by_uids(
     uids: Sequence[UUID],
 ) -> dict[UUID, Credential]:
     rows = conn.execute(
-        select(*_COLUMNS).where(_in_scope(list(properties), kind), t.c.uid.in_(list(uids)))
+        select(*CREDENTIAL_COLUMNS).where(in_scope(list(properties), kind), t.c.uid.in_(list(uids)))
     )
-    found = (_to_credential(row, properties) for row in rows)
+    found = (to_credential(row, properties) for row in rows)
     return {credential.uid: credential for credential in found}
 
 
@@ -164,7 +162,7 @@ def properties_of_service_orders(
     rows = conn.execute(
         select(t.c.service_order_id, t.c.property_id)
         .where(
-            _in_scope(property_ids, CredentialKind.RESERVATION),
+            in_scope(property_ids, CredentialKind.RESERVATION),
             t.c.service_order_id.in_(list(service_order_ids)),
         )
         .distinct()
@@ -184,23 +182,12 @@ def insert_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
     return [row[0] for row in result]
 
 
-_UPDATABLE = (
-    "value",
-    "valid_from",
-    "valid_to",
-    "perm_bed",
-    "perm_room",
-    "perm_floor",
-    "perm_building",
-    "updated_utc",
-    "updated_by",
-)
-
-
-def update_reservation_tokens(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Rewrite the mutable columns of reservation tokens, keyed by ``row_id``."""
+def rewrite_credentials(
+    conn: Connection, rows: Sequence[dict[str, Any]], *, columns: Sequence[str]
+) -> None:
+    """Write ``columns`` of each row (a dict of column values and ``row_id``)."""
     statement = update(t).where(t.c.id == bindparam("row_id"))
-    conn.execute(statement, [{name: row[name] for name in ("row_id", *_UPDATABLE)} for row in rows])
+    conn.execute(statement, [{name: row[name] for name in ("row_id", *columns)} for row in rows])
 
 
 def mark_deleted(

@@ -136,7 +136,7 @@ def add_reservation_tokens(
             )
             for draft, target in zip(drafts, targets, strict=True)
         ]
-        row_ids = repository.insert_credentials(conn, [_row_of(c) for c in created])
+        row_ids = repository.insert_credentials(conn, [row_of(c) for c in created])
     return [replace(c, id=row_id) for c, row_id in zip(created, row_ids, strict=True)]
 
 
@@ -193,8 +193,10 @@ def update_reservation_tokens(
                 touched[after.uid] = after
             results.append(after)
         if touched:
-            repository.update_reservation_tokens(
-                conn, [{"row_id": c.id, **_row_of(c)} for c in touched.values()]
+            repository.rewrite_credentials(
+                conn,
+                [{"row_id": c.id, **row_of(c)} for c in touched.values()],
+                columns=RESERVATION_MUTABLE,
             )
     final = {**current, **touched}
     return [final[result.uid] for result in results]
@@ -220,7 +222,21 @@ def delete_reservation_tokens(
         )
 
 
-def _row_of(credential: Credential) -> dict[str, Any]:
+RESERVATION_MUTABLE = (
+    "value",
+    "valid_from",
+    "valid_to",
+    "perm_bed",
+    "perm_room",
+    "perm_floor",
+    "perm_building",
+    "updated_utc",
+    "updated_by",
+)
+
+
+def row_of(credential: Credential) -> dict[str, Any]:
+    """The store row of a credential (every column but ``id``)."""
     permissions = credential.permissions
     return {
         "uid": credential.uid,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -157,6 +158,45 @@ credentials = Table(
     Index("ix_credentials_scope_updated", "property_id", "kind", "updated_utc"),
     Index("ix_credentials_scope_valid_to", "property_id", "kind", "valid_to"),
     Index("ix_credentials_service_order", "service_order_id"),
+    # A voucher's code is unique among the live vouchers of its business.
+    Index(
+        "uq_credentials_live_voucher_code",
+        "property_id",
+        "value",
+        unique=True,
+        sqlite_where=text("kind = 'voucher' AND deleted_utc IS NULL"),
+        postgresql_where=text("kind = 'voucher' AND deleted_utc IS NULL"),
+    ),
+    Index("ix_credentials_scope_id", "property_id", "kind", "id"),
+)
+
+#: Substring-search structures made by raw SQL in migration 0002 (not expressible here):
+#: PostgreSQL trigram GIN indexes, SQLite's FTS5 trigram table and its triggers.
+SEARCH_OBJECTS = frozenset(
+    {
+        "credential_search",
+        "credential_search_data",
+        "credential_search_idx",
+        "credential_search_content",
+        "credential_search_docsize",
+        "credential_search_config",
+        "ix_credentials_value_trgm",
+        "ix_credentials_description_trgm",
+    }
+)
+
+# Bearer tokens of the Nexudus dialect (POST /api/token), stored as digests.
+bearer_tokens = Table(
+    "bearer_tokens",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("user_id", ForeignKey("users.id"), nullable=False, index=True),
+    Column("access_digest", String(64), nullable=False, unique=True),
+    Column("refresh_digest", String(64), nullable=False, unique=True),
+    Column("access_expires_utc", UtcDateTime, nullable=False),
+    Column("refresh_expires_utc", UtcDateTime, nullable=False),
+    Column("created_utc", UtcDateTime, nullable=False),
+    Column("revoked_utc", UtcDateTime, nullable=True),
 )
 
 # Marks of one-off provisioning (e.g. demo data), so a restart never repeats it.

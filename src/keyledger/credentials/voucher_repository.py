@@ -1,0 +1,155 @@
+"""SQL for Wi-Fi vouchers: paged, filtered, ordered lists and code look-ups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    column,
+    false,
+    func,
+    literal,
+    select,
+    table,
+)
+
+from keyledger.credentials.models import (
+    Credential,
+    CredentialKind,
+    VoucherCondition,
+    VoucherField,
+    VoucherQuery,
+)
+from keyledger.credentials.repository import CREDENTIAL_COLUMNS, in_scope, to_credential
+from keyledger.properties.models import Property
+from keyledger.store.schema import credentials as t
+
+_COLUMN_OF: dict[VoucherField, Any] = {
+    VoucherField.ID: t.c.id,
+    VoucherField.ACCESS_CODE: t.c.value,
+    VoucherField.DESCRIPTION: t.c.description,
+    VoucherField.LAST_ACCESS: t.c.last_access,
+    VoucherField.MINUTES_INCLUDED: t.c.minutes_included,
+    VoucherField.MINUTES_LEFT: t.c.minutes_left,
+    VoucherField.USER_LIMIT: t.c.user_limit,
+    VoucherField.VALID_FROM: t.c.valid_from,
+    VoucherField.VALID_TO: t.c.valid_to,
+    VoucherField.UNIQUE_ID: t.c.uid,
+    VoucherField.SYSTEM_ID: t.c.system_id,
+    VoucherField.CREATED: t.c.created_utc,
+    VoucherField.UPDATED: t.c.updated_utc,
+    VoucherField.UPDATED_BY: t.c.updated_by,
+}
+
+#: Columns with a substring index (PostgreSQL trigram GIN, SQLite FTS5 trigram).
+_SEARCHABLE = {VoucherField.ACCESS_CODE: "value", VoucherField.DESCRIPTION: "description"}
+_fts = table("credential_search", column("rowid"), column("value"), column("description"))
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(conn: Connection, field: VoucherField, term: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match, through the trigram index where one serves."""
+    fts_column = _SEARCHABLE.get(field)
+    plain = not any(ch in term for ch in "%_\\")
+    if conn.dialect.name == "sqlite" and fts_column is not None and len(term) >= 3 and plain:
+        # FTS5's trigram tokenizer answers LIKE from its index (case-insensitively).
+        found = select(_fts.c.rowid).where(_fts.c[fts_column].like(f"%{term}%"))
+        return t.c.id.in_(found)
+    target = _COLUMN_OF[field]
+    return func.lower(target).like(f"%{_escape_like(term.lower())}%", escape="\\")
+
+
+def _business_of(properties: Mapping[int, Property]) -> Any:
+    return case(
+        {pid: literal(p.business_id) for pid, p in properties.items()},
+        value=t.c.property_id,
+        else_=literal(0),
+    )
+
+
+def _condition(
+    conn: Connection, condition: VoucherCondition, properties: Mapping[int, Property]
+) -> ColumnElement[bool]:
+    if condition.field is VoucherField.BUSINESS:
+        wanted = {int(str(value)) for value in condition.one_of or ()}
+        property_ids = [pid for pid, p in properties.items() if p.business_id in wanted]
+        return t.c.property_id.in_(property_ids) if property_ids else false()
+    if condition.contains is not None:
+        return _contains(conn, condition.field, condition.contains)
+    target = _COLUMN_OF[condition.field]
+    parts: list[ColumnElement[bool]] = []
+    if condition.one_of is not None:
+        parts.append(target.in_(list(condition.one_of)))
+    if condition.at_least is not None:
+        parts.append(target >= condition.at_least)
+    if condition.at_most is not None:
+        parts.append(target <= condition.at_most)
+    return and_(*parts)
+
+
+def select_voucher_page(
+    conn: Connection, *, properties: Mapping[int, Property], query: VoucherQuery
+) -> tuple[list[Credential], int]:
+    where = [
+        in_scope(list(properties), CredentialKind.VOUCHER),
+        t.c.deleted_utc.is_(None),
+        *(_condition(conn, c, properties) for c in query.conditions),
+    ]
+    total = conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one()
+    if query.order_by is VoucherField.BUSINESS:
+        key: Any = _business_of(properties)
+    else:
+        key = _COLUMN_OF[query.order_by]
+    order = (
+        [key.desc().nulls_last(), t.c.id.desc()]
+        if query.descending
+        else [
+            key.asc().nulls_first(),
+            t.c.id.asc(),
+        ]
+    )
+    if query.order_by is VoucherField.ID:
+        order = order[:1]
+    statement = (
+        select(*CREDENTIAL_COLUMNS)
+        .where(*where)
+        .order_by(*order)
+        .limit(query.size)
+        .offset((query.page - 1) * query.size)
+    )
+    return [to_credential(row, properties) for row in conn.execute(statement)], int(total)
+
+
+def live_vouchers(
+    conn: Connection, *, properties: Mapping[int, Property], ids: Sequence[int]
+) -> dict[int, Credential]:
+    rows = conn.execute(
+        select(*CREDENTIAL_COLUMNS).where(
+            in_scope(list(properties), CredentialKind.VOUCHER),
+            t.c.deleted_utc.is_(None),
+            t.c.id.in_(list(ids)),
+        )
+    )
+    found = (to_credential(row, properties) for row in rows)
+    return {credential.id: credential for credential in found}
+
+
+def codes_in_use(conn: Connection, *, property_id: int, codes: Sequence[str]) -> set[str]:
+    """Which of ``codes`` a live voucher of the business holds."""
+    rows = conn.execute(
+        select(t.c.value).where(
+            t.c.property_id == property_id,
+            t.c.kind == CredentialKind.VOUCHER.value,
+            t.c.deleted_utc.is_(None),
+            t.c.value.in_(list(codes)),
+        )
+    )
+    return set(rows.scalars())

@@ -1,0 +1,324 @@
+"""Rules and transactions for Wi-Fi vouchers (the Nexudus access tokens).
+
+A voucher is a code with a budget of minutes. ``minutes_left`` starts at ``minutes_included`` and
+moves with it: changing the budget by d changes what is left by d, never below 0. A code is unique
+among the live vouchers of its business (a partial unique index backs the check against races).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from keyledger.callers.models import Actor, Scope
+from keyledger.clock import utc_now
+from keyledger.credentials import repository, voucher_repository
+from keyledger.credentials.models import (
+    Credential,
+    CredentialKind,
+    Permissions,
+    VoucherFields,
+    VoucherPage,
+    VoucherQuery,
+)
+from keyledger.credentials.service import row_of
+from keyledger.errors import Conflict, CredentialNotFound, InvalidInput, RuleViolation
+from keyledger.properties.models import Property
+from keyledger.store import Store
+
+#: Server-made codes avoid characters people confuse (0/O, 1/I/L).
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 8
+MAX_BULK = 1000
+VOUCHER_MUTABLE = (
+    "value",
+    "description",
+    "minutes_included",
+    "minutes_left",
+    "user_limit",
+    "valid_from",
+    "valid_to",
+    "system_id",
+    "updated_utc",
+    "updated_by",
+    "deleted_utc",
+)
+
+
+def _check(fields: VoucherFields) -> None:
+    if not fields.access_code.strip():
+        raise InvalidInput("may not be null or empty", subject="access_code")
+    if len(fields.access_code) > 255:
+        raise InvalidInput("must have at most 255 characters", subject="access_code")
+    if fields.minutes_included < 0:
+        raise InvalidInput(
+            "must be 0 or more", subject="minutes_included", value=fields.minutes_included
+        )
+    if fields.user_limit is not None and fields.user_limit < 1:
+        raise InvalidInput("must be 1 or more", subject="user_limit", value=fields.user_limit)
+    if fields.valid_from and fields.valid_to and fields.valid_to <= fields.valid_from:
+        raise RuleViolation("must be after ValidFrom", subject="validity", value=fields.valid_to)
+
+
+def _new_voucher(
+    target: Property, actor: Actor, fields: VoucherFields, now: datetime
+) -> Credential:
+    return Credential(
+        id=0,
+        uid=uuid.uuid4(),
+        property=target,
+        kind=CredentialKind.VOUCHER,
+        value=fields.access_code,
+        token_type=None,
+        service_order_id=None,
+        companionship_id=None,
+        resource_id=None,
+        serial_number=None,
+        valid_from=fields.valid_from,
+        valid_to=fields.valid_to,
+        permissions=Permissions(),
+        description=fields.description,
+        minutes_included=fields.minutes_included,
+        minutes_left=fields.minutes_included,
+        user_limit=fields.user_limit,
+        last_access=None,
+        system_id=fields.system_id,
+        created_utc=now,
+        updated_utc=now,
+        created_by=actor.label,
+        updated_by=actor.label,
+        deleted_utc=None,
+    )
+
+
+def _code_taken(code: str) -> Conflict:
+    return Conflict(
+        "is in use by another voucher of this business", subject="access_code", value=code
+    )
+
+
+def list_vouchers(store: Store, *, scope: Scope, query: VoucherQuery) -> VoucherPage:
+    with store.read() as conn:
+        found, total = voucher_repository.select_voucher_page(
+            conn, properties=scope.by_id, query=query
+        )
+    return VoucherPage(vouchers=found, total=total)
+
+
+def find_voucher(store: Store, *, scope: Scope, voucher_id: int) -> Credential:
+    with store.read() as conn:
+        found = voucher_repository.live_vouchers(conn, properties=scope.by_id, ids=[voucher_id])
+    if voucher_id not in found:
+        raise CredentialNotFound([voucher_id])
+    return found[voucher_id]
+
+
+def _insert(store: Store, vouchers: Sequence[Credential]) -> list[Credential]:
+    try:
+        with store.write() as conn:
+            taken = voucher_repository.codes_in_use(
+                conn, property_id=vouchers[0].property.id, codes=[v.value for v in vouchers]
+            )
+            if taken:
+                raise _code_taken(sorted(taken)[0])
+            row_ids = repository.insert_credentials(conn, [row_of(v) for v in vouchers])
+    except IntegrityError:
+        raise _code_taken(vouchers[0].value) from None
+    return [replace(v, id=row_id) for v, row_id in zip(vouchers, row_ids, strict=True)]
+
+
+def create_voucher(
+    store: Store, *, target: Property, actor: Actor, fields: VoucherFields
+) -> Credential:
+    _check(fields)
+    return _insert(store, [_new_voucher(target, actor, fields, utc_now())])[0]
+
+
+def _rewrite(
+    store: Store,
+    *,
+    scope: Scope,
+    voucher_ids: Sequence[int],
+    change: Callable[[Credential], Credential],
+    actor: Actor,
+) -> list[Credential]:
+    """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing."""
+    wanted = list(dict.fromkeys(voucher_ids))
+    now = utc_now()
+    try:
+        with store.write() as conn:
+            found = voucher_repository.live_vouchers(conn, properties=scope.by_id, ids=wanted)
+            missing = [voucher_id for voucher_id in wanted if voucher_id not in found]
+            if missing:
+                raise CredentialNotFound(missing)
+            changed = [
+                replace(change(found[i]), updated_utc=now, updated_by=actor.label) for i in wanted
+            ]
+            renamed = [c for c in changed if c.value != found[c.id].value]
+            if renamed:
+                taken = voucher_repository.codes_in_use(
+                    conn, property_id=renamed[0].property.id, codes=[c.value for c in renamed]
+                )
+                if taken:
+                    raise _code_taken(sorted(taken)[0])
+            repository.rewrite_credentials(
+                conn, [{"row_id": c.id, **row_of(c)} for c in changed], columns=VOUCHER_MUTABLE
+            )
+    except IntegrityError:
+        raise Conflict(
+            "is in use by another voucher of this business", subject="access_code"
+        ) from None
+    return changed
+
+
+def replace_voucher(
+    store: Store, *, scope: Scope, actor: Actor, voucher_id: int, fields: VoucherFields
+) -> Credential:
+    """Replace every writable property; the budget shift moves ``minutes_left`` too."""
+    _check(fields)
+
+    def apply(current: Credential) -> Credential:
+        shift = fields.minutes_included - (current.minutes_included or 0)
+        return replace(
+            current,
+            value=fields.access_code,
+            description=fields.description,
+            minutes_included=fields.minutes_included,
+            minutes_left=max(0, (current.minutes_left or 0) + shift),
+            user_limit=fields.user_limit,
+            valid_from=fields.valid_from,
+            valid_to=fields.valid_to,
+            system_id=fields.system_id,
+        )
+
+    return _rewrite(store, scope=scope, voucher_ids=[voucher_id], change=apply, actor=actor)[0]
+
+
+def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int) -> None:
+    """Soft delete: the voucher disappears from the dialect and its code is free again."""
+    now = utc_now()
+    _rewrite(
+        store,
+        scope=scope,
+        voucher_ids=[voucher_id],
+        change=lambda current: replace(current, deleted_utc=now),
+        actor=actor,
+    )
+
+
+def reset_minutes(
+    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int]
+) -> list[Credential]:
+    return _rewrite(
+        store,
+        scope=scope,
+        voucher_ids=voucher_ids,
+        change=lambda current: replace(current, minutes_left=current.minutes_included),
+        actor=actor,
+    )
+
+
+def add_minutes(
+    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int], minutes: int
+) -> list[Credential]:
+    """Top up: the budget and what is left both grow by ``minutes``."""
+    if not 1 <= minutes <= 10_000_000:
+        raise InvalidInput("must be between 1 and 10000000", subject="minutes", value=minutes)
+    return _rewrite(
+        store,
+        scope=scope,
+        voucher_ids=voucher_ids,
+        change=lambda current: replace(
+            current,
+            minutes_included=(current.minutes_included or 0) + minutes,
+            minutes_left=(current.minutes_left or 0) + minutes,
+        ),
+        actor=actor,
+    )
+
+
+def expire_now(
+    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int]
+) -> list[Credential]:
+    """End validity now (a voucher not yet valid gets an empty window starting now)."""
+    now = utc_now()
+    return _rewrite(
+        store,
+        scope=scope,
+        voucher_ids=voucher_ids,
+        change=lambda current: replace(
+            current,
+            valid_from=min(current.valid_from, now) if current.valid_from else None,
+            valid_to=now,
+        ),
+        actor=actor,
+    )
+
+
+def extend_validity(
+    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int], valid_to: datetime
+) -> list[Credential]:
+    def apply(current: Credential) -> Credential:
+        if current.valid_from is not None and valid_to <= current.valid_from:
+            raise RuleViolation(
+                f"voucher {current.id}: the new end must be after ValidFrom", subject="validity"
+            )
+        return replace(current, valid_to=valid_to)
+
+    return _rewrite(store, scope=scope, voucher_ids=voucher_ids, change=apply, actor=actor)
+
+
+def new_codes(count: int) -> list[str]:
+    return [
+        "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH)) for _ in range(count)
+    ]
+
+
+def bulk_create(
+    store: Store,
+    *,
+    target: Property,
+    actor: Actor,
+    count: int,
+    minutes: int,
+    description: str | None = None,
+    valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
+    user_limit: int | None = None,
+) -> list[Credential]:
+    """``count`` new vouchers of ``minutes`` each, with random codes unique in the business."""
+    if not 1 <= count <= MAX_BULK:
+        raise InvalidInput(f"must be between 1 and {MAX_BULK}", subject="count", value=count)
+    template = VoucherFields(
+        access_code="-",
+        minutes_included=minutes,
+        description=description,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        user_limit=user_limit,
+    )
+    _check(template)
+    now = utc_now()
+    for _attempt in range(5):
+        codes = list(dict.fromkeys(new_codes(count)))
+        with store.read() as conn:
+            taken = voucher_repository.codes_in_use(conn, property_id=target.id, codes=codes)
+        codes = [code for code in codes if code not in taken]
+        if len(codes) < count:
+            continue
+        try:
+            return _insert(
+                store,
+                [
+                    _new_voucher(target, actor, replace(template, access_code=code), now)
+                    for code in codes
+                ],
+            )
+        except Conflict:
+            continue
+    raise Conflict("could not find free codes; try again", subject="count")

@@ -1,0 +1,1 @@
+"""The Nexudus Spaces API dialect: ``/api/spaces/accesstokens`` and ``/api/token``."""

@@ -1,0 +1,86 @@
+"""Who is calling: HTTP Basic (e-mail:password) or a bearer token from ``POST /api/token``.
+
+Nexudus' own documentation shows the header as ``Authentication: Basic …``; keyledger accepts
+that spelling too when no ``Authorization`` header is sent, so the documented examples work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, Request
+
+from keyledger.callers.models import UserCaller
+from keyledger.callers.users import authenticate_bearer, authenticate_password
+from keyledger.context import AppContext, ContextDep
+from keyledger.dialects.common import parse_json, read_body
+from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
+from keyledger.errors import Unauthenticated
+from keyledger.observability.metrics import RATE_LIMITED
+
+MAX_FORM_FIELDS = 200
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(header.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("Malformed Basic credentials.") from None
+    email, separator, password = decoded.partition(":")
+    if not separator:
+        raise Unauthenticated("Malformed Basic credentials.")
+    return email, password
+
+
+def authenticate(request: Request, context: AppContext) -> UserCaller:
+    header = request.headers.get("authorization") or request.headers.get("authentication")
+    if not header:
+        raise Unauthenticated("Authentication required: Basic e-mail:password or a bearer token.")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "basic":
+        email, password = basic_credentials(value)
+        return authenticate_password(
+            context.store, context.password_cache, email=email, password=password
+        )
+    if scheme.lower() == "bearer":
+        return authenticate_bearer(context.store, token=value.strip())
+    raise Unauthenticated("Unsupported authentication scheme.")
+
+
+async def nexudus_caller(request: Request, context: ContextDep) -> UserCaller:
+    caller = authenticate(request, context)
+    retry_after = await context.rate_limiter.hit(context.nexudus_limit, str(caller.user_id))
+    if retry_after is not None:
+        RATE_LIMITED.labels(namespace=context.nexudus_limit.namespace).inc()
+        raise NexudusError(
+            409,
+            f"Too many requests; retry after {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return caller
+
+
+CallerDep = Annotated[UserCaller, Depends(nexudus_caller)]
+
+
+async def read_fields(request: Request, limit: int) -> dict[str, Any]:
+    """A JSON object or a form-encoded body as a dict; empty form fields are null."""
+    raw = await read_body(request, limit)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(
+                raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise invalid(problem("Body", "is not a valid form-encoded body")) from None
+        return {name: (value if value != "" else None) for name, value in pairs}
+    if content_type in {"", "application/json", "text/json"} or content_type.endswith("+json"):
+        payload = parse_json(raw)
+        if not isinstance(payload, dict):
+            raise invalid(problem("Body", "must be a JSON object"))
+        return payload
+    raise NexudusError(415, f"Unsupported content type {content_type!r}; send JSON or a form.")
