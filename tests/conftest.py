@@ -10,8 +10,10 @@ from tests.support import (
     POSTGRES_URL,
     DatabaseFactory,
     Deployment,
+    NexudusTenant,
     Tenant,
     deploy,
+    make_nexudus_tenant,
     make_tenant,
     need,
 )
@@ -56,3 +58,9 @@ def demo(databases: DatabaseFactory) -> Iterator[Deployment]:
     provision_demo(deployment.store)
     yield deployment
     deployment.close()
+
+
+@pytest.fixture
+def space(shared_deployment: Deployment) -> NexudusTenant:
+    """A Nexudus business with a user holding every access-token role."""
+    return make_nexudus_tenant(shared_deployment)

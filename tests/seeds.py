@@ -37,3 +37,26 @@ def mews_examples() -> dict[str, MewsExample]:
             response=json.loads(response_text),
         )
     return examples
+
+
+_NEXUDUS_REQUEST = re.compile(r"^(GET|POST|PUT|DELETE) https://spaces\.nexudus\.com(\S+)$", re.M)
+_NEXUDUS_AUTH = re.compile(r"^(Authentication): (Basic \S+)$", re.M)
+
+
+@dataclass(frozen=True)
+class NexudusExamples:
+    requests: list[tuple[str, str]]  # (method, path and query), in document order
+    auth_header: tuple[str, str]
+
+
+def nexudus_examples() -> NexudusExamples:
+    """Seed 003's example request lines (``Example request`` blocks) and its auth header."""
+    document = shared_file("seeds/003_f6d6ad2eb8810a54.txt").read_text()
+    requests = []
+    for section in document.split("Example request")[1:]:
+        found = _NEXUDUS_REQUEST.search(section)
+        assert found is not None
+        requests.append((found.group(1), found.group(2)))
+    header = _NEXUDUS_AUTH.search(document)
+    assert header is not None
+    return NexudusExamples(requests=requests, auth_header=(header.group(1), header.group(2)))

@@ -230,3 +230,84 @@ def token_parameters(
         "Permissions": {"Bed": {"Value": False}, "Room": {"Value": True}},
         **extra,
     }
+
+
+ALL_ROLES = (
+    "AccessToken-List",
+    "AccessToken-Read",
+    "AccessToken-Create",
+    "AccessToken-Edit",
+    "AccessToken-Delete",
+)
+NEXUDUS_PATH = "/api/spaces/accesstokens"
+
+
+@dataclass
+class NexudusTenant:
+    """A business with a user of its own, reached over HTTP with Basic credentials."""
+
+    http: httpx.Client
+    email: str
+    password: str
+    business_id: int
+    enterprise_id: uuid.UUID
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.email, self.password)
+
+    def get(self, path: str = "", **params: Any) -> httpx.Response:
+        return self.http.get(f"{NEXUDUS_PATH}{path}", params=params, auth=self.auth)
+
+    def create(self, **fields: Any) -> httpx.Response:
+        body = {"BusinessId": self.business_id, "MinutesIncluded": 60, **fields}
+        body.setdefault("AccessCode", uuid.uuid4().hex[:10])
+        return self.http.post(NEXUDUS_PATH, json=body, auth=self.auth)
+
+    def create_id(self, **fields: Any) -> int:
+        response = self.create(**fields)
+        assert response.status_code == 200, response.text
+        return int(response.json()["Value"]["Id"])
+
+    def put(self, **fields: Any) -> httpx.Response:
+        return self.http.put(NEXUDUS_PATH, json=fields, auth=self.auth)
+
+    def delete(self, voucher_id: int | str) -> httpx.Response:
+        return self.http.delete(f"{NEXUDUS_PATH}/{voucher_id}", auth=self.auth)
+
+    def command(self, key: str, ids: list[int] | None = None, **parameters: Any) -> httpx.Response:
+        body = {
+            "Key": key,
+            "Ids": ids or [],
+            "Parameters": [{"Name": n, "Value": v} for n, v in parameters.items()],
+        }
+        return self.http.post(f"{NEXUDUS_PATH}/runcommand", json=body, auth=self.auth)
+
+    def as_user(self, email: str, password: str) -> NexudusTenant:
+        return NexudusTenant(self.http, email, password, self.business_id, self.enterprise_id)
+
+
+def add_user_to(
+    deployment: Deployment, business_ids: list[int], roles: tuple[str, ...] = ALL_ROLES
+) -> tuple[str, str]:
+    from keyledger.callers.service import add_user
+
+    email, password = f"user-{uuid.uuid4().hex[:8]}@example.com", "a long password"
+    add_user(
+        deployment.store, email=email, password=password, business_ids=business_ids, roles=roles
+    )
+    return email, password
+
+
+def make_nexudus_tenant(
+    deployment: Deployment, roles: tuple[str, ...] = ALL_ROLES
+) -> NexudusTenant:
+    created = add_property(deployment.store, name=f"Space {uuid.uuid4().hex[:6]}")
+    email, password = add_user_to(deployment, [created.business_id], roles)
+    return NexudusTenant(
+        http=deployment.http,
+        email=email,
+        password=password,
+        business_id=created.business_id,
+        enterprise_id=created.enterprise_id,
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from keyledger.credentials.models import VoucherCondition, VoucherField, VoucherQuery
-from keyledger.dialects.nexudus.errors import invalid, problem
+from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
 from keyledger.dialects.nexudus.times import parse_time
 
 MAX_PAGE_SIZE = 1000
@@ -83,7 +83,10 @@ def _ids(parameter: str, text: str) -> tuple[int, ...]:
     parts = [part for part in inner.split(",") if part.strip()]
     if not parts or len(parts) > MAX_PAGE_SIZE:
         raise invalid(problem(parameter, "expects 1 to 1000 ids such as [1,2]", text))
-    return tuple(_number(parameter, part) for part in parts)
+    try:
+        return tuple(_number(parameter, part) for part in parts)
+    except NexudusError:
+        raise invalid(problem(parameter, "expects integer ids such as [1,2]", text)) from None
 
 
 def _condition(parameter: str, prop: Property, text: str) -> VoucherCondition:

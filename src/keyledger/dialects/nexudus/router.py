@@ -60,7 +60,7 @@ def _body(model: type[schemas.NexudusModel]) -> dict[str, Any]:
 def _locate(
     context: AppContext, caller: UserCaller, voucher_id: int | str, role: str
 ) -> Credential:
-    """The voucher in one of the caller's businesses (else 404), if the role allows it (else 403)."""
+    """The voucher in one of the caller's businesses (else 404), if the role allows (else 403)."""
     try:
         wanted = int(voucher_id)
     except ValueError:
