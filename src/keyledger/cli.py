@@ -66,10 +66,11 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     from keyledger.observability.logging import configure_logging
 
     settings = _settings()
-    if workers > 1 and not settings.redis_url and settings.mews_rate_limit > 0:
+    limited = settings.mews_rate_limit > 0 or settings.nexudus_rate_limit > 0
+    if workers > 1 and not settings.redis_url and limited:
         raise CommandError(
             "--workers > 1 needs KEYLEDGER_REDIS_URL so that rate limits are shared by all "
-            "workers (or disable them with KEYLEDGER_MEWS_RATE_LIMIT=0)"
+            "workers (or disable them: KEYLEDGER_MEWS_RATE_LIMIT=0, KEYLEDGER_NEXUDUS_RATE_LIMIT=0)"
         )
     configure_logging(settings.log_level)
     store = _store(settings)

@@ -84,7 +84,7 @@ def _scalar(value: Any) -> Any:
 
 def _reason(error: Any) -> str:
     kind = error["type"]
-    if kind in {"missing", "none_required"} or (kind == "string_type" and error["input"] is None):
+    if kind == "missing" or error.get("input") is None:
         return "may not be null or empty"
     if kind in {"int_parsing", "int_type", "int_from_float"}:
         return "is not a valid integer"
