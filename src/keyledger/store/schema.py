@@ -122,8 +122,8 @@ memberships = Table(
 )
 
 # One credential store: reservation tokens (Mews) and Wi-Fi vouchers (Nexudus) in one table.
-# ``kind`` says which dialect can represent a row completely; every index leads with
-# (property_id, kind) because every query is scoped to the caller's properties and one kind.
+# ``kind`` says which dialect can represent a row completely. Every query is scoped to the
+# caller's properties and one kind, so each kind has its own partial indexes led by property_id.
 credentials = Table(
     "credentials",
     metadata,
@@ -154,9 +154,29 @@ credentials = Table(
     Column("created_by", String(320), nullable=False),
     Column("updated_by", String(320), nullable=False),
     Column("deleted_utc", UtcDateTime, nullable=True),
-    Index("ix_credentials_scope_created", "property_id", "kind", "created_utc", "uid"),
-    Index("ix_credentials_scope_updated", "property_id", "kind", "updated_utc"),
-    Index("ix_credentials_scope_valid_to", "property_id", "kind", "valid_to"),
+    # Reservation tokens (Mews): keyset pagination newest first, UpdatedUtc and CollidingUtc.
+    Index(
+        "ix_reservations_created",
+        "property_id",
+        "created_utc",
+        "uid",
+        sqlite_where=text("kind = 'reservation'"),
+        postgresql_where=text("kind = 'reservation'"),
+    ),
+    Index(
+        "ix_reservations_updated",
+        "property_id",
+        "updated_utc",
+        sqlite_where=text("kind = 'reservation'"),
+        postgresql_where=text("kind = 'reservation'"),
+    ),
+    Index(
+        "ix_reservations_valid_to",
+        "property_id",
+        "valid_to",
+        sqlite_where=text("kind = 'reservation'"),
+        postgresql_where=text("kind = 'reservation'"),
+    ),
     Index("ix_credentials_service_order", "service_order_id"),
     # A voucher's code is unique among the live vouchers of its business.
     Index(
@@ -167,13 +187,28 @@ credentials = Table(
         sqlite_where=text("kind = 'voucher' AND deleted_utc IS NULL"),
         postgresql_where=text("kind = 'voucher' AND deleted_utc IS NULL"),
     ),
-    Index("ix_credentials_scope_id", "property_id", "kind", "id"),
 )
 
-#: Substring-search structures made by raw SQL in migration 0002 (not expressible here):
-#: PostgreSQL trigram GIN indexes, SQLite's FTS5 trigram table and its triggers.
+#: Structures made by raw SQL in migrations (not expressible here): the substring search of
+#: 0002 (PostgreSQL trigram GIN indexes, SQLite's FTS5 trigram table) and the per-field partial
+#: indexes of live vouchers of 0003 (NULLS FIRST on PostgreSQL).
 SEARCH_OBJECTS = frozenset(
     {
+        *(
+            f"ix_vouchers_live_{name}"
+            for name in (
+                "id",
+                "description",
+                "last_access",
+                "minutes_included",
+                "minutes_left",
+                "user_limit",
+                "valid_from",
+                "valid_to",
+                "created",
+                "updated",
+            )
+        ),
         "credential_search",
         "credential_search_data",
         "credential_search_idx",

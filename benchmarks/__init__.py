@@ -1,0 +1,1 @@
+"""keyledger benchmarks (see benchmarks/README.md)."""

@@ -1,0 +1,27 @@
+"""``python -m benchmarks search [--vouchers N] [--database-url URL] [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import search
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("search", help="Nexudus list queries at a large business")
+    run.add_argument("--vouchers", type=int, default=1_000_000)
+    run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    run.add_argument("--quick", action="store_true", help="100,000 vouchers")
+    run.add_argument("--repeat", type=int, default=40)
+    arguments = parser.parse_args()
+    if arguments.command == "search":
+        search.run(
+            vouchers=100_000 if arguments.quick else arguments.vouchers,
+            database_url=arguments.database_url,
+            repeat=arguments.repeat,
+        )
+
+
+main()
