@@ -9,6 +9,7 @@ from sqlalchemy import select, text
 from keyledger.store.schema import credentials
 from tests.dialects.mews.test_operations import WINDOW, add, get_all
 from tests.support import (
+    REDIS_URL,
     DatabaseFactory,
     Deployment,
     NexudusTenant,
@@ -16,6 +17,7 @@ from tests.support import (
     deploy,
     make_nexudus_tenant,
     make_tenant,
+    need,
     token_parameters,
 )
 
@@ -123,3 +125,25 @@ def test_substring_search_uses_an_index(databases: DatabaseFactory) -> None:
             assert any("ix_credentials_value_trgm" in str(row) for row in plan), plan
     finally:
         deployment.close()
+
+
+def test_two_instances_share_the_nexudus_throttle_through_redis(databases: DatabaseFactory) -> None:
+    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
+    url = databases.new_url()
+    shared = {
+        "redis_url": REDIS_URL,
+        "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}",
+        "nexudus_rate_limit": 4,
+    }
+    first, second = deploy(url, **shared), deploy(url, **shared)
+    try:
+        space = make_nexudus_tenant(first)
+        via_second = NexudusTenant(
+            second.http, space.email, space.password, space.business_id, space.enterprise_id
+        )
+        statuses = [(space if n % 2 else via_second).get().status_code for n in range(7)]
+        assert statuses.count(200) == 4
+        assert statuses.count(409) == 3
+    finally:
+        first.close()
+        second.close()
