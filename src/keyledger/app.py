@@ -76,7 +76,16 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             {"name": "Operations", "description": "Health, readiness and metrics."},
         ],
     )
-    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    components = document.setdefault("components", {})
+    components["securitySchemes"] = {
+        "basicAuth": {"type": "http", "scheme": "basic", "description": "e-mail:password"},
+        "bearerAuth": {"type": "http", "scheme": "bearer", "description": "from POST /api/token"},
+    }
+    for path, methods in document["paths"].items():
+        if path.startswith(nexudus.PREFIX):
+            for operation in methods.values():
+                operation["security"] = [{"basicAuth": []}, {"bearerAuth": []}]
+    schemas = components.setdefault("schemas", {})
     for model in (*mews.REQUEST_SCHEMAS, *nexudus.REQUEST_SCHEMAS):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in schema.pop("$defs", {}).items():
