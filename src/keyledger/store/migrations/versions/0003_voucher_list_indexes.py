@@ -66,12 +66,12 @@ def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     for name, column in FIELDS.items():
         if column == "id":
-            columns = "property_id, id"
+            key = "property_id, id"
         elif postgresql:
-            columns = f"property_id, {column} NULLS FIRST, id"
+            key = f"property_id, {column} NULLS FIRST, id"
         else:
-            columns = f"property_id, {column}, id"
-        op.execute(f"CREATE INDEX ix_vouchers_live_{name} ON credentials ({columns}) WHERE {_LIVE}")
+            key = f"property_id, {column}, id"
+        op.execute(f"CREATE INDEX ix_vouchers_live_{name} ON credentials ({key}) WHERE {_LIVE}")
 
 
 def downgrade() -> None:
