@@ -1,0 +1,29 @@
+"""The benchmark harness runs (on tiny data; the real runs are in benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import REPO
+
+
+def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "search", "--vouchers", "300", "--repeat", "3"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "300 vouchers in one business" in done.stdout
+    assert "substring: AccessToken_AccessCode, 4 chars (trigram index)" in done.stdout
+    report = json.loads((tmp_path / "benchmarks/results/search-sqlite-300.json").read_text())
+    assert len(report["rows"]) == 6
+    assert all(row["p50_ms"] > 0 for row in report["rows"])
