@@ -1,9 +1,10 @@
 """Nexudus list queries in one business holding N vouchers, through the credential core.
 
 Measures the store's side of ``GET /api/spaces/accesstokens``: the page query and its count.
-Each workload runs ``repeat`` times with different values; the table shows p50 and p95. The
-"scan" row forces the unindexed path (a term with ``_`` is matched by LIKE over the business's
-rows) to show what the trigram index buys.
+Each workload runs ``repeat`` times with different values; the table shows p50 and p95. The last
+row searches a term containing ``_``: SQLite then matches by LIKE over the business's rows (its
+FTS5 index cannot take escaped wildcards), which shows what the trigram index buys; PostgreSQL's
+trigram index serves that case too.
 """
 
 from __future__ import annotations
@@ -64,8 +65,14 @@ def _fill(store: Store, property_id: int, count: int, rng: random.Random) -> lis
         ]
         with store.write() as conn:
             insert_credentials(conn, rows)
-    with store.write() as conn:
-        conn.execute(text("ANALYZE"))
+    # Steady state: statistics, and on PostgreSQL the visibility map that makes counts
+    # index-only (autovacuum builds it in production; a fresh bulk load has none yet).
+    if store.dialect == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE credentials"))
+    else:
+        with store.write() as conn:
+            conn.execute(text("ANALYZE"))
     return codes
 
 
@@ -137,7 +144,7 @@ def run(*, vouchers: int, database_url: str | None, repeat: int) -> None:
         ),
     )
     measure(
-        "substring, unindexed path (LIKE scan, for comparison)",
+        "substring with _ in the term (SQLite: LIKE scan)",
         lambda i: vouchers_list(
             VoucherQuery(
                 conditions=(

@@ -24,6 +24,7 @@ def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "300 vouchers in one business" in done.stdout
     assert "substring: AccessToken_AccessCode, 4 chars (trigram index)" in done.stdout
+    assert "substring with _ in the term (SQLite: LIKE scan)" in done.stdout
     report = json.loads((tmp_path / "benchmarks/results/search-sqlite-300.json").read_text())
     assert len(report["rows"]) == 6
     assert all(row["p50_ms"] > 0 for row in report["rows"])
