@@ -17,7 +17,7 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from keyledger.observability.metrics import RATE_LIMIT_ERRORS
+from keyledger.observability.metrics import RATE_LIMIT_ERRORS, RATE_LIMITED
 
 log = structlog.get_logger("keyledger.ratelimit")
 
@@ -54,7 +54,8 @@ class RateLimiter:
         self._strategy = MovingWindowRateLimiter(storage)
 
     async def hit(self, limit: Limit, key: str) -> int | None:
-        """Record one hit; None when allowed, else the whole seconds until the next is allowed."""
+        """Record one hit; None when allowed, else the whole seconds until the next is allowed
+        (a refusal is counted in ``keyledger_rate_limited_total``)."""
         if not limit.enabled:
             return None
         item = RateLimitItemPerSecond(limit.amount, limit.window_seconds, namespace=limit.namespace)
@@ -66,4 +67,5 @@ class RateLimiter:
             RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
             log.warning("rate_limit_storage_unavailable", error=type(error).__name__)
             return None
+        RATE_LIMITED.labels(namespace=limit.namespace).inc()
         return max(1, math.ceil(stats.reset_time - time.time()))

@@ -143,28 +143,17 @@ def insert_memberships(
     )
 
 
+_USER = select(
+    users.c.id, users.c.email, users.c.password_hash, users.c.api_access, users.c.disabled_utc
+)
+
+
 def user_by_email(conn: Connection, email: str) -> Any:
-    return conn.execute(
-        select(
-            users.c.id,
-            users.c.email,
-            users.c.password_hash,
-            users.c.api_access,
-            users.c.disabled_utc,
-        ).where(users.c.email == email)
-    ).first()
+    return conn.execute(_USER.where(users.c.email == email)).first()
 
 
 def user_by_id(conn: Connection, user_id: int) -> Any:
-    return conn.execute(
-        select(
-            users.c.id,
-            users.c.email,
-            users.c.password_hash,
-            users.c.api_access,
-            users.c.disabled_utc,
-        ).where(users.c.id == user_id)
-    ).first()
+    return conn.execute(_USER.where(users.c.id == user_id)).first()
 
 
 def memberships_of(conn: Connection, user_id: int) -> list[tuple[Property, list[str]]]:
@@ -201,24 +190,26 @@ def insert_bearer(
 
 
 def bearer_by_access(conn: Connection, digest: str) -> Any:
+    """The bearer row of an access-token digest, with ``digest`` and ``expires_utc``."""
     return conn.execute(
         select(
             bearer_tokens.c.id,
             bearer_tokens.c.user_id,
-            bearer_tokens.c.access_digest,
-            bearer_tokens.c.access_expires_utc,
+            bearer_tokens.c.access_digest.label("digest"),
+            bearer_tokens.c.access_expires_utc.label("expires_utc"),
             bearer_tokens.c.revoked_utc,
         ).where(bearer_tokens.c.access_digest == digest)
     ).first()
 
 
 def bearer_by_refresh(conn: Connection, digest: str) -> Any:
+    """The bearer row of a refresh-token digest, with ``digest`` and ``expires_utc``."""
     return conn.execute(
         select(
             bearer_tokens.c.id,
             bearer_tokens.c.user_id,
-            bearer_tokens.c.refresh_digest,
-            bearer_tokens.c.refresh_expires_utc,
+            bearer_tokens.c.refresh_digest.label("digest"),
+            bearer_tokens.c.refresh_expires_utc.label("expires_utc"),
             bearer_tokens.c.revoked_utc,
         ).where(bearer_tokens.c.refresh_digest == digest)
     ).first()

@@ -14,6 +14,7 @@ import hmac
 import secrets
 import time
 from datetime import timedelta
+from typing import Any
 
 from keyledger.callers import repository
 from keyledger.callers.models import IssuedBearer, Membership, UserCaller
@@ -93,15 +94,18 @@ def authenticate_bearer(store: Store, *, token: str) -> UserCaller:
     digest = secret_digest(token)
     with store.read() as conn:
         found = repository.bearer_by_access(conn, digest)
-    if (
-        found is None
-        or not digests_match(str(found.access_digest), digest)
-        or found.revoked_utc is not None
-    ):
+    if not _live(found, digest):
         raise Unauthenticated("Invalid bearer token.")
-    if found.access_expires_utc <= utc_now():
+    if found.expires_utc <= utc_now():
         raise Unauthenticated("The bearer token has expired.")
     return _caller(store, int(found.user_id))
+
+
+def _live(found: Any, digest: str) -> bool:
+    """A bearer row that matches ``digest`` and is not revoked."""
+    return (
+        found is not None and digests_match(str(found.digest), digest) and found.revoked_utc is None
+    )
 
 
 def _issue(
@@ -149,12 +153,7 @@ def refresh_bearer(
     digest = secret_digest(refresh_token)
     with store.write() as conn:
         found = repository.bearer_by_refresh(conn, digest)
-        if (
-            found is None
-            or not digests_match(str(found.refresh_digest), digest)
-            or found.revoked_utc is not None
-            or found.refresh_expires_utc <= utc_now()
-        ):
+        if not _live(found, digest) or found.expires_utc <= utc_now():
             raise Unauthenticated("Invalid or expired refresh token.")
         repository.revoke_bearer(conn, int(found.id), now=utc_now())
         user_id = int(found.user_id)

@@ -20,7 +20,6 @@ from keyledger.dialects.common import json_response, parse_json, read_body
 from keyledger.dialects.mews import schemas, translate
 from keyledger.dialects.mews.errors import MewsError, MewsRoute, error_response
 from keyledger.errors import Unauthenticated
-from keyledger.observability.metrics import RATE_LIMITED
 
 PREFIX = "/api/connector/v1/resourceAccessTokens"
 TAG = "Mews"
@@ -54,7 +53,6 @@ def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
         _text(payload, "Client")
         retry_after = await context.rate_limiter.hit(context.mews_limit, str(caller.connection_id))
         if retry_after is not None:
-            RATE_LIMITED.labels(namespace=context.mews_limit.namespace).inc()
             raise MewsError(
                 429,
                 f"Too many requests for this AccessToken; retry after {retry_after} s.",

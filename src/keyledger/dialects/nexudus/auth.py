@@ -19,7 +19,6 @@ from keyledger.context import AppContext, ContextDep
 from keyledger.dialects.common import parse_json, read_body
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
 from keyledger.errors import Unauthenticated
-from keyledger.observability.metrics import RATE_LIMITED
 
 MAX_FORM_FIELDS = 200
 
@@ -54,7 +53,6 @@ async def nexudus_caller(request: Request, context: ContextDep) -> UserCaller:
     caller = authenticate(request, context)
     retry_after = await context.rate_limiter.hit(context.nexudus_limit, str(caller.user_id))
     if retry_after is not None:
-        RATE_LIMITED.labels(namespace=context.nexudus_limit.namespace).inc()
         raise NexudusError(
             409,
             f"Too many requests; retry after {retry_after} s.",
