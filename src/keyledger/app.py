@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from keyledger import __version__
+from keyledger.api import router as api
 from keyledger.callers.users import PasswordCache
 from keyledger.context import AppContext
 from keyledger.dialects.mews import router as mews
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(nexudus.router)
     app.include_router(nexudus.token_router)
     app.include_router(nexudus.unknown_router)
+    app.include_router(api.router)
     app.include_router(operations)
     app.add_middleware(RequestObserver)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
@@ -73,6 +75,11 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         tags=[
             {"name": "Mews", "description": "Mews Connector API: resource access tokens."},
             {"name": "Nexudus", "description": "Nexudus Spaces API: access tokens (vouchers)."},
+            {
+                "name": "keyledger",
+                "description": "keyledger's own API: resources and access decisions "
+                "(Authorization: Bearer <AccessToken>).",
+            },
             {"name": "Operations", "description": "Health, readiness and metrics."},
         ],
     )
@@ -80,13 +87,21 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     components["securitySchemes"] = {
         "basicAuth": {"type": "http", "scheme": "basic", "description": "e-mail:password"},
         "bearerAuth": {"type": "http", "scheme": "bearer", "description": "from POST /api/token"},
+        "accessToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an AccessToken from keyledger admin add-access-token",
+        },
     }
     for path, methods in document["paths"].items():
         if path.startswith(nexudus.PREFIX):
             for operation in methods.values():
                 operation["security"] = [{"basicAuth": []}, {"bearerAuth": []}]
+        if path.startswith("/api/v1/"):
+            for operation in methods.values():
+                operation["security"] = [{"accessToken": []}]
     schemas = components.setdefault("schemas", {})
-    for model in (*mews.REQUEST_SCHEMAS, *nexudus.REQUEST_SCHEMAS):
+    for model in (*mews.REQUEST_SCHEMAS, *nexudus.REQUEST_SCHEMAS, *api.REQUEST_SCHEMAS):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, definition in schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)

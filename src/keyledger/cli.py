@@ -251,6 +251,37 @@ def add_user(
     _emit(add(_store(), email=email, password=password, business_ids=businesses, roles=roles))
 
 
+@admin.command("import-resources")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def import_resources(file: Any) -> None:
+    """Create or replace resources from CSV (EnterpriseId,Id,ParentId,Kind,Name), atomically."""
+    from keyledger.callers.models import Actor
+    from keyledger.properties.service import list_properties as listing
+    from keyledger.resources import csvio
+    from keyledger.resources.service import save_resources
+
+    store = _store()
+    batches = csvio.parse(file.read(), {p.enterprise_id: p for p in listing(store)})
+    saved = save_resources(store, actor=Actor.system(), batches=batches)
+    _emit({"Imported": len(saved)})
+
+
+@admin.command("export-resources")
+@click.option("--enterprise", "enterprises", type=click.UUID, multiple=True)
+def export_resources(enterprises: tuple[UUID, ...]) -> None:
+    """Print resources as CSV (all enterprises, or the ones named)."""
+    from keyledger.callers.models import Scope
+    from keyledger.properties.service import list_properties as listing
+    from keyledger.resources import csvio
+    from keyledger.resources.service import list_resources
+
+    store = _store()
+    scope = Scope(tuple(listing(store)))
+    if enterprises:
+        scope = scope.narrow_to_enterprises(enterprises)
+    click.echo(csvio.render(list_resources(store, scope=scope), scope.by_id), nl=False)
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"keyledger: error: {message}", err=True)
     sys.exit(2)

@@ -11,12 +11,15 @@ from uuid import UUID
 from sqlalchemy import Connection, insert, select, text
 
 from keyledger.callers import repository as callers
+from keyledger.callers.models import Actor
 from keyledger.callers.service import ACCESS_TOKEN_ROLES
 from keyledger.clock import utc_now
 from keyledger.credentials.models import CredentialKind
 from keyledger.credentials.repository import insert_credentials
 from keyledger.hashing import hash_password, secret_digest
 from keyledger.properties import repository as properties
+from keyledger.resources.models import ResourceDraft, ResourceKind
+from keyledger.resources.service import save_resources
 from keyledger.store import Store
 from keyledger.store.schema import credentials, store_marks
 
@@ -142,7 +145,42 @@ VOUCHERS = [
 ]
 
 
+BUILDING = UUID("b0000000-0000-4000-8000-000000000001")
+FLOOR_1 = UUID("f0000000-0000-4000-8000-000000000001")
+ROOM_101 = UUID("65d4b117-4e60-44a3-9580-c582117eff98")  # the ResourceId of seed 001's examples
+ROOM_102 = UUID("a0000000-0000-4000-8000-000000000102")
+BED_101A = UUID("bed00000-0000-4000-8000-00000000101a")
+RESOURCES_MARK = "demo-resources-provisioned"
+DEMO_BUILDING = [
+    ResourceDraft(BUILDING, None, ResourceKind.BUILDING, "Main building"),
+    ResourceDraft(FLOOR_1, BUILDING, ResourceKind.FLOOR, "Floor 1"),
+    ResourceDraft(ROOM_101, FLOOR_1, ResourceKind.ROOM, "Room 101"),
+    ResourceDraft(ROOM_102, FLOOR_1, ResourceKind.ROOM, "Room 102"),
+    ResourceDraft(BED_101A, ROOM_101, ResourceKind.BED, "Bed 101-A"),
+]
+
+
 def provision_demo(store: Store) -> bool:
+    """The demo records, then the demo building (each once per store)."""
+    created = _provision_records(store)
+    _provision_building(store)
+    return created
+
+
+def _provision_building(store: Store) -> None:
+    with store.read() as conn:
+        done = conn.execute(
+            select(store_marks.c.name).where(store_marks.c.name == RESOURCES_MARK)
+        ).first()
+        hotel = properties.by_enterprise_ids(conn, [HOTEL])
+    if done or not hotel:
+        return
+    save_resources(store, actor=Actor.system(), batches={hotel[0]: DEMO_BUILDING})
+    with store.write() as conn:
+        conn.execute(insert(store_marks), {"name": RESOURCES_MARK, "created_utc": utc_now()})
+
+
+def _provision_records(store: Store) -> bool:
     """Create the demo records unless this store has had them once. True when it created them."""
     password_hash = hash_password(USER_PASSWORD)
     with store.write() as conn:

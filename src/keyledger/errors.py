@@ -38,6 +38,10 @@ class CredentialNotFound(InvalidInput):
         self.missing = list(missing)
 
 
+class ResourceNotFound(DomainError):
+    """A resource (door, reader) that does not exist within the caller's scope."""
+
+
 class OutOfScope(DomainError):
     """A property that the caller's credentials do not cover."""
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a verified Basic password is remembered in process (0: never).",
     )
+    reader_failure_limit: int = Field(
+        default=10, ge=1, description="Refused door checks at one reader that lock it."
+    )
+    reader_failure_window_seconds: int = Field(default=300, ge=1)
+    reader_cooldown_seconds: int = Field(default=300, ge=1)
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Processing time limit of one request (Mews: 408)."
     )

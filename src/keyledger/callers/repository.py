@@ -40,6 +40,14 @@ def integration_by_digest(conn: Connection, digest: str) -> Any:
     ).first()
 
 
+def integration_by_id(conn: Connection, integration_id: int) -> Any:
+    return conn.execute(
+        select(integrations.c.id, integrations.c.name, integrations.c.enabled).where(
+            integrations.c.id == integration_id
+        )
+    ).first()
+
+
 def set_integration_enabled(
     conn: Connection, integration_id: int, *, enabled: bool, now: datetime
 ) -> int:

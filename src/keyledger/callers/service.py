@@ -144,6 +144,29 @@ def authenticate_integration(
     )
 
 
+def authenticate_access_token(store: Store, *, access_token: str) -> IntegrationCaller:
+    """The caller behind an AccessToken alone (keyledger's own API: ``Authorization: Bearer``)."""
+    if not 0 < len(access_token) <= MAX_SECRET_LENGTH:
+        raise Unauthenticated("Invalid access token.")
+    digest = secret_digest(access_token)
+    with store.read() as conn:
+        connection = repository.connection_by_digest(conn, digest)
+        if connection is None or not digests_match(connection.access_token_digest, digest):
+            raise Unauthenticated("Invalid access token.")
+        if connection.revoked_utc is not None:
+            raise Unauthenticated("The access token has been revoked.")
+        integration = repository.integration_by_id(conn, int(connection.integration_id))
+        if integration is None or not integration.enabled:
+            raise Unauthenticated("The integration is disabled.")
+        properties = repository.connection_properties_of(conn, int(connection.id))
+    return IntegrationCaller(
+        integration_id=int(integration.id),
+        integration_name=str(integration.name),
+        connection_id=int(connection.id),
+        scope=Scope(tuple(sorted(properties, key=lambda p: p.id))),
+    )
+
+
 def add_user(
     store: Store,
     *,

@@ -11,3 +11,4 @@ class Property:
     business_id: int
     name: str
     timezone: str
+    collision_check: bool = True

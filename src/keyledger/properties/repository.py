@@ -18,6 +18,7 @@ _COLUMNS = (
     properties.c.business_id,
     properties.c.name,
     properties.c.timezone,
+    properties.c.collision_check,
 )
 
 
@@ -46,6 +47,12 @@ def by_business_id(conn: Connection, business_id: int) -> Property | None:
 
 def all_properties(conn: Connection) -> list[Property]:
     return [_to_property(row) for row in conn.execute(select(*_COLUMNS).order_by(properties.c.id))]
+
+
+def set_collision_check(conn: Connection, property_id: int, *, enabled: bool) -> None:
+    conn.execute(
+        properties.update().where(properties.c.id == property_id).values(collision_check=enabled)
+    )
 
 
 def next_business_id(conn: Connection) -> int:

@@ -71,6 +71,8 @@ properties = Table(
     Column("name", String(200), nullable=False),
     Column("timezone", String(64), nullable=False),
     Column("created_utc", UtcDateTime, nullable=False),
+    # Refuse a reservation token whose Type+Value could open a door another one opens (issue 4).
+    Column("collision_check", Boolean, nullable=False, server_default=text("true")),
 )
 
 integrations = Table(
@@ -171,6 +173,13 @@ credentials = Table(
         postgresql_where=text("kind = 'reservation'"),
     ),
     Index(
+        "ix_reservations_value",
+        "property_id",
+        "value",
+        sqlite_where=text("kind = 'reservation'"),
+        postgresql_where=text("kind = 'reservation'"),
+    ),
+    Index(
         "ix_reservations_valid_to",
         "property_id",
         "valid_to",
@@ -218,6 +227,42 @@ SEARCH_OBJECTS = frozenset(
         "ix_credentials_value_trgm",
         "ix_credentials_description_trgm",
     }
+)
+
+# The resource tree of a property: what a Floor or Building permission covers.
+resources = Table(
+    "resources",
+    metadata,
+    Column("property_id", ForeignKey("properties.id"), primary_key=True),
+    Column("uid", Uuid, primary_key=True),
+    Column("parent_uid", Uuid, nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_utc", UtcDateTime, nullable=False),
+    Column("updated_utc", UtcDateTime, nullable=False),
+    Index("ix_resources_parent", "property_id", "parent_uid"),
+)
+
+# Immutable audit log: every change and every access decision. Never a credential's value.
+events = Table(
+    "events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("occurred_utc", UtcDateTime, nullable=False),
+    Column("property_id", ForeignKey("properties.id"), nullable=True),
+    Column("kind", String(48), nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_id", BigInteger, nullable=True),
+    Column("actor_label", String(320), nullable=False),
+    Column("credential_uid", Uuid, nullable=True),
+    Column("resource_uid", Uuid, nullable=True),
+    Column("outcome", String(32), nullable=True),
+    Column("details", JSON, nullable=True),
+    Index("ix_events_property", "property_id", "id"),
+    Index("ix_events_credential", "credential_uid", "id"),
+    Index("ix_events_resource", "resource_uid", "id"),
+    Index("ix_events_kind", "property_id", "kind", "id"),
+    Index("ix_events_reader", "resource_uid", "kind", "occurred_utc"),
 )
 
 # Bearer tokens of the Nexudus dialect (POST /api/token), stored as digests.

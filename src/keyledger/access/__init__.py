@@ -1,0 +1,1 @@
+"""Access decisions: does this code open this door now?"""

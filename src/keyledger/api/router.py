@@ -1,0 +1,204 @@
+"""``/api/v1``: the resource tree and door checks, for an integration's AccessToken
+(``Authorization: Bearer <AccessToken>``), scoped to the token's enterprises."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from keyledger.access.models import DoorCheck, ReaderPolicy
+from keyledger.access.service import check_door
+from keyledger.api import schemas
+from keyledger.api.errors import ApiRoute
+from keyledger.callers.models import IntegrationCaller, Scope
+from keyledger.callers.service import authenticate_access_token
+from keyledger.clock import format_utc, utc_now
+from keyledger.context import ContextDep
+from keyledger.dialects.common import json_response, parse_json, read_body
+from keyledger.errors import InvalidInput, Unauthenticated
+from keyledger.properties.models import Property
+from keyledger.resources import service as resources
+from keyledger.resources.models import Resource, ResourceDraft, ResourceKind
+
+Model = TypeVar("Model", bound=schemas.ApiModel)
+
+
+async def integration_caller(request: Request, context: ContextDep) -> IntegrationCaller:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Send Authorization: Bearer <AccessToken>.")
+    return authenticate_access_token(context.store, access_token=token.strip())
+
+
+CallerDep = Annotated[IntegrationCaller, Depends(integration_caller)]
+
+
+async def read_model(request: Request, context: ContextDep, model: type[Model]) -> Model:
+    payload = parse_json(await read_body(request, context.settings.max_body_bytes))
+    return model.model_validate(payload)
+
+
+def _body(model: type[schemas.ApiModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": schemas.ApiError, "description": description}
+    for status, description in {
+        400: "Invalid input.",
+        401: "Missing, unknown or revoked AccessToken.",
+        403: "An enterprise outside the token's scope.",
+        404: "No such resource in scope.",
+        409: "A rule refused the change.",
+        500: "Unexpected fault.",
+    }.items()
+}
+
+
+def render_resource(resource: Resource, scope: Scope) -> dict[str, Any]:
+    return {
+        "Id": str(resource.uid),
+        "EnterpriseId": str(scope.by_id[resource.property_id].enterprise_id),
+        "ParentId": None if resource.parent_uid is None else str(resource.parent_uid),
+        "Kind": resource.kind.value,
+        "Name": resource.name,
+    }
+
+
+def _target(scope: Scope, enterprise_id: UUID | None) -> Property:
+    if enterprise_id is not None:
+        return scope.enterprise(enterprise_id)
+    if scope.is_portfolio:
+        raise InvalidInput("Give EnterpriseId with a portfolio access token.", subject="enterprise")
+    return scope.properties[0]
+
+
+router = APIRouter(prefix="/api/v1", tags=["keyledger"], route_class=ApiRoute)
+
+
+@router.get(
+    "/resources",
+    operation_id="v1_resources_list",
+    summary="The resource trees of the token's enterprises (parents before children)",
+    response_model=schemas.ResourceList,
+    responses=_ERRORS,
+)
+async def list_resources(
+    caller: CallerDep,
+    context: ContextDep,
+    EnterpriseId: UUID | None = None,  # noqa: N803
+) -> Response:
+    scope = (
+        caller.scope if EnterpriseId is None else caller.scope.narrow_to_enterprises([EnterpriseId])
+    )
+    found = resources.list_resources(context.store, scope=scope)
+    return json_response({"Resources": [render_resource(r, scope) for r in found]})
+
+
+@router.get(
+    "/resources/{resource_id}",
+    operation_id="v1_resources_get",
+    summary="One resource",
+    response_model=schemas.ResourceOut,
+    responses=_ERRORS,
+)
+async def get_resource(resource_id: UUID, caller: CallerDep, context: ContextDep) -> Response:
+    found = resources.find_resource(context.store, scope=caller.scope, uid=resource_id)
+    return json_response(render_resource(found, caller.scope))
+
+
+@router.put(
+    "/resources/{resource_id}",
+    operation_id="v1_resources_put",
+    summary="Create or replace a resource",
+    response_model=schemas.ResourceOut,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.ResourceInput),
+)
+async def put_resource(
+    resource_id: UUID,
+    request: Request,
+    caller: CallerDep,
+    context: ContextDep,
+) -> Response:
+    body = await read_model(request, context, schemas.ResourceInput)
+    target = _target(caller.scope, body.EnterpriseId)
+    draft = ResourceDraft(
+        uid=resource_id, parent_uid=body.ParentId, kind=ResourceKind(body.Kind), name=body.Name
+    )
+    (saved,) = resources.save_resources(
+        context.store, actor=caller.actor, batches={target: [draft]}
+    )
+    return json_response(render_resource(saved, caller.scope))
+
+
+@router.delete(
+    "/resources/{resource_id}",
+    operation_id="v1_resources_delete",
+    summary="Delete a resource without children",
+    status_code=204,
+    responses=_ERRORS,
+)
+async def delete_resource(resource_id: UUID, caller: CallerDep, context: ContextDep) -> Response:
+    resources.delete_resource(
+        context.store, scope=caller.scope, actor=caller.actor, uid=resource_id
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/access/check",
+    operation_id="v1_access_check",
+    summary="Does this credential open this reader now?",
+    response_model=schemas.AccessDecisionOut,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.AccessCheckInput),
+)
+async def access_check(request: Request, caller: CallerDep, context: ContextDep) -> Response:
+    body = await read_model(request, context, schemas.AccessCheckInput)
+    settings = context.settings
+    decision = check_door(
+        context.store,
+        scope=caller.scope,
+        actor=caller.actor,
+        check=DoorCheck(
+            reader_uid=body.ResourceId,
+            token_type=body.Type,
+            value=body.Value,
+            at=body.At or utc_now(),
+        ),
+        policy=ReaderPolicy(
+            failures=settings.reader_failure_limit,
+            window_seconds=settings.reader_failure_window_seconds,
+            cooldown_seconds=settings.reader_cooldown_seconds,
+        ),
+    )
+    return json_response(
+        {
+            "Granted": decision.granted,
+            "Reason": decision.reason.value,
+            "CredentialId": None
+            if decision.credential_uid is None
+            else str(decision.credential_uid),
+            "ResourceId": str(decision.reader_uid),
+            "At": format_utc(decision.at),
+            "ThrottledUntil": None
+            if decision.throttled_until is None
+            else format_utc(decision.throttled_until),
+        }
+    )
+
+
+REQUEST_SCHEMAS: tuple[type[schemas.ApiModel], ...] = (
+    schemas.ResourceInput,
+    schemas.AccessCheckInput,
+)

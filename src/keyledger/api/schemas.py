@@ -1,0 +1,81 @@
+"""Wire models of keyledger's own API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from keyledger.clock import parse_timestamp, to_utc_seconds
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 timestamp string")
+    return to_utc_seconds(parse_timestamp(value))
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+]
+ResourceKindName = Literal["Building", "Floor", "Room", "Bed"]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResourceInput(ApiModel):
+    EnterpriseId: UUID | None = Field(
+        default=None, description="Needed with a portfolio access token."
+    )
+    ParentId: UUID | None = None
+    Kind: ResourceKindName
+    Name: str = Field(min_length=1, max_length=200)
+
+
+class ResourceOut(ApiModel):
+    Id: UUID
+    EnterpriseId: UUID
+    ParentId: UUID | None
+    Kind: ResourceKindName
+    Name: str
+
+
+class ResourceList(ApiModel):
+    Resources: list[ResourceOut]
+
+
+class AccessCheckInput(ApiModel):
+    ResourceId: UUID = Field(description="The reader's resource.")
+    Type: Literal["PinCode", "RfidTag"]
+    Value: str = Field(min_length=1, max_length=255)
+    At: Timestamp | None = Field(default=None, description="Default: now.")
+
+
+class AccessDecisionOut(ApiModel):
+    Granted: bool
+    Reason: Literal[
+        "Granted",
+        "UnknownCredential",
+        "NotYetValid",
+        "Expired",
+        "Deleted",
+        "NoPermission",
+        "Throttled",
+    ]
+    CredentialId: UUID | None
+    ResourceId: UUID
+    At: datetime
+    ThrottledUntil: datetime | None
+
+
+class ApiError(ApiModel):
+    Status: int
+    Error: str
+    Message: str
+    RequestId: str

@@ -1,0 +1,1 @@
+"""The resource tree of a property: buildings, floors, rooms and beds."""
