@@ -87,12 +87,12 @@ def refused_checks_since(conn: Connection, *, reader_uid: UUID, since: datetime)
 
 
 def last_throttled(conn: Connection, *, reader_uid: UUID, since: datetime) -> datetime | None:
-    """When the reader was last locked, if that happened since ``since``."""
+    """When the reader was last locked, if that happened after ``since``."""
     found = conn.execute(
         select(func.max(events.c.occurred_utc)).where(
             events.c.resource_uid == reader_uid,
             events.c.kind == EventKind.READER_THROTTLED.value,
-            events.c.occurred_utc >= since,
+            events.c.occurred_utc > since,
         )
     ).scalar_one_or_none()
     return found if isinstance(found, datetime) else None
