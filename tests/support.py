@@ -215,7 +215,7 @@ def make_tenant(deployment: Deployment, *, properties: int = 1) -> Tenant:
 def token_parameters(
     *,
     service_order: uuid.UUID | None = None,
-    value: str = "1234#",
+    value: str | None = None,
     start: str = "2030-01-01T14:00:00Z",
     end: str = "2030-01-05T10:00:00Z",
     token_type: str = "PinCode",
@@ -224,7 +224,7 @@ def token_parameters(
     return {
         "ServiceOrderId": str(service_order or uuid.uuid4()),
         "Type": token_type,
-        "Value": value,
+        "Value": value or f"{uuid.uuid4().int % 10**8:08d}#",
         "ValidityStartUtc": start,
         "ValidityEndUtc": end,
         "Permissions": {"Bed": {"Value": False}, "Room": {"Value": True}},

@@ -148,6 +148,17 @@ def add_property(
     )
 
 
+@admin.command("set-collision-check")
+@click.option("--enterprise", "enterprise_id", type=click.UUID, required=True)
+@click.option("--on/--off", "enabled", required=True)
+def set_collision_check(enterprise_id: UUID, enabled: bool) -> None:
+    """Refuse (on, the default) or allow reservation tokens that could open the same door."""
+    from keyledger.properties.service import set_collision_check as switch
+
+    changed = switch(_store(), enterprise_id=enterprise_id, enabled=enabled)
+    _emit({"EnterpriseId": str(changed.enterprise_id), "CollisionCheck": changed.collision_check})
+
+
 @admin.command("list-properties")
 def list_properties() -> None:
     """List every property."""
@@ -161,6 +172,7 @@ def list_properties() -> None:
                     "BusinessId": p.business_id,
                     "Name": p.name,
                     "TimeZone": p.timezone,
+                    "CollisionCheck": p.collision_check,
                 }
                 for p in listing(_store())
             ]

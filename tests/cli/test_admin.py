@@ -136,8 +136,14 @@ def test_provisioning_flow_while_the_server_runs(databases: DatabaseFactory) -> 
         assert get_all(portfolio["AccessToken"]).status_code == 401
         ok(url, "admin", "enable-integration", "--id", str(integration["IntegrationId"]))
         assert get_all(portfolio["AccessToken"]).status_code == 200
+        switched = ok(url, "admin", "set-collision-check", "--enterprise", chosen, "--off")
+        assert switched == {"EnterpriseId": chosen, "CollisionCheck": False}
         listed = ok(url, "admin", "list-properties")
         assert {p["Name"] for p in listed["Properties"]} == {"Hotel Nord", "Annex"}
+        assert {p["Name"]: p["CollisionCheck"] for p in listed["Properties"]} == {
+            "Hotel Nord": True,
+            "Annex": False,
+        }
     finally:
         deployment.close()
 

@@ -218,6 +218,22 @@ def mark_deleted(
     return int(result.rowcount)
 
 
+def reservation_tokens_with_values(
+    conn: Connection,
+    *,
+    properties: Mapping[int, Property],
+    property_id: int,
+    values: Sequence[str],
+) -> list[Credential]:
+    """Every reservation token of a property whose Value is one of ``values``, any state."""
+    rows = conn.execute(
+        select(*CREDENTIAL_COLUMNS).where(
+            in_scope([property_id], CredentialKind.RESERVATION), t.c.value.in_(list(values))
+        )
+    )
+    return [to_credential(row, properties) for row in rows]
+
+
 def reservation_tokens_with_value(
     conn: Connection,
     *,

@@ -9,6 +9,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import Connection
+
+from keyledger.access.collisions import refuse_collisions
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import utc_now
 from keyledger.credentials import repository
@@ -59,7 +62,7 @@ def list_reservation_tokens(store: Store, *, scope: Scope, query: ReservationTok
 
 
 def _target_properties(
-    store_conn: Any,
+    store_conn: Connection,
     *,
     scope: Scope,
     drafts: Sequence[ReservationTokenDraft],
@@ -136,6 +139,7 @@ def add_reservation_tokens(
             )
             for draft, target in zip(drafts, targets, strict=True)
         ]
+        _refuse_collisions(conn, scope, list(enumerate(created)))
         row_ids = repository.insert_credentials(conn, [row_of(c) for c in created])
     return [replace(c, id=row_id) for c, row_id in zip(created, row_ids, strict=True)]
 
@@ -166,6 +170,7 @@ def update_reservation_tokens(
             raise CredentialNotFound(list(dict.fromkeys(missing)))
         results: list[Credential] = []
         touched: dict[UUID, Credential] = {}
+        changed_items: dict[UUID, int] = {}
         for index, change in enumerate(changes):
             before = touched.get(change.credential_id) or current[change.credential_id]
             if expected is not None and before.property.id != expected.id:
@@ -191,7 +196,11 @@ def update_reservation_tokens(
             if after != before:
                 after = replace(after, updated_utc=now, updated_by=actor.label)
                 touched[after.uid] = after
+                changed_items[after.uid] = index
             results.append(after)
+        _refuse_collisions(
+            conn, scope, [(changed_items[uid], credential) for uid, credential in touched.items()]
+        )
         if touched:
             repository.rewrite_credentials(
                 conn,
@@ -200,6 +209,18 @@ def update_reservation_tokens(
             )
     final = {**current, **touched}
     return [final[result.uid] for result in results]
+
+
+def _refuse_collisions(
+    conn: Connection, scope: Scope, written: Sequence[tuple[int, Credential]]
+) -> None:
+    by_property: dict[int, list[tuple[int, Credential]]] = {}
+    for index, credential in written:
+        by_property.setdefault(credential.property.id, []).append((index, credential))
+    for property_id, items in by_property.items():
+        refuse_collisions(
+            conn, prop=scope.by_id[property_id], properties=scope.by_id, written=items
+        )
 
 
 def delete_reservation_tokens(

@@ -24,7 +24,12 @@ _COLUMNS = (
 
 def _to_property(row: Sequence[Any]) -> Property:
     return Property(
-        id=row[0], enterprise_id=row[1], business_id=row[2], name=row[3], timezone=row[4]
+        id=row[0],
+        enterprise_id=row[1],
+        business_id=row[2],
+        name=row[3],
+        timezone=row[4],
+        collision_check=bool(row[5]),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -53,3 +54,12 @@ def add_property(
 def list_properties(store: Store) -> list[Property]:
     with store.read() as conn:
         return repository.all_properties(conn)
+
+
+def set_collision_check(store: Store, *, enterprise_id: UUID, enabled: bool) -> Property:
+    with store.write() as conn:
+        found = repository.by_enterprise_ids(conn, [enterprise_id])
+        if not found:
+            raise InvalidInput(f"Unknown enterprise {enterprise_id}.", subject="enterprise")
+        repository.set_collision_check(conn, found[0].id, enabled=enabled)
+    return replace(found[0], collision_check=enabled)

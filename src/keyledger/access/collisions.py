@@ -1,0 +1,109 @@
+"""The collision rule: two active reservation tokens with the same Type and Value must never both
+open one reader at one instant, or a door check would have two candidates. A write that would
+create such a pair is refused (per property, ``collision_check``; on by default).
+
+Two tokens overlap when their validity windows overlap and some reader lies in both their reaches
+(the credential's resource and its ancestors; a token without a resource reaches the whole
+property) and both carry the permission flag of that reader's kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from uuid import UUID
+
+from sqlalchemy import Connection
+
+from keyledger.access.service import flag_for
+from keyledger.credentials import repository as credentials
+from keyledger.credentials.models import Credential
+from keyledger.errors import RuleViolation
+from keyledger.properties.models import Property
+from keyledger.resources import repository as resources
+from keyledger.resources.models import Resource, ResourceKind
+
+
+class Tree:
+    """A property's resources in memory, for reach computations."""
+
+    def __init__(self, nodes: Iterable[Resource]) -> None:
+        self.nodes = {node.uid: node for node in nodes}
+
+    def reach(self, credential: Credential) -> list[Resource] | None:
+        if credential.resource_id is None:
+            return None
+        found: list[Resource] = []
+        current: UUID | None = credential.resource_id
+        while current is not None and current in self.nodes and len(found) < 16:
+            node = self.nodes[current]
+            found.append(node)
+            current = node.parent_uid
+        return found
+
+
+def _kinds(credential: Credential) -> set[ResourceKind]:
+    return {kind for kind in ResourceKind if flag_for(kind, credential.permissions)}
+
+
+def _validity_overlaps(first: Credential, second: Credential) -> bool:
+    assert first.valid_from and first.valid_to and second.valid_from and second.valid_to
+    return first.valid_from < second.valid_to and second.valid_from < first.valid_to
+
+
+def overlapping(first: Credential, second: Credential, tree: Tree) -> bool:
+    if first.token_type != second.token_type or first.value != second.value:
+        return False
+    if not (first.is_active and second.is_active and _validity_overlaps(first, second)):
+        return False
+    shared = _kinds(first) & _kinds(second)
+    if not shared:
+        return False
+    reach_first, reach_second = tree.reach(first), tree.reach(second)
+    if reach_first is None and reach_second is None:
+        return True
+    if reach_first is None or reach_second is None:
+        doors = reach_second if reach_first is None else reach_first
+    else:
+        common = {node.uid for node in reach_second}
+        doors = [node for node in reach_first if node.uid in common]
+    assert doors is not None
+    return any(door.kind in shared for door in doors)
+
+
+def refuse_collisions(
+    conn: Connection,
+    *,
+    prop: Property,
+    properties: Mapping[int, Property],
+    written: Sequence[tuple[int, Credential]],
+) -> None:
+    """Raise RuleViolation when a token being written (with its item index) would collide with
+    another active token of the property or of the same request."""
+    if not prop.collision_check or not written:
+        return
+    existing = credentials.reservation_tokens_with_values(
+        conn,
+        properties=properties,
+        property_id=prop.id,
+        values=list({credential.value for _, credential in written}),
+    )
+    tree = Tree(resources.tree_of(conn, [prop.id]).values())
+    being_written = {credential.uid for _, credential in written}
+    others = [c for c in existing if c.uid not in being_written and c.is_active]
+    seen: list[tuple[int, Credential]] = []
+    for index, credential in written:
+        for other in others:
+            if overlapping(credential, other, tree):
+                raise _collision(index, credential, f"token {other.uid}")
+        for earlier_index, earlier in seen:
+            if earlier.uid != credential.uid and overlapping(credential, earlier, tree):
+                raise _collision(index, credential, f"item {earlier_index} of this request")
+        seen.append((index, credential))
+
+
+def _collision(index: int, credential: Credential, other: str) -> RuleViolation:
+    return RuleViolation(
+        f"Item {index}: this {credential.token_type} value collides with {other}: both are "
+        "active in overlapping validity and could open the same door.",
+        subject="collision",
+    )

@@ -1,0 +1,123 @@
+"""The collision rule on Mews add and update: two active tokens with one Type and Value that
+could open the same door at the same time are refused with 403 naming the conflict."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from keyledger.properties.service import set_collision_check
+from tests.api.test_resources import building
+from tests.dialects.mews.test_errors import assert_error
+from tests.support import Deployment, Tenant, token_parameters
+
+
+def params(
+    value: str,
+    resource: uuid.UUID | None,
+    start: str = "2030-01-01T00:00:00Z",
+    end: str = "2030-01-05T00:00:00Z",
+    token_type: str = "PinCode",
+    **flags: bool,
+) -> dict[str, Any]:
+    made = token_parameters(
+        value=value,
+        token_type=token_type,
+        start=start,
+        end=end,
+        Permissions={
+            name: {"Value": flags.get(name.lower(), False)}
+            for name in ("Bed", "Room", "Floor", "Building")
+        },
+    )
+    if resource is not None:
+        made["ResourceId"] = str(resource)
+    return made
+
+
+def test_same_code_on_the_same_door_is_refused(tenant: Tenant) -> None:
+    tree = building(tenant)
+    first = tenant.mews(
+        "add", ResourceAccessTokenParameters=[params("1212#", tree["room"], room=True)]
+    )
+    assert first.status_code == 200
+    first_id = first.json()["ResourceAccessTokens"][0]["Id"]
+    second = tenant.mews(
+        "add",
+        ResourceAccessTokenParameters=[
+            params(
+                "1212#",
+                tree["room"],
+                room=True,
+                start="2030-01-04T00:00:00Z",
+                end="2030-01-09T00:00:00Z",
+            )
+        ],
+    )
+    assert_error(second, 403, f"Item 0: this PinCode value collides with token {first_id}")
+
+
+def test_what_does_not_collide(tenant: Tenant) -> None:
+    tree = building(tenant)
+    items = [
+        params("3434#", tree["room"], room=True),
+        params(
+            "3434#",
+            tree["room"],
+            room=True,
+            start="2030-01-05T00:00:00Z",
+            end="2030-01-06T00:00:00Z",
+        ),
+        params("3434#", tree["other_room"], room=True),  # another door
+        params("3434#", tree["room"], token_type="RfidTag", room=True),  # another type
+        params("3434#", tree["bed"], bed=True),  # the bed's flag only: the bed door
+    ]
+    response = tenant.mews("add", ResourceAccessTokenParameters=items)
+    assert response.status_code == 200, response.text
+
+
+def test_shared_ancestors_and_whole_property_tokens_collide(tenant: Tenant) -> None:
+    tree = building(tenant)
+    floor_one = params("5656#", tree["room"], floor=True)
+    floor_two = params("5656#", tree["other_room"], floor=True)
+    in_batch = tenant.mews("add", ResourceAccessTokenParameters=[floor_one, floor_two])
+    assert_error(in_batch, 403, "Item 1: this PinCode value collides with item 0 of this request")
+    assert (
+        tenant.mews(
+            "add", ResourceAccessTokenParameters=[params("7878#", tree["room"], room=True)]
+        ).status_code
+        == 200
+    )
+    anywhere = tenant.mews("add", ResourceAccessTokenParameters=[params("7878#", None, room=True)])
+    assert_error(anywhere, 403, "Item 0: this PinCode value collides with token")
+
+
+def test_update_into_a_collision_is_refused(tenant: Tenant) -> None:
+    tree = building(tenant)
+    made = tenant.mews(
+        "add",
+        ResourceAccessTokenParameters=[
+            params("9090#", tree["room"], room=True),
+            params("9191#", tree["room"], room=True),
+        ],
+    ).json()["ResourceAccessTokens"]
+    change = [{"ResourceAccessTokenId": made[1]["Id"], "Value": {"Value": "9090#"}}]
+    assert_error(
+        tenant.mews("update", ResourceAccessTokenUpdates=change),
+        403,
+        f"Item 0: this PinCode value collides with token {made[0]['Id']}",
+    )
+    assert (
+        tenant.mews("delete", Ids=[made[0]["Id"]]).status_code == 200
+    )  # a deleted token counts no more
+    assert tenant.mews("update", ResourceAccessTokenUpdates=change).status_code == 200
+
+
+def test_the_rule_can_be_switched_off_per_property(
+    shared_deployment: Deployment, tenant: Tenant
+) -> None:
+    tree = building(tenant)
+    same = [params("2323#", tree["room"], room=True), params("2323#", tree["room"], room=True)]
+    assert tenant.mews("add", ResourceAccessTokenParameters=same).status_code == 403
+    set_collision_check(shared_deployment.store, enterprise_id=tenant.enterprise_id, enabled=False)
+    assert tenant.mews("add", ResourceAccessTokenParameters=same).status_code == 200
