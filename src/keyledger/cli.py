@@ -294,6 +294,55 @@ def export_resources(enterprises: tuple[UUID, ...]) -> None:
     click.echo(csvio.render(list_resources(store, scope=scope), scope.by_id), nl=False)
 
 
+@admin.command("events")
+@click.option("--enterprise", "enterprises", type=click.UUID, multiple=True)
+@click.option("--credential", type=click.UUID, default=None)
+@click.option("--resource", type=click.UUID, default=None)
+@click.option("--kind", "kinds", multiple=True, help="e.g. access.checked (repeatable)")
+@click.option("--since", default=None, help="ISO 8601 with a zone; inclusive")
+@click.option("--until", default=None, help="ISO 8601 with a zone; exclusive")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--before", type=click.IntRange(1), default=None, help="the Cursor of a page")
+def list_events(
+    *,
+    enterprises: tuple[UUID, ...],
+    credential: UUID | None,
+    resource: UUID | None,
+    kinds: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    before: int | None,
+) -> None:
+    """Print the event log, newest first (never a credential's value)."""
+    from keyledger.callers.models import Scope
+    from keyledger.clock import parse_timestamp
+    from keyledger.events.models import EventKind, EventQuery
+    from keyledger.events.render import render_events
+    from keyledger.events.service import list_events as listing
+    from keyledger.properties.service import list_properties
+
+    try:
+        wanted = tuple(EventKind(kind) for kind in kinds)
+        start = parse_timestamp(since) if since else None
+        end = parse_timestamp(until) if until else None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    store = _store()
+    everything = Scope(tuple(list_properties(store)))
+    scope = everything.narrow_to_enterprises(enterprises) if enterprises else None
+    query = EventQuery(
+        credential_uid=credential,
+        resource_uid=resource,
+        kinds=wanted,
+        start=start,
+        end=end,
+        limit=limit,
+        before=before,
+    )
+    _emit(render_events(listing(store, scope=scope, query=query), everything.by_id))
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"keyledger: error: {message}", err=True)
     sys.exit(2)

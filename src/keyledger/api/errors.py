@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from keyledger.dialects.common import (
@@ -35,6 +36,10 @@ def _location(error: ValidationError) -> str:
 def classify(error: Exception) -> tuple[int, str, str]:
     if isinstance(error, ValidationError):
         return 400, "InvalidInput", _location(error)
+    if isinstance(error, RequestValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "request"
+        return 400, "InvalidInput", f"{where}: {str(first['msg']).rstrip('.').lower()}."
     if isinstance(error, MalformedJson):
         return 400, "InvalidInput", "The body is not valid JSON."
     if isinstance(error, BodyTooLarge):

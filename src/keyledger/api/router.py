@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.access.service import check_door
@@ -14,10 +15,13 @@ from keyledger.api import schemas
 from keyledger.api.errors import ApiRoute
 from keyledger.callers.models import IntegrationCaller, Scope
 from keyledger.callers.service import authenticate_access_token
-from keyledger.clock import format_utc, utc_now
+from keyledger.clock import format_utc, parse_timestamp, to_utc_seconds, utc_now
 from keyledger.context import ContextDep
 from keyledger.dialects.common import json_response, parse_json, read_body
 from keyledger.errors import InvalidInput, Unauthenticated
+from keyledger.events import service as events_service
+from keyledger.events.models import EventKind, EventQuery
+from keyledger.events.render import render_events
 from keyledger.properties.models import Property
 from keyledger.resources import service as resources
 from keyledger.resources.models import Resource, ResourceDraft, ResourceKind
@@ -196,6 +200,47 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
             else format_utc(decision.throttled_until),
         }
     )
+
+
+@router.get(
+    "/events",
+    operation_id="v1_events_list",
+    summary="The event log, newest first (keyset pagination with Cursor)",
+    response_model=schemas.EventList,
+    responses=_ERRORS,
+)
+async def list_events(
+    *,
+    caller: CallerDep,
+    context: ContextDep,
+    CredentialId: UUID | None = None,  # noqa: N803
+    ResourceId: UUID | None = None,  # noqa: N803
+    Kind: Annotated[list[EventKind] | None, Query()] = None,  # noqa: N803
+    StartUtc: str | None = None,  # noqa: N803
+    EndUtc: str | None = None,  # noqa: N803
+    Limit: Annotated[int, Query(ge=1, le=1000)] = 100,  # noqa: N803
+    Cursor: Annotated[int | None, Query(ge=1)] = None,  # noqa: N803
+) -> Response:
+    query = EventQuery(
+        credential_uid=CredentialId,
+        resource_uid=ResourceId,
+        kinds=tuple(Kind or ()),
+        start=_instant("StartUtc", StartUtc),
+        end=_instant("EndUtc", EndUtc),
+        limit=Limit,
+        before=Cursor,
+    )
+    found = events_service.list_events(context.store, scope=caller.scope, query=query)
+    return json_response(render_events(found, caller.scope.by_id))
+
+
+def _instant(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return to_utc_seconds(parse_timestamp(text))
+    except ValueError as error:
+        raise InvalidInput(f"{name}: {error}.", subject=name) from None
 
 
 REQUEST_SCHEMAS: tuple[type[schemas.ApiModel], ...] = (

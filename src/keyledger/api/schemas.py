@@ -79,3 +79,26 @@ class ApiError(ApiModel):
     Error: str
     Message: str
     RequestId: str
+
+
+class EventActor(ApiModel):
+    Kind: Literal["integration", "user", "system"]
+    Id: int | None
+    Label: str
+
+
+class EventOut(ApiModel):
+    Id: int
+    OccurredUtc: datetime
+    EnterpriseId: UUID | None
+    Kind: str
+    Actor: EventActor
+    CredentialId: UUID | None
+    ResourceId: UUID | None
+    Outcome: str | None
+    Details: dict[str, Any]
+
+
+class EventList(ApiModel):
+    Events: list[EventOut]
+    Cursor: int | None

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from keyledger.callers import repository
-from keyledger.callers.models import IntegrationCaller, IssuedSecret, Scope
+from keyledger.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
 from keyledger.clock import utc_now
 from keyledger.errors import Conflict, InvalidInput, Unauthenticated
+from keyledger.events import repository as events
+from keyledger.events.models import EventKind
 from keyledger.hashing import digests_match, hash_password, new_api_token, secret_digest
 from keyledger.properties import repository as property_repository
 from keyledger.store import Store
@@ -36,8 +38,14 @@ def add_integration(store: Store, *, name: str, client_token: str | None = None)
     with store.write() as conn:
         if repository.integration_by_digest(conn, digest) is not None:
             raise Conflict("That client token is registered already.", subject="client_token")
-        integration_id = repository.insert_integration(
-            conn, name=name, digest=digest, now=utc_now()
+        now = utc_now()
+        integration_id = repository.insert_integration(conn, name=name, digest=digest, now=now)
+        events.append(
+            conn,
+            kind=EventKind.INTEGRATION_CREATED,
+            actor=Actor.system(),
+            now=now,
+            details={"IntegrationId": integration_id, "Name": name},
         )
     return IssuedSecret(id=integration_id, secret=token, name=name)
 
@@ -57,7 +65,15 @@ def set_integration_enabled(
             integration_id = int(row.id)
         if integration_id is None or not repository.integration_exists(conn, integration_id):
             raise InvalidInput("Unknown integration.", subject="integration")
-        repository.set_integration_enabled(conn, integration_id, enabled=enabled, now=utc_now())
+        now = utc_now()
+        repository.set_integration_enabled(conn, integration_id, enabled=enabled, now=now)
+        events.append(
+            conn,
+            kind=EventKind.INTEGRATION_ENABLED if enabled else EventKind.INTEGRATION_DISABLED,
+            actor=Actor.system(),
+            now=now,
+            details={"IntegrationId": integration_id},
+        )
         return integration_id
 
 
@@ -84,12 +100,29 @@ def add_access_token(
             raise InvalidInput(f"Unknown enterprise {', '.join(missing)}.", subject="enterprise")
         if repository.connection_by_digest(conn, digest) is not None:
             raise Conflict("That access token is registered already.", subject="access_token")
+        now = utc_now()
         connection_id = repository.insert_connection(
             conn,
             integration_id=int(integration.id),
             digest=digest,
             property_ids=[found[e].id for e in wanted],
-            now=utc_now(),
+            now=now,
+        )
+        events.append_many(
+            conn,
+            [
+                {
+                    "kind": EventKind.ACCESS_TOKEN_CREATED,
+                    "property_id": found[e].id,
+                    "details": {
+                        "AccessTokenId": connection_id,
+                        "IntegrationId": int(integration.id),
+                    },
+                }
+                for e in wanted
+            ],
+            actor=Actor.system(),
+            now=now,
         )
     return IssuedSecret(id=connection_id, secret=token, enterprise_ids=tuple(wanted))
 
@@ -105,7 +138,21 @@ def revoke_access_token(
             connection_id = int(row.id)
         if connection_id is None or not repository.connection_exists(conn, connection_id):
             raise InvalidInput("Unknown access token.", subject="access_token")
-        repository.revoke_connection(conn, connection_id, now=utc_now())
+        now = utc_now()
+        if repository.revoke_connection(conn, connection_id, now=now):
+            events.append_many(
+                conn,
+                [
+                    {
+                        "kind": EventKind.ACCESS_TOKEN_REVOKED,
+                        "property_id": prop.id,
+                        "details": {"AccessTokenId": connection_id},
+                    }
+                    for prop in repository.connection_properties_of(conn, connection_id)
+                ],
+                actor=Actor.system(),
+                now=now,
+            )
         return connection_id
 
 
@@ -204,6 +251,19 @@ def add_user(
         unique_roles = list(dict.fromkeys(roles))
         repository.insert_memberships(
             conn, user_id=user_id, property_ids=property_ids, roles=unique_roles
+        )
+        events.append_many(
+            conn,
+            [
+                {
+                    "kind": EventKind.USER_CREATED,
+                    "property_id": property_id,
+                    "details": {"UserId": user_id, "Email": email, "Roles": unique_roles},
+                }
+                for property_id in property_ids
+            ],
+            actor=Actor.system(),
+            now=utc_now(),
         )
     return {
         "UserId": user_id,

@@ -24,6 +24,8 @@ from keyledger.credentials.models import (
     ReservationTokenQuery,
 )
 from keyledger.errors import CredentialNotFound, InvalidInput, RuleViolation
+from keyledger.events import repository as events
+from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
 from keyledger.store import Store
 
@@ -141,6 +143,7 @@ def add_reservation_tokens(
         ]
         _refuse_collisions(conn, scope, list(enumerate(created)))
         row_ids = repository.insert_credentials(conn, [row_of(c) for c in created])
+        events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
     return [replace(c, id=row_id) for c, row_id in zip(created, row_ids, strict=True)]
 
 
@@ -207,8 +210,34 @@ def update_reservation_tokens(
                 [{"row_id": c.id, **row_of(c)} for c in touched.values()],
                 columns=RESERVATION_MUTABLE,
             )
+            events.append_many(
+                conn,
+                [
+                    {
+                        "kind": EventKind.CREDENTIAL_UPDATED,
+                        "property_id": c.property.id,
+                        "credential_uid": c.uid,
+                        "details": {"Changed": events.changed_fields(current[uid], c)},
+                    }
+                    for uid, c in touched.items()
+                ],
+                actor=actor,
+                now=now,
+            )
     final = {**current, **touched}
     return [final[result.uid] for result in results]
+
+
+def created_event(credential: Credential) -> dict[str, Any]:
+    details: dict[str, Any] = {"Kind": credential.kind.value}
+    if credential.token_type is not None:
+        details["Type"] = credential.token_type.value
+    return {
+        "kind": EventKind.CREDENTIAL_CREATED,
+        "property_id": credential.property.id,
+        "credential_uid": credential.uid,
+        "details": details,
+    }
 
 
 def _refuse_collisions(
@@ -235,11 +264,23 @@ def delete_reservation_tokens(
         missing = [uid for uid in wanted if uid not in found]
         if missing:
             raise CredentialNotFound(missing)
+        now = utc_now()
         repository.mark_deleted(
+            conn, row_ids=[c.id for c in found.values()], now=now, actor_label=actor.label
+        )
+        events.append_many(
             conn,
-            row_ids=[c.id for c in found.values()],
-            now=utc_now(),
-            actor_label=actor.label,
+            [
+                {
+                    "kind": EventKind.CREDENTIAL_DELETED,
+                    "property_id": c.property.id,
+                    "credential_uid": c.uid,
+                }
+                for c in found.values()
+                if c.is_active
+            ],
+            actor=actor,
+            now=now,
         )
 
 

@@ -26,8 +26,10 @@ from keyledger.credentials.models import (
     VoucherPage,
     VoucherQuery,
 )
-from keyledger.credentials.service import row_of
+from keyledger.credentials.service import created_event, row_of
 from keyledger.errors import Conflict, CredentialNotFound, InvalidInput, RuleViolation
+from keyledger.events import repository as events
+from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
 from keyledger.store import Store
 
@@ -118,7 +120,7 @@ def find_voucher(store: Store, *, scope: Scope, voucher_id: int) -> Credential:
     return found[voucher_id]
 
 
-def _insert(store: Store, vouchers: Sequence[Credential]) -> list[Credential]:
+def _insert(store: Store, vouchers: Sequence[Credential], actor: Actor) -> list[Credential]:
     try:
         with store.write() as conn:
             taken = voucher_repository.codes_in_use(
@@ -127,6 +129,9 @@ def _insert(store: Store, vouchers: Sequence[Credential]) -> list[Credential]:
             if taken:
                 raise _code_taken(sorted(taken)[0])
             row_ids = repository.insert_credentials(conn, [row_of(v) for v in vouchers])
+            events.append_many(
+                conn, [created_event(v) for v in vouchers], actor=actor, now=vouchers[0].created_utc
+            )
     except IntegrityError:
         raise _code_taken(vouchers[0].value) from None
     return [replace(v, id=row_id) for v, row_id in zip(vouchers, row_ids, strict=True)]
@@ -136,7 +141,7 @@ def create_voucher(
     store: Store, *, target: Property, actor: Actor, fields: VoucherFields
 ) -> Credential:
     _check(fields)
-    return _insert(store, [_new_voucher(target, actor, fields, utc_now())])[0]
+    return _insert(store, [_new_voucher(target, actor, fields, utc_now())], actor)[0]
 
 
 def _rewrite(
@@ -146,6 +151,7 @@ def _rewrite(
     voucher_ids: Sequence[int],
     change: Callable[[Credential], Credential],
     actor: Actor,
+    via: str,
 ) -> list[Credential]:
     """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing."""
     wanted = list(dict.fromkeys(voucher_ids))
@@ -168,6 +174,22 @@ def _rewrite(
                     raise _code_taken(sorted(taken)[0])
             repository.rewrite_credentials(
                 conn, [{"row_id": c.id, **row_of(c)} for c in changed], columns=VOUCHER_MUTABLE
+            )
+            events.append_many(
+                conn,
+                [
+                    {
+                        "kind": EventKind.CREDENTIAL_DELETED
+                        if c.deleted_utc is not None
+                        else EventKind.CREDENTIAL_UPDATED,
+                        "property_id": c.property.id,
+                        "credential_uid": c.uid,
+                        "details": {"Via": via, "Changed": events.changed_fields(found[c.id], c)},
+                    }
+                    for c in changed
+                ],
+                actor=actor,
+                now=now,
             )
     except IntegrityError:
         raise Conflict(
@@ -196,7 +218,9 @@ def replace_voucher(
             system_id=fields.system_id,
         )
 
-    return _rewrite(store, scope=scope, voucher_ids=[voucher_id], change=apply, actor=actor)[0]
+    return _rewrite(
+        store, scope=scope, voucher_ids=[voucher_id], change=apply, actor=actor, via="replace"
+    )[0]
 
 
 def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int) -> None:
@@ -208,6 +232,7 @@ def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int)
         voucher_ids=[voucher_id],
         change=lambda current: replace(current, deleted_utc=now),
         actor=actor,
+        via="delete",
     )
 
 
@@ -220,6 +245,7 @@ def reset_minutes(
         voucher_ids=voucher_ids,
         change=lambda current: replace(current, minutes_left=current.minutes_included),
         actor=actor,
+        via="RESET_MINUTES",
     )
 
 
@@ -239,6 +265,7 @@ def add_minutes(
             minutes_left=(current.minutes_left or 0) + minutes,
         ),
         actor=actor,
+        via="ADD_MINUTES",
     )
 
 
@@ -257,6 +284,7 @@ def expire_now(
             valid_to=now,
         ),
         actor=actor,
+        via="EXPIRE_NOW",
     )
 
 
@@ -270,7 +298,14 @@ def extend_validity(
             )
         return replace(current, valid_to=valid_to)
 
-    return _rewrite(store, scope=scope, voucher_ids=voucher_ids, change=apply, actor=actor)
+    return _rewrite(
+        store,
+        scope=scope,
+        voucher_ids=voucher_ids,
+        change=apply,
+        actor=actor,
+        via="EXTEND_VALIDITY",
+    )
 
 
 def new_codes(count: int) -> list[str]:
@@ -318,6 +353,7 @@ def bulk_create(
                     _new_voucher(target, actor, replace(template, access_code=code), now)
                     for code in codes
                 ],
+                actor,
             )
         except Conflict:
             continue

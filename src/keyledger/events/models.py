@@ -17,6 +17,14 @@ class EventKind(StrEnum):
     RESOURCE_DELETED = "resource.deleted"
     ACCESS_CHECKED = "access.checked"
     READER_THROTTLED = "reader.throttled"
+    PROPERTY_CREATED = "property.created"
+    PROPERTY_CHANGED = "property.changed"
+    INTEGRATION_CREATED = "integration.created"
+    INTEGRATION_ENABLED = "integration.enabled"
+    INTEGRATION_DISABLED = "integration.disabled"
+    ACCESS_TOKEN_CREATED = "access_token.created"  # noqa: S105 - an event name
+    ACCESS_TOKEN_REVOKED = "access_token.revoked"  # noqa: S105 - an event name
+    USER_CREATED = "user.created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +40,16 @@ class Event:
     resource_uid: UUID | None
     outcome: str | None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Newest first; ``before`` is the id of the last event of the previous page."""
+
+    credential_uid: UUID | None = None
+    resource_uid: UUID | None = None
+    kinds: tuple[EventKind, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int = 100
+    before: int | None = None

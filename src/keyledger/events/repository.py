@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import ColumnElement, Connection, func, insert, select
 
-from keyledger.callers.models import Actor
-from keyledger.events.models import EventKind
+from keyledger.callers.models import Actor, ActorKind
+from keyledger.events.models import Event, EventKind, EventQuery
 from keyledger.store.schema import events
 
 
@@ -96,3 +96,76 @@ def last_throttled(conn: Connection, *, reader_uid: UUID, since: datetime) -> da
         )
     ).scalar_one_or_none()
     return found if isinstance(found, datetime) else None
+
+
+def select_events(
+    conn: Connection, *, property_ids: Sequence[int] | None, query: EventQuery
+) -> list[Event]:
+    """A page of events, newest first (by id); ``property_ids`` None means every event."""
+    conditions: list[ColumnElement[bool]] = []
+    if property_ids is not None:
+        conditions.append(events.c.property_id.in_(list(property_ids)))
+    if query.credential_uid is not None:
+        conditions.append(events.c.credential_uid == query.credential_uid)
+    if query.resource_uid is not None:
+        conditions.append(events.c.resource_uid == query.resource_uid)
+    if query.kinds:
+        conditions.append(events.c.kind.in_([kind.value for kind in query.kinds]))
+    if query.start is not None:
+        conditions.append(events.c.occurred_utc >= query.start)
+    if query.end is not None:
+        conditions.append(events.c.occurred_utc < query.end)
+    if query.before is not None:
+        conditions.append(events.c.id < query.before)
+    rows = conn.execute(
+        select(
+            events.c.id,
+            events.c.occurred_utc,
+            events.c.property_id,
+            events.c.kind,
+            events.c.actor_kind,
+            events.c.actor_id,
+            events.c.actor_label,
+            events.c.credential_uid,
+            events.c.resource_uid,
+            events.c.outcome,
+            events.c.details,
+        )
+        .where(*conditions)
+        .order_by(events.c.id.desc())
+        .limit(query.limit)
+    )
+    return [
+        Event(
+            id=row[0],
+            occurred_utc=row[1],
+            property_id=row[2],
+            kind=EventKind(row[3]),
+            actor_kind=ActorKind(row[4]),
+            actor_id=row[5],
+            actor_label=row[6],
+            credential_uid=row[7],
+            resource_uid=row[8],
+            outcome=row[9],
+            details=row[10] or {},
+        )
+        for row in rows
+    ]
+
+
+_TRACKED = (
+    "value",
+    "valid_from",
+    "valid_to",
+    "permissions",
+    "description",
+    "minutes_included",
+    "minutes_left",
+    "user_limit",
+    "system_id",
+)
+
+
+def changed_fields(before: Any, after: Any) -> list[str]:
+    """The names (never the values) of the tracked properties that differ."""
+    return [name for name in _TRACKED if getattr(before, name) != getattr(after, name)]

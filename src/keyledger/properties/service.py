@@ -7,8 +7,11 @@ from dataclasses import replace
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from keyledger.callers.models import Actor
 from keyledger.clock import utc_now
 from keyledger.errors import Conflict, InvalidInput
+from keyledger.events import repository as events
+from keyledger.events.models import EventKind
 from keyledger.properties import repository
 from keyledger.properties.models import Property
 from keyledger.store import Store
@@ -41,14 +44,24 @@ def add_property(
             business_id = repository.next_business_id(conn)
         elif repository.by_business_id(conn, business_id) is not None:
             raise Conflict(f"Business {business_id} exists already.", subject="business_id")
-        return repository.insert_property(
+        now = utc_now()
+        created = repository.insert_property(
             conn,
             enterprise_id=enterprise_id,
             business_id=business_id,
             name=name,
             timezone=timezone,
-            now=utc_now(),
+            now=now,
         )
+        events.append(
+            conn,
+            kind=EventKind.PROPERTY_CREATED,
+            actor=Actor.system(),
+            now=now,
+            property_id=created.id,
+            details={"Name": name, "BusinessId": business_id},
+        )
+        return created
 
 
 def list_properties(store: Store) -> list[Property]:
@@ -62,4 +75,12 @@ def set_collision_check(store: Store, *, enterprise_id: UUID, enabled: bool) -> 
         if not found:
             raise InvalidInput(f"Unknown enterprise {enterprise_id}.", subject="enterprise")
         repository.set_collision_check(conn, found[0].id, enabled=enabled)
+        events.append(
+            conn,
+            kind=EventKind.PROPERTY_CHANGED,
+            actor=Actor.system(),
+            now=utc_now(),
+            property_id=found[0].id,
+            details={"CollisionCheck": enabled},
+        )
     return replace(found[0], collision_check=enabled)

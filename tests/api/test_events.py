@@ -1,0 +1,179 @@
+"""The event log: every change and decision, newest first, filtered, never a credential value."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from keyledger.store.schema import events
+from tests.api.test_door_checks import check
+from tests.api.test_resources import building, v1
+from tests.cli.test_admin import ok
+from tests.dialects.mews.test_operations import add
+from tests.support import (
+    DatabaseFactory,
+    Deployment,
+    NexudusTenant,
+    Tenant,
+    add_user_to,
+    make_tenant,
+    token_parameters,
+)
+
+
+def listing(tenant: Tenant, **params: Any) -> dict[str, Any]:
+    response = tenant.http.get(
+        "/api/v1/events", params=params, headers={"Authorization": f"Bearer {tenant.access_token}"}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_mews_changes_and_checks_are_events(tenant: Tenant) -> None:
+    tree = building(tenant)
+    (made,) = add(tenant, token_parameters(value="8080#", ResourceId=str(tree["room"])))
+    tenant.mews(
+        "update",
+        ResourceAccessTokenUpdates=[
+            {
+                "ResourceAccessTokenId": made["Id"],
+                "ValidityEndUtc": {"Value": "2030-01-04T00:00:00Z"},
+            }
+        ],
+    )
+    check(tenant, tree["room"], "8080#")
+    tenant.mews("delete", Ids=[made["Id"]])
+    tenant.mews("delete", Ids=[made["Id"]])  # a retry changes nothing: no event
+    found = listing(tenant, CredentialId=made["Id"])["Events"]
+    assert [e["Kind"] for e in found] == [
+        "credential.deleted",
+        "access.checked",
+        "credential.updated",
+        "credential.created",
+    ]
+    assert found[2]["Details"] == {"Changed": ["valid_to"]}
+    assert found[3]["Details"] == {"Kind": "reservation", "Type": "PinCode"}
+    assert {e["Actor"]["Kind"] for e in found} == {"integration"}
+    assert all(e["EnterpriseId"] == str(tenant.enterprise_id) for e in found)
+    ids = [e["Id"] for e in found]
+    assert ids == sorted(ids, reverse=True)
+    assert "8080" not in str(found)
+
+
+def test_nexudus_changes_are_events_by_the_user(
+    shared_deployment: Deployment, tenant: Tenant
+) -> None:
+    space = NexudusTenant(
+        shared_deployment.http,
+        *add_user_to(shared_deployment, [tenant.business_id]),
+        tenant.business_id,
+        tenant.enterprise_id,
+    )
+    voucher = space.create_id(AccessCode="WIFI-SECRET-1", MinutesIncluded=30)
+    unique_id = space.get(f"/{voucher}").json()["UniqueId"]
+    space.put(
+        Id=voucher, BusinessId=space.business_id, AccessCode="WIFI-SECRET-2", MinutesIncluded=60
+    )
+    space.command("ADD_MINUTES", [voucher], Minutes=5)
+    space.delete(voucher)
+    found = listing(tenant, CredentialId=unique_id)["Events"]
+    assert [(e["Kind"], e["Details"].get("Via")) for e in found] == [
+        ("credential.deleted", "delete"),
+        ("credential.updated", "ADD_MINUTES"),
+        ("credential.updated", "replace"),
+        ("credential.created", None),
+    ]
+    assert found[2]["Details"]["Changed"] == ["value", "minutes_included", "minutes_left"]
+    assert {e["Actor"]["Label"] for e in found} == {space.email}
+    assert "WIFI-SECRET" not in str(found)
+
+
+def test_keyset_pages_and_filters(shared_deployment: Deployment, tenant: Tenant) -> None:
+    tree = building(tenant)
+    for n in range(3):
+        check(tenant, tree["room"], f"{n}-nothing#")
+    everything = listing(tenant, Limit=1000)["Events"]
+    pages, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"Limit": 3}
+        if cursor is not None:
+            params["Cursor"] = cursor
+        page = listing(tenant, **params)
+        if not page["Events"]:
+            assert page["Cursor"] is None
+            break
+        pages.extend(page["Events"])
+        cursor = page["Cursor"]
+    assert [e["Id"] for e in pages] == [e["Id"] for e in everything]
+    assert [e["Kind"] for e in everything] == [
+        *["access.checked"] * 3,
+        *["resource.saved"] * 5,
+        "access_token.created",
+        "property.created",
+    ]
+    checks = listing(tenant, Kind="access.checked")["Events"]
+    assert [e["Outcome"] for e in checks] == ["UnknownCredential"] * 3
+    at_room = listing(tenant, ResourceId=str(tree["room"]))["Events"]
+    assert {e["Kind"] for e in at_room} == {"resource.saved", "access.checked"}
+    stamp = everything[0]["OccurredUtc"]
+    assert listing(tenant, StartUtc="2099-01-01T00:00:00Z")["Events"] == []
+    assert len(listing(tenant, EndUtc="2000-01-01T00:00:00Z")["Events"]) == 0
+    assert listing(tenant, StartUtc=stamp)["Events"][0]["Id"] == everything[0]["Id"]
+    bad = tenant.http.get(
+        "/api/v1/events",
+        params={"StartUtc": "yesterday"},
+        headers={"Authorization": f"Bearer {tenant.access_token}"},
+    )
+    assert bad.status_code == 400
+    stranger = make_tenant(shared_deployment)
+    assert listing(stranger, ResourceId=str(tree["room"]))["Events"] == []
+    assert v1(stranger, "GET", "/resources").json() == {"Resources": []}
+
+
+def test_admin_changes_are_events_and_the_cli_prints_them(
+    sqlite_databases: DatabaseFactory,
+) -> None:
+    url = sqlite_databases.new_url()
+    hotel = ok(url, "admin", "add-property", "--name", "Evented")
+    client_token = ok(url, "admin", "add-integration", "--name", "I")["ClientToken"]
+    access = ok(
+        url,
+        "admin",
+        "add-access-token",
+        "--client-token",
+        client_token,
+        "--enterprise",
+        hotel["EnterpriseId"],
+    )
+    ok(url, "admin", "revoke-access-token", "--id", str(access["AccessTokenId"]))
+    printed = ok(url, "admin", "events", "--enterprise", hotel["EnterpriseId"])
+    assert [e["Kind"] for e in printed["Events"]] == [
+        "access_token.revoked",
+        "access_token.created",
+        "property.created",
+    ]
+    assert all(
+        e["Actor"] == {"Kind": "system", "Id": None, "Label": "System"} for e in printed["Events"]
+    )
+    everything = ok(url, "admin", "events", "--kind", "integration.created")
+    assert [e["Details"]["Name"] for e in everything["Events"]] == ["I"]
+    assert access["AccessToken"] not in str(everything) + str(printed)
+
+
+def test_no_event_holds_a_credential_value(shared_deployment: Deployment, tenant: Tenant) -> None:
+    tree = building(tenant)
+    secret = f"{uuid.uuid4().int % 10**9}#"
+    (made,) = add(tenant, token_parameters(value=secret, ResourceId=str(tree["room"])))
+    tenant.mews(
+        "update",
+        ResourceAccessTokenUpdates=[
+            {"ResourceAccessTokenId": made["Id"], "Value": {"Value": secret + "9"}}
+        ],
+    )
+    check(tenant, tree["room"], secret)
+    with shared_deployment.store.read() as conn:
+        rows = conn.execute(select(events)).all()
+    assert secret.rstrip("#") not in str(rows)
