@@ -246,7 +246,9 @@ def _property(
 def _insert_defaults(conn: Connection, rows: list[dict[str, Any]]) -> None:
     columns = [column.name for column in credentials.columns]
     defaults: dict[str, Any] = dict.fromkeys(columns)
-    defaults.update(perm_bed=False, perm_room=False, perm_floor=False, perm_building=False)
+    defaults.update(
+        perm_bed=False, perm_room=False, perm_floor=False, perm_building=False, usage_seconds=0
+    )
     with_ids = [{**defaults, **row} for row in rows if "id" in row]
     without_ids = [
         {k: v for k, v in {**defaults, **row}.items() if k != "id"}

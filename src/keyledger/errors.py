@@ -42,6 +42,10 @@ class ResourceNotFound(DomainError):
     """A resource (door, reader) that does not exist within the caller's scope."""
 
 
+class SessionNotFound(DomainError):
+    """A hotspot session that does not exist within the caller's scope."""
+
+
 class OutOfScope(DomainError):
     """A property that the caller's credentials do not cover."""
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     reader_failure_window_seconds: int = Field(default=300, ge=1)
     reader_cooldown_seconds: int = Field(default=300, ge=1)
+    hotspot_idle_seconds: int = Field(
+        default=600, ge=1, description="A hotspot session with no report this long is over."
+    )
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Processing time limit of one request (Mews: 408)."
     )

@@ -22,6 +22,7 @@ from keyledger.errors import (
     OutOfScope,
     ResourceNotFound,
     RuleViolation,
+    SessionNotFound,
     Unauthenticated,
 )
 from keyledger.observability.middleware import request_id_of
@@ -48,7 +49,7 @@ def classify(error: Exception) -> tuple[int, str, str]:
         return 401, "Unauthenticated", error.message
     if isinstance(error, Forbidden):
         return 403, "Forbidden", error.message
-    if isinstance(error, ResourceNotFound | CredentialNotFound):
+    if isinstance(error, ResourceNotFound | CredentialNotFound | SessionNotFound):
         return 404, "NotFound", error.message
     if isinstance(error, OutOfScope):
         return 403, "OutOfScope", error.message

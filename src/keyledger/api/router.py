@@ -16,12 +16,13 @@ from keyledger.api.errors import ApiRoute
 from keyledger.callers.models import IntegrationCaller, Scope
 from keyledger.callers.service import authenticate_access_token
 from keyledger.clock import format_utc, parse_timestamp, to_utc_seconds, utc_now
-from keyledger.context import ContextDep
+from keyledger.context import AppContext, ContextDep
 from keyledger.dialects.common import json_response, parse_json, read_body
 from keyledger.errors import InvalidInput, Unauthenticated
 from keyledger.events import service as events_service
 from keyledger.events.models import EventKind, EventQuery
 from keyledger.events.render import render_events
+from keyledger.hotspot import service as hotspot
 from keyledger.properties.models import Property
 from keyledger.resources import service as resources
 from keyledger.resources.models import Resource, ResourceDraft, ResourceKind
@@ -202,6 +203,95 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
     )
 
 
+@router.post(
+    "/hotspot/sessions",
+    operation_id="v1_hotspot_session_start",
+    summary="May this device go online with this voucher? (the same device gets its session back)",
+    response_model=schemas.SessionOut,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.SessionStart),
+)
+async def start_session(request: Request, caller: CallerDep, context: ContextDep) -> Response:
+    body = await read_model(request, context, schemas.SessionStart)
+    decision = hotspot.start_session(
+        context.store,
+        scope=caller.scope,
+        actor=caller.actor,
+        business_id=body.BusinessId,
+        access_code=body.AccessCode,
+        device_id=body.DeviceId,
+        idle_seconds=context.settings.hotspot_idle_seconds,
+    )
+    return json_response(
+        {
+            "Granted": decision.granted,
+            "Reason": decision.reason.value,
+            "SessionId": _text(decision.session_uid),
+            "CredentialId": _text(decision.credential_uid),
+            "SecondsLeft": decision.seconds_left,
+            "MinutesLeft": decision.minutes_left,
+        }
+    )
+
+
+async def _usage(
+    request: Request, caller: IntegrationCaller, context: AppContext, session_id: UUID, *, end: bool
+) -> Response:
+    if end:
+        elapsed = (await read_model(request, context, schemas.EndReport)).ElapsedSeconds
+    else:
+        elapsed = (await read_model(request, context, schemas.UsageReport)).ElapsedSeconds
+    usage = hotspot.report_usage(
+        context.store,
+        scope=caller.scope,
+        actor=caller.actor,
+        session_uid=session_id,
+        elapsed_seconds=elapsed,
+        end=end,
+        idle_seconds=context.settings.hotspot_idle_seconds,
+    )
+    return json_response(
+        {
+            "SessionId": str(usage.session_uid),
+            "SecondsLeft": usage.seconds_left,
+            "MinutesLeft": usage.minutes_left,
+            "Ended": usage.ended,
+        }
+    )
+
+
+@router.post(
+    "/hotspot/sessions/{session_id}/usage",
+    operation_id="v1_hotspot_session_usage",
+    summary="Report seconds online; they come off the voucher's minutes atomically",
+    response_model=schemas.UsageOut,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.UsageReport),
+)
+async def report_usage(
+    session_id: UUID, request: Request, caller: CallerDep, context: ContextDep
+) -> Response:
+    return await _usage(request, caller, context, session_id, end=False)
+
+
+@router.post(
+    "/hotspot/sessions/{session_id}/end",
+    operation_id="v1_hotspot_session_end",
+    summary="End a session, with its last seconds online",
+    response_model=schemas.UsageOut,
+    responses=_ERRORS,
+    openapi_extra=_body(schemas.EndReport),
+)
+async def end_session(
+    session_id: UUID, request: Request, caller: CallerDep, context: ContextDep
+) -> Response:
+    return await _usage(request, caller, context, session_id, end=True)
+
+
+def _text(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
 @router.get(
     "/events",
     operation_id="v1_events_list",
@@ -246,4 +336,7 @@ def _instant(name: str, text: str | None) -> datetime | None:
 REQUEST_SCHEMAS: tuple[type[schemas.ApiModel], ...] = (
     schemas.ResourceInput,
     schemas.AccessCheckInput,
+    schemas.SessionStart,
+    schemas.UsageReport,
+    schemas.EndReport,
 )

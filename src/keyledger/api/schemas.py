@@ -102,3 +102,37 @@ class EventOut(ApiModel):
 class EventList(ApiModel):
     Events: list[EventOut]
     Cursor: int | None
+
+
+class SessionStart(ApiModel):
+    BusinessId: int = Field(ge=1)
+    AccessCode: str = Field(min_length=1, max_length=255)
+    DeviceId: str = Field(min_length=1, max_length=200, description="e.g. the device's MAC")
+
+
+class SessionOut(ApiModel):
+    Granted: bool
+    Reason: Literal[
+        "Granted", "UnknownCredential", "NotYetValid", "Expired", "NoMinutesLeft", "TooManyDevices"
+    ]
+    SessionId: UUID | None
+    CredentialId: UUID | None
+    SecondsLeft: int = Field(description="Set the hotspot's session timeout to this.")
+    MinutesLeft: int
+
+
+class UsageReport(ApiModel):
+    ElapsedSeconds: int = Field(
+        ge=0, le=86_400, description="Seconds online since the last report."
+    )
+
+
+class EndReport(ApiModel):
+    ElapsedSeconds: int = Field(default=0, ge=0, le=86_400)
+
+
+class UsageOut(ApiModel):
+    SessionId: UUID
+    SecondsLeft: int
+    MinutesLeft: int
+    Ended: bool

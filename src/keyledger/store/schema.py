@@ -148,6 +148,8 @@ credentials = Table(
     Column("description", Text, nullable=True),
     Column("minutes_included", Integer, nullable=True),
     Column("minutes_left", Integer, nullable=True),
+    # Seconds used but not yet a whole minute (hotspot usage is reported in seconds).
+    Column("usage_seconds", Integer, nullable=False, server_default=text("0")),
     Column("user_limit", Integer, nullable=True),
     Column("last_access", UtcDateTime, nullable=True),
     Column("system_id", Text, nullable=True),
@@ -241,6 +243,20 @@ resources = Table(
     Column("created_utc", UtcDateTime, nullable=False),
     Column("updated_utc", UtcDateTime, nullable=False),
     Index("ix_resources_parent", "property_id", "parent_uid"),
+)
+
+# Devices online with a voucher (issue 4). A session with no report for the idle timeout is over.
+hotspot_sessions = Table(
+    "hotspot_sessions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("uid", Uuid, nullable=False, unique=True),
+    Column("credential_id", ForeignKey("credentials.id"), nullable=False),
+    Column("device_id", String(200), nullable=False),
+    Column("started_utc", UtcDateTime, nullable=False),
+    Column("last_report_utc", UtcDateTime, nullable=False),
+    Column("ended_utc", UtcDateTime, nullable=True),
+    Index("ix_hotspot_sessions_open", "credential_id", "ended_utc", "last_report_utc"),
 )
 
 # Immutable audit log: every change and every access decision. Never a credential's value.

@@ -412,8 +412,9 @@ def test_unexpected_fault_is_500_without_internals(databases: Any) -> None:
     deployment = deploy(databases.new_url())
     try:
         tenant = make_tenant(deployment)
+        cascade = " CASCADE" if deployment.store.dialect == "postgresql" else ""
         with deployment.store.write() as conn:
-            conn.execute(text("DROP TABLE credentials"))
+            conn.execute(text(f"DROP TABLE credentials{cascade}"))
         response = tenant.mews("add", ResourceAccessTokenParameters=[token_parameters()])
         body = assert_error(response, 500, "An unexpected error occurred")
         assert "credentials" not in body["Message"]

@@ -1,0 +1,1 @@
+"""Hotspot sessions: devices online with a Wi-Fi voucher, consuming its minutes."""

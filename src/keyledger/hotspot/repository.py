@@ -1,0 +1,128 @@
+"""SQL for hotspot sessions and the atomic consumption of a voucher's minutes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, case, insert, literal, select, update
+
+from keyledger.credentials.models import CredentialKind
+from keyledger.store.schema import credentials, hotspot_sessions
+
+s = hotspot_sessions
+c = credentials
+
+
+def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
+    """The live voucher with this code, locked for the transaction where the database can."""
+    return conn.execute(
+        select(
+            c.c.id,
+            c.c.uid,
+            c.c.valid_from,
+            c.c.valid_to,
+            c.c.minutes_left,
+            c.c.usage_seconds,
+            c.c.user_limit,
+        )
+        .where(
+            c.c.property_id == property_id,
+            c.c.kind == literal(CredentialKind.VOUCHER.value, literal_execute=True),
+            c.c.deleted_utc.is_(None),
+            c.c.value == code,
+        )
+        .with_for_update()
+    ).first()
+
+
+def open_devices(conn: Connection, *, credential_id: int, idle_since: datetime) -> dict[str, Any]:
+    """Open sessions (ended never, reported after ``idle_since``) by device."""
+    rows = conn.execute(
+        select(s.c.id, s.c.uid, s.c.device_id).where(
+            s.c.credential_id == credential_id,
+            s.c.ended_utc.is_(None),
+            s.c.last_report_utc > idle_since,
+        )
+    )
+    return {row.device_id: row for row in rows}
+
+
+def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime) -> int:
+    return int(
+        conn.execute(
+            update(s)
+            .where(
+                s.c.credential_id == credential_id,
+                s.c.ended_utc.is_(None),
+                s.c.last_report_utc <= idle_since,
+            )
+            .values(ended_utc=now)
+        ).rowcount
+    )
+
+
+def insert_session(
+    conn: Connection, *, uid: UUID, credential_id: int, device_id: str, now: datetime
+) -> None:
+    conn.execute(
+        insert(s),
+        {
+            "uid": uid,
+            "credential_id": credential_id,
+            "device_id": device_id,
+            "started_utc": now,
+            "last_report_utc": now,
+        },
+    )
+
+
+def session(conn: Connection, *, uid: UUID, property_ids: list[int]) -> Any:
+    return conn.execute(
+        select(
+            s.c.id,
+            s.c.uid,
+            s.c.credential_id,
+            s.c.device_id,
+            s.c.ended_utc,
+            s.c.last_report_utc,
+            c.c.uid.label("credential_uid"),
+            c.c.property_id,
+        )
+        .join(c, c.c.id == s.c.credential_id)
+        .where(s.c.uid == uid, c.c.property_id.in_(property_ids))
+    ).first()
+
+
+def touch(conn: Connection, *, session_id: int, now: datetime, end: bool) -> None:
+    values: dict[str, Any] = {"last_report_utc": now}
+    if end:
+        values["ended_utc"] = now
+    conn.execute(update(s).where(s.c.id == session_id).values(**values))
+
+
+def consume(
+    conn: Connection, *, credential_id: int, seconds: int, now: datetime
+) -> tuple[int, int]:
+    """Take ``seconds`` off a voucher in one statement, so concurrent reports never lose one;
+    minutes left never go below 0. Returns (minutes_left, usage_seconds) afterwards."""
+    total = c.c.usage_seconds + seconds
+    whole = c.c.minutes_left - total // 60
+    conn.execute(
+        update(c)
+        .where(c.c.id == credential_id)
+        .values(
+            minutes_left=case((whole < 0, 0), else_=whole),
+            usage_seconds=case((whole < 0, 0), else_=total % 60),
+            last_access=now,
+        )
+    )
+    row = conn.execute(
+        select(c.c.minutes_left, c.c.usage_seconds).where(c.c.id == credential_id)
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def mark_access(conn: Connection, *, credential_id: int, now: datetime) -> None:
+    conn.execute(update(c).where(c.c.id == credential_id).values(last_access=now))

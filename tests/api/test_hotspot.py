@@ -1,0 +1,165 @@
+"""Hotspot sessions: who may go online, and minutes consumed atomically under concurrency."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from tests.support import (
+    DatabaseFactory,
+    Deployment,
+    NexudusTenant,
+    Tenant,
+    add_user_to,
+    deploy,
+    make_tenant,
+)
+
+
+def hotspot_pair(deployment: Deployment) -> tuple[Tenant, NexudusTenant]:
+    hotel = make_tenant(deployment)
+    space = NexudusTenant(
+        deployment.http,
+        *add_user_to(deployment, [hotel.business_id]),
+        hotel.business_id,
+        hotel.enterprise_id,
+    )
+    return hotel, space
+
+
+def start(
+    tenant: Tenant, code: str, device: str, http: httpx.Client | None = None
+) -> dict[str, Any]:
+    response = (http or tenant.http).post(
+        "/api/v1/hotspot/sessions",
+        json={"BusinessId": tenant.business_id, "AccessCode": code, "DeviceId": device},
+        headers={"Authorization": f"Bearer {tenant.access_token}"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def report(
+    tenant: Tenant,
+    session: str,
+    seconds: int,
+    *,
+    end: bool = False,
+    http: httpx.Client | None = None,
+) -> httpx.Response:
+    return (http or tenant.http).post(
+        f"/api/v1/hotspot/sessions/{session}/{'end' if end else 'usage'}",
+        json={"ElapsedSeconds": seconds},
+        headers={"Authorization": f"Bearer {tenant.access_token}"},
+    )
+
+
+def test_who_may_go_online(shared_deployment: Deployment) -> None:
+    hotel, space = hotspot_pair(shared_deployment)
+    space.create(AccessCode="SOLO", MinutesIncluded=30)
+    space.create(AccessCode="DUO", MinutesIncluded=30, UserLimit=2)
+    space.create(AccessCode="LATER", MinutesIncluded=30, ValidFrom="2099-01-01T00:00:00Z")
+    space.create(AccessCode="OVER", MinutesIncluded=30, ValidTo="2020-01-01T00:00:00Z")
+    space.create(AccessCode="EMPTY", MinutesIncluded=0)
+    first = start(hotel, "SOLO", "dev-1")
+    assert first["Granted"] is True
+    assert (first["Reason"], first["SecondsLeft"], first["MinutesLeft"]) == ("Granted", 1800, 30)
+    again = start(hotel, "SOLO", "dev-1")
+    assert again["SessionId"] == first["SessionId"]  # the same device gets its session back
+    assert start(hotel, "SOLO", "dev-2")["Reason"] == "TooManyDevices"  # UserLimit null = 1
+    assert start(hotel, "DUO", "dev-1")["Granted"] is True
+    assert start(hotel, "DUO", "dev-2")["Granted"] is True
+    assert start(hotel, "DUO", "dev-3")["Reason"] == "TooManyDevices"
+    assert start(hotel, "LATER", "dev-1")["Reason"] == "NotYetValid"
+    assert start(hotel, "OVER", "dev-1")["Reason"] == "Expired"
+    assert start(hotel, "EMPTY", "dev-1")["Reason"] == "NoMinutesLeft"
+    unknown = start(hotel, "NOPE", "dev-1")
+    assert (unknown["Granted"], unknown["Reason"], unknown["CredentialId"]) == (
+        False,
+        "UnknownCredential",
+        None,
+    )
+    space.delete(space.get(AccessToken_AccessCode="SOLO").json()["Records"][0]["Id"])
+    assert start(hotel, "SOLO", "dev-9")["Reason"] == "UnknownCredential"
+    stranger = make_tenant(shared_deployment)
+    foreign = stranger.http.post(
+        "/api/v1/hotspot/sessions",
+        json={"BusinessId": hotel.business_id, "AccessCode": "DUO", "DeviceId": "x"},
+        headers={"Authorization": f"Bearer {stranger.access_token}"},
+    )
+    assert foreign.status_code == 403
+
+
+def test_usage_takes_minutes_and_shows_in_nexudus(shared_deployment: Deployment) -> None:
+    hotel, space = hotspot_pair(shared_deployment)
+    voucher = space.create_id(AccessCode="USE", MinutesIncluded=10, UserLimit=2)
+    session = start(hotel, "USE", "dev-1")["SessionId"]
+    first = report(hotel, session, 90).json()
+    assert first == {"SessionId": session, "SecondsLeft": 510, "MinutesLeft": 9, "Ended": False}
+    record = space.get(f"/{voucher}").json()
+    assert record["MinutesLeft"] == 9
+    assert record["LastAccess"] is not None
+    ended = report(hotel, session, 30, end=True).json()
+    assert (ended["MinutesLeft"], ended["SecondsLeft"], ended["Ended"]) == (8, 480, True)
+    late = report(hotel, session, 5)
+    assert late.status_code == 409
+    assert "has ended" in late.json()["Message"]
+    assert space.get(f"/{voucher}").json()["MinutesLeft"] == 8
+    other = start(hotel, "USE", "dev-2")["SessionId"]
+    run_out = report(hotel, other, 100_000 // 2).json()
+    assert (run_out["MinutesLeft"], run_out["SecondsLeft"], run_out["Ended"]) == (0, 0, True)
+    assert start(hotel, "USE", "dev-3")["Reason"] == "NoMinutesLeft"
+    missing = report(hotel, "00000000-0000-4000-8000-000000000000", 1)
+    assert missing.status_code == 404
+    assert report(hotel, session, -1).status_code == 400
+
+
+def test_idle_sessions_end_by_themselves(databases: DatabaseFactory) -> None:
+    deployment = deploy(databases.new_url(), hotspot_idle_seconds=1)
+    try:
+        hotel, space = hotspot_pair(deployment)
+        space.create(AccessCode="IDLE", MinutesIncluded=10)
+        session = start(hotel, "IDLE", "dev-1")["SessionId"]
+        time.sleep(2.1)
+        assert report(hotel, session, 10).status_code == 409
+        fresh = start(hotel, "IDLE", "dev-2")  # the idle device no longer holds the only place
+        assert fresh["Granted"] is True
+        assert fresh["SessionId"] != session
+    finally:
+        deployment.close()
+
+
+def _concurrent_reports(databases: DatabaseFactory, minutes: int) -> tuple[int, list[int]]:
+    url = databases.new_url()
+    instances = [deploy(url) for _ in range(3)]
+    try:
+        hotel, space = hotspot_pair(instances[0])
+        voucher = space.create_id(AccessCode="BUSY", MinutesIncluded=minutes, UserLimit=50)
+        sessions = [start(hotel, "BUSY", f"dev-{n}")["SessionId"] for n in range(50)]
+
+        def one(index: int) -> int:
+            http = instances[index % 3].http
+            return report(hotel, sessions[index], 60, http=http).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(pool.map(one, range(50)))
+        return space.get(f"/{voucher}").json()["MinutesLeft"], statuses
+    finally:
+        for instance in instances:
+            instance.close()
+
+
+def test_fifty_concurrent_reports_lose_nothing(databases: DatabaseFactory) -> None:
+    minutes_left, statuses = _concurrent_reports(databases, minutes=100)
+    assert statuses == [200] * 50
+    assert minutes_left == 50
+
+
+def test_concurrent_reports_never_go_below_zero(databases: DatabaseFactory) -> None:
+    minutes_left, statuses = _concurrent_reports(databases, minutes=10)
+    assert statuses == [200] * 50
+    assert minutes_left == 0
