@@ -1,10 +1,10 @@
-"""``python -m benchmarks search [--vouchers N] [--database-url URL] [--quick]``."""
+"""``python -m benchmarks {search,access} [--database-url URL] [--quick] …``."""
 
 from __future__ import annotations
 
 import argparse
 
-from benchmarks import search
+from benchmarks import access, search
 
 
 def main() -> None:
@@ -15,7 +15,18 @@ def main() -> None:
     run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     run.add_argument("--quick", action="store_true", help="100,000 vouchers")
     run.add_argument("--repeat", type=int, default=40)
+    access_run = commands.add_parser("access", help="door checks and hotspot usage reports")
+    access_run.add_argument("--credentials", type=int, default=1_000_000)
+    access_run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    access_run.add_argument("--quick", action="store_true", help="100,000 credentials")
+    access_run.add_argument("--repeat", type=int, default=2000)
     arguments = parser.parse_args()
+    if arguments.command == "access":
+        access.run(
+            credentials=100_000 if arguments.quick else arguments.credentials,
+            database_url=arguments.database_url,
+            repeat=arguments.repeat,
+        )
     if arguments.command == "search":
         search.run(
             vouchers=100_000 if arguments.quick else arguments.vouchers,

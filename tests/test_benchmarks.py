@@ -28,3 +28,23 @@ def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "benchmarks/results/search-sqlite-300.json").read_text())
     assert len(report["rows"]) == 6
     assert all(row["p50_ms"] > 0 for row in report["rows"])
+
+
+def test_access_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "access", "--credentials", "400", "--repeat", "20"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "door check (granted, room reader, tree of 202)" in done.stdout
+    report = json.loads((tmp_path / "benchmarks/results/access-sqlite-400.json").read_text())
+    assert [row["workload"] for row in report["rows"]] == [
+        "door check (granted, room reader, tree of 202)",
+        "hotspot usage report (7 s)",
+    ]
+    assert all(row["per_second"] > 0 for row in report["rows"])

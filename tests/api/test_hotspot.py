@@ -92,6 +92,10 @@ def test_who_may_go_online(shared_deployment: Deployment) -> None:
         headers={"Authorization": f"Bearer {stranger.access_token}"},
     )
     assert foreign.status_code == 403
+    session = start(hotel, "DUO", "dev-1")["SessionId"]
+    assert report(stranger, session, 60).status_code == 404
+    assert report(stranger, session, 60, end=True).status_code == 404
+    assert report(hotel, session, 60).json()["MinutesLeft"] == 29
 
 
 def test_usage_takes_minutes_and_shows_in_nexudus(shared_deployment: Deployment) -> None:

@@ -1,0 +1,205 @@
+"""Door checks and hotspot usage reports through the credential core, on a property with N
+reservation tokens and vouchers (the store's side of /api/v1/access/check and …/usage).
+
+Each sample is one call in its own write transaction, as the API makes it; the table shows p50,
+p95 and the rate one process reaches. The HTTP-level workloads (32 connections, against the
+hello-world ceiling) belong to the full harness of the benchmark issue.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from keyledger.access.models import DoorCheck, ReaderPolicy
+from keyledger.access.service import check_door
+from keyledger.callers.models import Actor, Scope
+from keyledger.credentials.repository import insert_credentials
+from keyledger.hotspot.service import report_usage, start_session
+from keyledger.properties.service import add_property
+from keyledger.resources.models import ResourceDraft, ResourceKind
+from keyledger.resources.service import save_resources
+from keyledger.settings import Settings
+from keyledger.store import Store
+from keyledger.store.migrate import upgrade
+
+BATCH = 5_000
+_NULLABLE = (
+    "token_type",
+    "service_order_id",
+    "resource_id",
+    "valid_from",
+    "valid_to",
+    "minutes_included",
+    "minutes_left",
+    "user_limit",
+)
+
+
+def _rows(
+    property_id: int, count: int, rooms: list[uuid.UUID], now: datetime
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for n in range(count):
+        base: dict[str, Any] = {
+            **dict.fromkeys(_NULLABLE),
+            "uid": uuid.uuid4(),
+            "property_id": property_id,
+            "perm_bed": False,
+            "perm_floor": False,
+            "perm_building": False,
+            "created_utc": now,
+            "updated_utc": now,
+            "created_by": "bench",
+            "updated_by": "bench",
+        }
+        if n % 2:
+            rows.append(
+                {
+                    **base,
+                    "kind": "reservation",
+                    "value": f"{n:09d}#",
+                    "token_type": "PinCode",
+                    "service_order_id": uuid.uuid4(),
+                    "resource_id": rooms[n % len(rooms)],
+                    "valid_from": now - timedelta(days=1),
+                    "valid_to": now + timedelta(days=1),
+                    "perm_room": True,
+                }
+            )
+        else:
+            rows.append(
+                {
+                    **base,
+                    "kind": "voucher",
+                    "value": f"V{n:09d}",
+                    "perm_room": False,
+                    "minutes_included": 100_000,
+                    "minutes_left": 100_000,
+                    "user_limit": 1000,
+                }
+            )
+    return rows
+
+
+def _timed(action: Callable[[int], object], repeat: int) -> tuple[float, float, float]:
+    samples = []
+    started_all = time.perf_counter()
+    for index in range(repeat):
+        started = time.perf_counter()
+        action(index)
+        samples.append((time.perf_counter() - started) * 1000)
+    elapsed = time.perf_counter() - started_all
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1], repeat / elapsed
+
+
+def run(*, credentials: int, database_url: str | None, repeat: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="keyledger-bench-"))
+    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
+    store = Store(Settings(database_url=url))
+    upgrade(store.engine)
+    prop = add_property(store, name=f"Bench {uuid.uuid4().hex[:6]}")
+    building, floor = uuid.uuid4(), uuid.uuid4()
+    rooms = [uuid.uuid4() for _ in range(200)]
+    drafts = [
+        ResourceDraft(building, None, ResourceKind.BUILDING, "B"),
+        ResourceDraft(floor, building, ResourceKind.FLOOR, "F"),
+        *[ResourceDraft(room, floor, ResourceKind.ROOM, f"R{n}") for n, room in enumerate(rooms)],
+    ]
+    save_resources(store, actor=Actor.system(), batches={prop: drafts})
+    now = datetime.now(UTC).replace(microsecond=0)
+    started = time.perf_counter()
+    for start in range(0, credentials, BATCH):
+        rows = _rows(prop.id, min(BATCH, credentials - start), rooms, now)
+        for offset, row in enumerate(rows):
+            row["value"] = row["value"].replace(f"{offset:09d}", f"{start + offset:09d}")
+            if row["kind"] == "reservation":
+                row["resource_id"] = rooms[(start + offset) % len(rooms)]
+        with store.write() as conn:
+            insert_credentials(conn, rows)
+    with store.write() as conn:
+        conn.execute(text("ANALYZE"))
+    load_seconds = time.perf_counter() - started
+    scope, actor = Scope((prop,)), Actor.system()
+    rng = random.Random(3)
+    policy = ReaderPolicy(failures=10**9)
+    pins = [n for n in range(credentials) if n % 2]
+    vouchers = [n for n in range(credentials) if not n % 2]
+
+    def door(_: int) -> object:
+        n = rng.choice(pins)
+        return check_door(
+            store,
+            scope=scope,
+            actor=actor,
+            check=DoorCheck(rooms[n % len(rooms)], "PinCode", f"{n:09d}#", now),
+            policy=policy,
+        )
+
+    sessions = [
+        start_session(
+            store,
+            scope=scope,
+            actor=actor,
+            business_id=prop.business_id,
+            access_code=f"V{rng.choice(vouchers):09d}",
+            device_id=f"d{n}",
+            idle_seconds=3600,
+        ).session_uid
+        for n in range(50)
+    ]
+
+    def usage(index: int) -> object:
+        session = sessions[index % len(sessions)]
+        assert session is not None
+        return report_usage(
+            store,
+            scope=scope,
+            actor=actor,
+            session_uid=session,
+            elapsed_seconds=7,
+            end=False,
+            idle_seconds=3600,
+        )
+
+    rows_out = []
+    for name, action in (
+        ("door check (granted, room reader, tree of 202)", door),
+        ("hotspot usage report (7 s)", usage),
+    ):
+        p50, p95, rate = _timed(action, repeat)
+        rows_out.append((name, p50, p95, rate))
+    store.dispose()
+    title = (
+        f"{store.dialect}, {credentials:,} credentials in one property "
+        f"(loaded in {load_seconds:.0f} s)"
+    )
+    print(title)
+    print(f"{'workload':52} {'p50 ms':>8} {'p95 ms':>8} {'per s':>8}")
+    for name, p50, p95, rate in rows_out:
+        print(f"{name:52} {p50:8.2f} {p95:8.2f} {rate:8.0f}")
+    results = Path("benchmarks/results")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"access-{store.dialect}-{credentials}.json").write_text(
+        json.dumps(
+            {
+                "title": title,
+                "rows": [
+                    {"workload": n, "p50_ms": a, "p95_ms": b, "per_second": r}
+                    for n, a, b, r in rows_out
+                ],
+            },
+            indent=2,
+        )
+    )
