@@ -17,7 +17,7 @@ from keyledger.callers.models import IntegrationCaller, Scope
 from keyledger.callers.service import authenticate_access_token
 from keyledger.clock import format_utc, parse_timestamp, to_utc_seconds, utc_now
 from keyledger.context import AppContext, ContextDep
-from keyledger.dialects.common import json_response, parse_json, read_body
+from keyledger.dialects.common import json_response, parse_json, read_body, request_body
 from keyledger.errors import InvalidInput, Unauthenticated
 from keyledger.events import service as events_service
 from keyledger.events.models import EventKind, EventQuery
@@ -43,17 +43,6 @@ CallerDep = Annotated[IntegrationCaller, Depends(integration_caller)]
 async def read_model(request: Request, context: ContextDep, model: type[Model]) -> Model:
     payload = parse_json(await read_body(request, context.settings.max_body_bytes))
     return model.model_validate(payload)
-
-
-def _body(model: type[schemas.ApiModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-        }
-    }
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -127,7 +116,7 @@ async def get_resource(resource_id: UUID, caller: CallerDep, context: ContextDep
     summary="Create or replace a resource",
     response_model=schemas.ResourceOut,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.ResourceInput),
+    openapi_extra=request_body(schemas.ResourceInput),
 )
 async def put_resource(
     resource_id: UUID,
@@ -166,7 +155,7 @@ async def delete_resource(resource_id: UUID, caller: CallerDep, context: Context
     summary="Does this credential open this reader now?",
     response_model=schemas.AccessDecisionOut,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.AccessCheckInput),
+    openapi_extra=request_body(schemas.AccessCheckInput),
 )
 async def access_check(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = await read_model(request, context, schemas.AccessCheckInput)
@@ -209,7 +198,7 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
     summary="May this device go online with this voucher? (the same device gets its session back)",
     response_model=schemas.SessionOut,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.SessionStart),
+    openapi_extra=request_body(schemas.SessionStart),
 )
 async def start_session(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = await read_model(request, context, schemas.SessionStart)
@@ -266,7 +255,7 @@ async def _usage(
     summary="Report seconds online; they come off the voucher's minutes atomically",
     response_model=schemas.UsageOut,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.UsageReport),
+    openapi_extra=request_body(schemas.UsageReport),
 )
 async def report_usage(
     session_id: UUID, request: Request, caller: CallerDep, context: ContextDep
@@ -280,7 +269,7 @@ async def report_usage(
     summary="End a session, with its last seconds online",
     response_model=schemas.UsageOut,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.EndReport),
+    openapi_extra=request_body(schemas.EndReport),
 )
 async def end_session(
     session_id: UUID, request: Request, caller: CallerDep, context: ContextDep

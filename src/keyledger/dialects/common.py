@@ -88,3 +88,12 @@ def json_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+def request_body(model: type[Any], *, form: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` describing a body the handler reads itself (JSON, optionally a form)."""
+    reference = {"$ref": f"#/components/schemas/{model.__name__}"}
+    content = {"application/json": {"schema": reference}}
+    if form:
+        content["application/x-www-form-urlencoded"] = {"schema": reference}
+    return {"requestBody": {"required": True, "content": content}}

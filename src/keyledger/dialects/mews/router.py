@@ -16,7 +16,7 @@ from keyledger.callers.models import IntegrationCaller
 from keyledger.callers.service import authenticate_integration
 from keyledger.context import ContextDep
 from keyledger.credentials import service
-from keyledger.dialects.common import json_response, parse_json, read_body
+from keyledger.dialects.common import json_response, parse_json, read_body, request_body
 from keyledger.dialects.mews import schemas, translate
 from keyledger.dialects.mews.errors import MewsError, MewsRoute, error_response
 from keyledger.errors import Unauthenticated
@@ -88,17 +88,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _body(model: type[schemas.MewsModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-        }
-    }
-
-
 router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MewsRoute)
 
 
@@ -108,7 +97,7 @@ router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MewsRoute)
     summary="Get all resource access tokens",
     response_model=schemas.GetAllResponse,
     responses={204: {"description": "Empty page with `Prefer: return=minimal`."}, **_ERRORS},
-    openapi_extra=_body(schemas.GetAllRequest),
+    openapi_extra=request_body(schemas.GetAllRequest),
 )
 async def get_all(call: GetAllCall, context: ContextDep, prefer: PreferDep = None) -> Response:
     page = service.list_reservation_tokens(
@@ -125,7 +114,7 @@ async def get_all(call: GetAllCall, context: ContextDep, prefer: PreferDep = Non
     summary="Add resource access tokens",
     response_model=schemas.TokensResponse,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.AddRequest),
+    openapi_extra=request_body(schemas.AddRequest),
 )
 async def add(call: AddCall, context: ContextDep) -> Response:
     created = service.add_reservation_tokens(
@@ -144,7 +133,7 @@ async def add(call: AddCall, context: ContextDep) -> Response:
     summary="Update resource access tokens",
     response_model=schemas.TokensResponse,
     responses=_ERRORS,
-    openapi_extra=_body(schemas.UpdateRequest),
+    openapi_extra=request_body(schemas.UpdateRequest),
 )
 async def update(call: UpdateCall, context: ContextDep) -> Response:
     updated = service.update_reservation_tokens(
@@ -163,7 +152,7 @@ async def update(call: UpdateCall, context: ContextDep) -> Response:
     summary="Delete resource access tokens",
     response_model=schemas.EmptyResponse,
     responses={204: {"description": "Deleted, with `Prefer: return=minimal`."}, **_ERRORS},
-    openapi_extra=_body(schemas.DeleteRequest),
+    openapi_extra=request_body(schemas.DeleteRequest),
 )
 async def delete(call: DeleteCall, context: ContextDep, prefer: PreferDep = None) -> Response:
     service.delete_reservation_tokens(

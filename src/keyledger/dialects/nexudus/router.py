@@ -12,7 +12,7 @@ from keyledger.callers.users import issue_bearer_for_password, refresh_bearer
 from keyledger.context import AppContext, ContextDep
 from keyledger.credentials import vouchers
 from keyledger.credentials.models import Credential, VoucherFields
-from keyledger.dialects.common import json_response, read_body
+from keyledger.dialects.common import json_response, read_body, request_body
 from keyledger.dialects.nexudus import commands, schemas, translate
 from keyledger.dialects.nexudus.auth import CallerDep, read_fields
 from keyledger.dialects.nexudus.errors import NexudusRoute, failure_body, invalid, problem
@@ -42,19 +42,6 @@ _FAILURES: dict[int | str, dict[str, Any]] = {
         500: "Unexpected fault; nothing internal is shown.",
     }.items()
 }
-
-
-def _body(model: type[schemas.NexudusModel]) -> dict[str, Any]:
-    reference = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": reference},
-                "application/x-www-form-urlencoded": {"schema": reference},
-            },
-        }
-    }
 
 
 def _locate(
@@ -88,6 +75,10 @@ def _fields(body: schemas.VoucherInput) -> VoucherFields:
         user_limit=body.UserLimit,
         system_id=body.SystemId,
     )
+
+
+def _form_body(model: type[schemas.NexudusModel]) -> dict[str, Any]:
+    return request_body(model, form=True)
 
 
 router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=NexudusRoute)
@@ -139,7 +130,7 @@ async def get_voucher(Id: str, caller: CallerDep, context: ContextDep) -> Respon
     summary="Create an access token",
     response_model=schemas.Success,
     responses=_FAILURES,
-    openapi_extra=_body(schemas.VoucherInput),
+    openapi_extra=_form_body(schemas.VoucherInput),
 )
 async def create_voucher(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = schemas.VoucherInput.model_validate(
@@ -160,7 +151,7 @@ async def create_voucher(request: Request, caller: CallerDep, context: ContextDe
     summary="Replace an access token (omitted properties are cleared)",
     response_model=schemas.Success,
     responses=_FAILURES,
-    openapi_extra=_body(schemas.VoucherReplacement),
+    openapi_extra=_form_body(schemas.VoucherReplacement),
 )
 async def replace_voucher(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = schemas.VoucherReplacement.model_validate(
@@ -202,7 +193,7 @@ async def delete_voucher(Id: str, caller: CallerDep, context: ContextDep) -> Res
     summary="Run a command on access tokens",
     response_model=schemas.CommandResult,
     responses=_FAILURES,
-    openapi_extra=_body(schemas.CommandRun),
+    openapi_extra=_form_body(schemas.CommandRun),
 )
 async def run_command(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = schemas.CommandRun.model_validate(
