@@ -177,3 +177,26 @@ def test_no_event_holds_a_credential_value(shared_deployment: Deployment, tenant
     with shared_deployment.store.read() as conn:
         rows = conn.execute(select(events)).all()
     assert secret.rstrip("#") not in str(rows)
+
+
+def test_the_database_refuses_to_change_events(databases: DatabaseFactory) -> None:
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from keyledger.settings import Settings
+    from keyledger.store import Store
+
+    store = Store(Settings(database_url=databases.new_url()))
+    try:
+        from keyledger.properties.service import add_property
+
+        add_property(store, name="Audited")  # writes a property.created event
+        for statement in ("UPDATE events SET kind = 'forged'", "DELETE FROM events"):
+            with pytest.raises(DBAPIError, match="events are immutable"), store.write() as conn:
+                conn.execute(text(statement))
+        with store.read() as conn:
+            kinds = conn.execute(text("SELECT kind FROM events")).scalars().all()
+        assert kinds == ["property.created"]
+    finally:
+        store.dispose()
