@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import access, search
+from benchmarks import access, http, search
 
 
 def main() -> None:
@@ -20,12 +20,25 @@ def main() -> None:
     access_run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     access_run.add_argument("--quick", action="store_true", help="100,000 credentials")
     access_run.add_argument("--repeat", type=int, default=2000)
+    http_run = commands.add_parser("http", help="the real server over HTTP, driven by wrk")
+    http_run.add_argument("--credentials", type=int, default=1_000_000)
+    http_run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    http_run.add_argument("--quick", action="store_true", help="10,000 credentials, 5 s each")
+    http_run.add_argument("--seconds", type=int, default=20)
+    http_run.add_argument("--connections", type=int, default=32)
     arguments = parser.parse_args()
     if arguments.command == "access":
         access.run(
             credentials=100_000 if arguments.quick else arguments.credentials,
             database_url=arguments.database_url,
             repeat=arguments.repeat,
+        )
+    if arguments.command == "http":
+        http.run(
+            credentials=10_000 if arguments.quick else arguments.credentials,
+            database_url=arguments.database_url,
+            seconds=5 if arguments.quick else arguments.seconds,
+            connections=arguments.connections,
         )
     if arguments.command == "search":
         search.run(

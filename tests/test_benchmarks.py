@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,40 @@ def test_access_benchmark_runs_and_reports(tmp_path: Path) -> None:
         "hotspot usage report (7 s)",
     ]
     assert all(row["per_second"] > 0 for row in report["rows"])
+
+
+def test_http_harness_runs_the_real_server_under_wrk(tmp_path: Path) -> None:
+    from tests.support import need
+
+    need(shutil.which("wrk"), "the HTTP harness needs wrk (apt-get install wrk; .ci/run does)")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "http",
+            "--credentials",
+            "200",
+            "--seconds",
+            "1",
+            "--connections",
+            "4",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "benchmarks/results/http-200.json").read_text())
+    names = [row["workload"] for row in report["rows"]]
+    assert names == [
+        "serve to first answered request",
+        "hello-world ceiling (/healthz)",
+        "door check, 4 connections",
+        "hotspot usage report, 4 connections",
+    ]
+    assert all(row["requests_per_second"] > 0 for row in report["rows"][1:])
+    assert "hello-world ceiling" in done.stdout
