@@ -12,16 +12,20 @@ from pathlib import Path
 from tests.support import REPO
 
 
-def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "search", "--vouchers", "300", "--repeat", "3"],
+def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
+
+
+def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    done = bench(tmp_path, "search", "--vouchers", "300", "--repeat", "3")
     assert done.returncode == 0, done.stderr
     assert "300 vouchers in one business" in done.stdout
     assert "substring: AccessToken_AccessCode, 4 chars (trigram index)" in done.stdout
@@ -32,15 +36,7 @@ def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
 
 
 def test_access_benchmark_runs_and_reports(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "access", "--credentials", "400", "--repeat", "20"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = bench(tmp_path, "access", "--credentials", "400", "--repeat", "20")
     assert done.returncode == 0, done.stderr
     assert "door check (granted, room reader, tree of 202)" in done.stdout
     report = json.loads((tmp_path / "benchmarks/results/access-sqlite-400.json").read_text())
@@ -55,26 +51,7 @@ def test_http_harness_runs_the_real_server_under_wrk(tmp_path: Path) -> None:
     from tests.support import need
 
     need(shutil.which("wrk"), "the HTTP harness needs wrk (apt-get install wrk; .ci/run does)")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "http",
-            "--credentials",
-            "200",
-            "--seconds",
-            "1",
-            "--connections",
-            "4",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = bench(tmp_path, "http", "--credentials", "200", "--seconds", "1", "--connections", "4")
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "benchmarks/results/http-200.json").read_text())
     names = [row["workload"] for row in report["rows"]]

@@ -17,7 +17,13 @@ from keyledger.callers.models import IntegrationCaller, Scope
 from keyledger.callers.service import authenticate_access_token
 from keyledger.clock import format_utc, parse_timestamp, to_utc_seconds, utc_now
 from keyledger.context import AppContext, ContextDep
-from keyledger.dialects.common import json_response, parse_json, read_body, request_body
+from keyledger.dialects.common import (
+    error_responses,
+    json_response,
+    parse_json,
+    read_body,
+    request_body,
+)
 from keyledger.errors import InvalidInput, Unauthenticated
 from keyledger.events import service as events_service
 from keyledger.events.models import EventKind, EventQuery
@@ -45,17 +51,17 @@ async def read_model(request: Request, context: ContextDep, model: type[Model]) 
     return model.model_validate(payload)
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ApiError, "description": description}
-    for status, description in {
+_ERRORS = error_responses(
+    schemas.ApiError,
+    {
         400: "Invalid input.",
         401: "Missing, unknown or revoked AccessToken.",
         403: "An enterprise outside the token's scope.",
         404: "No such resource in scope.",
         409: "A rule refused the change.",
         500: "Unexpected fault.",
-    }.items()
-}
+    },
+)
 
 
 def render_resource(resource: Resource, scope: Scope) -> dict[str, Any]:

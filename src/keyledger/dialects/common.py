@@ -97,3 +97,8 @@ def request_body(model: type[Any], *, form: bool = False) -> dict[str, Any]:
     if form:
         content["application/x-www-form-urlencoded"] = {"schema": reference}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def error_responses(model: type[Any], descriptions: dict[int, str]) -> dict[int | str, Any]:
+    """``responses=`` for the OpenAPI description: each status answers with ``model``."""
+    return {status: {"model": model, "description": text} for status, text in descriptions.items()}

@@ -16,7 +16,13 @@ from keyledger.callers.models import IntegrationCaller
 from keyledger.callers.service import authenticate_integration
 from keyledger.context import ContextDep
 from keyledger.credentials import service
-from keyledger.dialects.common import json_response, parse_json, read_body, request_body
+from keyledger.dialects.common import (
+    error_responses,
+    json_response,
+    parse_json,
+    read_body,
+    request_body,
+)
 from keyledger.dialects.mews import schemas, translate
 from keyledger.dialects.mews.errors import MewsError, MewsRoute, error_response
 from keyledger.errors import Unauthenticated
@@ -74,9 +80,9 @@ def _minimal(prefer: str | None) -> bool:
     return prefer is not None and "return=minimal" in prefer.replace(" ", "").lower()
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse, "description": description}
-    for status, description in {
+_ERRORS = error_responses(
+    schemas.ErrorResponse,
+    {
         400: "Malformed request: `Invalid <Property>`.",
         401: "Missing, unknown, revoked or disabled ClientToken/AccessToken/Client.",
         403: "A business rule refused the request (validity, deleted token, scope).",
@@ -84,8 +90,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         413: "The body is larger than the configured limit.",
         429: "Rate limit per AccessToken; see the Retry-After header.",
         500: "Unexpected fault; nothing internal is shown.",
-    }.items()
-}
+    },
+)
 
 
 router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MewsRoute)

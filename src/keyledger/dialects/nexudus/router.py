@@ -12,7 +12,7 @@ from keyledger.callers.users import issue_bearer_for_password, refresh_bearer
 from keyledger.context import AppContext, ContextDep
 from keyledger.credentials import vouchers
 from keyledger.credentials.models import Credential, VoucherFields
-from keyledger.dialects.common import json_response, read_body, request_body
+from keyledger.dialects.common import error_responses, json_response, read_body, request_body
 from keyledger.dialects.nexudus import commands, schemas, translate
 from keyledger.dialects.nexudus.auth import CallerDep, read_fields
 from keyledger.dialects.nexudus.errors import NexudusRoute, failure_body, invalid, problem
@@ -30,9 +30,9 @@ LIST, READ, CREATE, EDIT, DELETE = (
     "AccessToken-Delete",
 )
 
-_FAILURES: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.Failure, "description": description}
-    for status, description in {
+_FAILURES = error_responses(
+    schemas.Failure,
+    {
         400: "Invalid input: `Errors` names each invalid property.",
         401: "Missing or bad credentials (`WWW-Authenticate: Basic`).",
         403: "The user lacks the operation's role in the record's business.",
@@ -40,8 +40,8 @@ _FAILURES: dict[int | str, dict[str, Any]] = {
         409: "Throttled; see the Retry-After header.",
         413: "The body is larger than the configured limit.",
         500: "Unexpected fault; nothing internal is shown.",
-    }.items()
-}
+    },
+)
 
 
 def _locate(
