@@ -33,6 +33,13 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def parse_utc_seconds(value: object) -> datetime:
+    """An ISO 8601 timestamp string with a zone, as UTC whole seconds (ValueError otherwise)."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 timestamp string")
+    return to_utc_seconds(parse_timestamp(value))
+
+
 def format_utc(moment: datetime) -> str:
     """``YYYY-MM-DDThh:mm:ssZ``: UTC, no fractions."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -61,13 +61,13 @@ def evaluate(
 def _decide(
     conn: Connection, scope: Scope, reader: Resource, check: DoorCheck
 ) -> tuple[Reason, UUID | None]:
-    candidates = credentials.reservation_tokens_with_value(
-        conn,
-        properties=scope.by_id,
-        property_id=reader.property_id,
-        token_type=check.token_type,
-        value=check.value,
-    )
+    candidates = [
+        candidate
+        for candidate in credentials.reservation_tokens_with_values(
+            conn, properties=scope.by_id, property_id=reader.property_id, values=[check.value]
+        )
+        if candidate.token_type == check.token_type
+    ]
     if not candidates:
         return Reason.UNKNOWN_CREDENTIAL, None
     outcomes = [(evaluate(c, reader, reach(conn, c), check), c.uid) for c in candidates]

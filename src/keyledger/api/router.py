@@ -15,7 +15,7 @@ from keyledger.api import schemas
 from keyledger.api.errors import ApiRoute
 from keyledger.callers.models import IntegrationCaller, Scope
 from keyledger.callers.service import authenticate_access_token
-from keyledger.clock import format_utc, parse_timestamp, to_utc_seconds, utc_now
+from keyledger.clock import format_utc, parse_utc_seconds, utc_now
 from keyledger.context import AppContext, ContextDep
 from keyledger.dialects.common import (
     error_responses,
@@ -323,7 +323,7 @@ def _instant(name: str, text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        return to_utc_seconds(parse_timestamp(text))
+        return parse_utc_seconds(text)
     except ValueError as error:
         raise InvalidInput(f"{name}: {error}.", subject=name) from None
 

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from keyledger.clock import parse_timestamp, to_utc_seconds
+from keyledger.dialects.common import UtcTimestamp
 
-
-def _timestamp(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("expected an ISO 8601 timestamp string")
-    return to_utc_seconds(parse_timestamp(value))
-
-
-Timestamp = Annotated[
-    datetime,
-    BeforeValidator(_timestamp),
-    Field(json_schema_extra={"type": "string", "format": "date-time"}),
-]
 ResourceKindName = Literal["Building", "Floor", "Room", "Bed"]
 
 
@@ -54,7 +42,7 @@ class AccessCheckInput(ApiModel):
     ResourceId: UUID = Field(description="The reader's resource.")
     Type: Literal["PinCode", "RfidTag"]
     Value: str = Field(min_length=1, max_length=255)
-    At: Timestamp | None = Field(default=None, description="Default: now.")
+    At: UtcTimestamp | None = Field(default=None, description="Default: now.")
 
 
 class AccessDecisionOut(ApiModel):

@@ -109,6 +109,13 @@ class UserCaller:
     def scope_with(self, role: str) -> Scope:
         return Scope(tuple(m.property for m in self.memberships if role in m.roles))
 
+    def scope_requiring(self, role: str) -> Scope:
+        """The businesses where the user has ``role``; none at all is Forbidden."""
+        scope = self.scope_with(role)
+        if not scope.properties:
+            raise Forbidden(f"This operation requires the role {role}.")
+        return scope
+
     def require(self, role: str, property_id: int) -> None:
         for membership in self.memberships:
             if membership.property.id == property_id and role in membership.roles:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
+
+from sqlalchemy import Connection
 
 from keyledger.callers import repository
 from keyledger.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
@@ -182,7 +185,12 @@ def authenticate_integration(
             raise Unauthenticated("The access token has been revoked.")
         if connection.integration_id != integration.id:
             raise Unauthenticated("The access token belongs to another integration.")
-        properties = repository.connection_properties_of(conn, int(connection.id))
+        return _caller(conn, integration, connection)
+
+
+def _caller(conn: Connection, integration: Any, connection: Any) -> IntegrationCaller:
+    """The caller of an authenticated integration and connection, with the connection's scope."""
+    properties = repository.connection_properties_of(conn, int(connection.id))
     return IntegrationCaller(
         integration_id=int(integration.id),
         integration_name=str(integration.name),
@@ -205,13 +213,7 @@ def authenticate_access_token(store: Store, *, access_token: str) -> Integration
         integration = repository.integration_by_id(conn, int(connection.integration_id))
         if integration is None or not integration.enabled:
             raise Unauthenticated("The integration is disabled.")
-        properties = repository.connection_properties_of(conn, int(connection.id))
-    return IntegrationCaller(
-        integration_id=int(integration.id),
-        integration_name=str(integration.name),
-        connection_id=int(connection.id),
-        scope=Scope(tuple(sorted(properties, key=lambda p: p.id))),
-    )
+        return _caller(conn, integration, connection)
 
 
 def add_user(

@@ -232,22 +232,3 @@ def reservation_tokens_with_values(
         )
     )
     return [to_credential(row, properties) for row in rows]
-
-
-def reservation_tokens_with_value(
-    conn: Connection,
-    *,
-    properties: Mapping[int, Property],
-    property_id: int,
-    token_type: str,
-    value: str,
-) -> list[Credential]:
-    """Every reservation token of a property with this Type and Value, in any state."""
-    rows = conn.execute(
-        select(*CREDENTIAL_COLUMNS).where(
-            in_scope([property_id], CredentialKind.RESERVATION),
-            t.c.value == value,
-            t.c.token_type == token_type,
-        )
-    )
-    return [to_credential(row, properties) for row in rows]

@@ -146,8 +146,7 @@ def codes_in_use(conn: Connection, *, property_id: int, codes: Sequence[str]) ->
     """Which of ``codes`` a live voucher of the business holds."""
     rows = conn.execute(
         select(t.c.value).where(
-            t.c.property_id == property_id,
-            t.c.kind == CredentialKind.VOUCHER.value,
+            in_scope([property_id], CredentialKind.VOUCHER),
             t.c.deleted_utc.is_(None),
             t.c.value.in_(list(codes)),
         )

@@ -4,17 +4,28 @@ and a bounded body reader."""
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import orjson
 import structlog
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator, Field
 
+from keyledger.clock import parse_utc_seconds
 from keyledger.observability.middleware import request_id_of, started_of
 from keyledger.store import deadline_scope
 
 log = structlog.get_logger("keyledger.dialect")
+
+
+#: A wire timestamp: ISO 8601 with Z or an offset, stored as UTC whole seconds.
+UtcTimestamp = Annotated[
+    datetime,
+    BeforeValidator(parse_utc_seconds),
+    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+]
 
 
 class BodyTooLarge(Exception):

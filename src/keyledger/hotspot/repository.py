@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, case, insert, literal, select, update
+from sqlalchemy import Connection, case, insert, select, update
 
 from keyledger.credentials.models import CredentialKind
+from keyledger.credentials.repository import in_scope
 from keyledger.store.schema import credentials, hotspot_sessions
 
 s = hotspot_sessions
@@ -28,8 +29,7 @@ def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
             c.c.user_limit,
         )
         .where(
-            c.c.property_id == property_id,
-            c.c.kind == literal(CredentialKind.VOUCHER.value, literal_execute=True),
+            in_scope([property_id], CredentialKind.VOUCHER),
             c.c.deleted_utc.is_(None),
             c.c.value == code,
         )

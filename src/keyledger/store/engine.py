@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from keyledger.errors import DeadlineExceeded
@@ -175,10 +175,3 @@ def _configure_sqlite(engine: Engine, settings: Settings) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """True for errors that mean "the database cannot be reached", not "the query is wrong"."""
-    return isinstance(error, OperationalError) and not isinstance(
-        getattr(error, "orig", None), sqlite3.IntegrityError
-    )

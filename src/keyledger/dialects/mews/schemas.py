@@ -12,15 +12,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
-from keyledger.clock import parse_timestamp, to_utc_seconds
+from keyledger.dialects.common import UtcTimestamp
 
 MAX_ITEMS = 1000
-
-
-def _timestamp(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("expected an ISO 8601 timestamp string")
-    return to_utc_seconds(parse_timestamp(value))
 
 
 def _uuid_text(value: Any) -> Any:
@@ -29,11 +23,6 @@ def _uuid_text(value: Any) -> Any:
     return value
 
 
-UtcTimestamp = Annotated[
-    datetime,
-    BeforeValidator(_timestamp),
-    Field(json_schema_extra={"type": "string", "format": "date-time"}),
-]
 Id = Annotated[UUID, BeforeValidator(_uuid_text)]
 IdList = Annotated[list[Id], Field(min_length=1, max_length=MAX_ITEMS)]
 

@@ -92,9 +92,7 @@ router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=NexudusRoute)
     responses=_FAILURES,
 )
 async def list_vouchers(request: Request, caller: CallerDep, context: ContextDep) -> Response:
-    scope = caller.scope_with(LIST)
-    if not scope.properties:
-        caller.require(LIST, -1)
+    scope = caller.scope_requiring(LIST)
     wanted = parse_list_request(request.query_params.multi_items())
     page = vouchers.list_vouchers(context.store, scope=scope, query=wanted.query)
     return json_response(translate.render_list(page, wanted))
@@ -108,8 +106,7 @@ async def list_vouchers(request: Request, caller: CallerDep, context: ContextDep
     responses=_FAILURES,
 )
 async def list_commands(caller: CallerDep) -> Response:
-    if not caller.scope_with(LIST).properties:
-        caller.require(LIST, -1)
+    caller.scope_requiring(LIST)
     return json_response([command.describe() for command in commands.COMMANDS])
 
 
@@ -199,8 +196,7 @@ async def run_command(request: Request, caller: CallerDep, context: ContextDep) 
     body = schemas.CommandRun.model_validate(
         await read_fields(request, context.settings.max_body_bytes)
     )
-    if not caller.scope_with(EDIT).properties:
-        caller.require(EDIT, -1)
+    caller.scope_requiring(EDIT)
     message, value = commands.run(
         context, caller, body, lambda voucher_id: _locate(context, caller, voucher_id, EDIT)
     )
