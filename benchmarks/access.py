@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from keyledger.access.service import check_door
 from keyledger.callers.models import Actor, Scope
 from keyledger.credentials.repository import insert_credentials
 from keyledger.hotspot.service import report_usage, start_session
+from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
 from keyledger.resources.models import ResourceDraft, ResourceKind
 from keyledger.resources.service import save_resources
@@ -47,10 +49,12 @@ _NULLABLE = (
 
 
 def _rows(
-    property_id: int, count: int, rooms: list[uuid.UUID], now: datetime
+    property_id: int, first: int, count: int, rooms: list[uuid.UUID], now: datetime
 ) -> list[dict[str, Any]]:
+    """Credentials ``first .. first+count``: odd ones door PINs ``n#`` on a room, even ones
+    vouchers ``Vn`` with a large budget."""
     rows: list[dict[str, Any]] = []
-    for n in range(count):
+    for n in range(first, first + count):
         base: dict[str, Any] = {
             **dict.fromkeys(_NULLABLE),
             "uid": uuid.uuid4(),
@@ -92,6 +96,33 @@ def _rows(
     return rows
 
 
+@dataclass(frozen=True)
+class Seeded:
+    property: Property
+    rooms: list[uuid.UUID]
+    now: datetime
+
+
+def seed(store: Store, credentials: int) -> Seeded:
+    """A property with a building, a floor and 200 rooms, and ``credentials`` credentials."""
+    prop = add_property(store, name=f"Bench {uuid.uuid4().hex[:6]}")
+    building, floor = uuid.uuid4(), uuid.uuid4()
+    rooms = [uuid.uuid4() for _ in range(200)]
+    drafts = [
+        ResourceDraft(building, None, ResourceKind.BUILDING, "B"),
+        ResourceDraft(floor, building, ResourceKind.FLOOR, "F"),
+        *[ResourceDraft(room, floor, ResourceKind.ROOM, f"R{n}") for n, room in enumerate(rooms)],
+    ]
+    save_resources(store, actor=Actor.system(), batches={prop: drafts})
+    now = datetime.now(UTC).replace(microsecond=0)
+    for start in range(0, credentials, BATCH):
+        with store.write() as conn:
+            insert_credentials(
+                conn, _rows(prop.id, start, min(BATCH, credentials - start), rooms, now)
+            )
+    return Seeded(property=prop, rooms=rooms, now=now)
+
+
 def _timed(action: Callable[[int], object], repeat: int) -> tuple[float, float, float]:
     samples = []
     started_all = time.perf_counter()
@@ -109,25 +140,9 @@ def run(*, credentials: int, database_url: str | None, repeat: int) -> None:
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
     store = Store(Settings(database_url=url))
     upgrade(store.engine)
-    prop = add_property(store, name=f"Bench {uuid.uuid4().hex[:6]}")
-    building, floor = uuid.uuid4(), uuid.uuid4()
-    rooms = [uuid.uuid4() for _ in range(200)]
-    drafts = [
-        ResourceDraft(building, None, ResourceKind.BUILDING, "B"),
-        ResourceDraft(floor, building, ResourceKind.FLOOR, "F"),
-        *[ResourceDraft(room, floor, ResourceKind.ROOM, f"R{n}") for n, room in enumerate(rooms)],
-    ]
-    save_resources(store, actor=Actor.system(), batches={prop: drafts})
-    now = datetime.now(UTC).replace(microsecond=0)
     started = time.perf_counter()
-    for start in range(0, credentials, BATCH):
-        rows = _rows(prop.id, min(BATCH, credentials - start), rooms, now)
-        for offset, row in enumerate(rows):
-            row["value"] = row["value"].replace(f"{offset:09d}", f"{start + offset:09d}")
-            if row["kind"] == "reservation":
-                row["resource_id"] = rooms[(start + offset) % len(rooms)]
-        with store.write() as conn:
-            insert_credentials(conn, rows)
+    seeded = seed(store, credentials)
+    prop, rooms, now = seeded.property, seeded.rooms, seeded.now
     with store.write() as conn:
         conn.execute(text("ANALYZE"))
     load_seconds = time.perf_counter() - started

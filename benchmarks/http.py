@@ -21,23 +21,16 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
-from benchmarks.access import _rows
-from keyledger.callers.models import Actor
+from benchmarks.access import seed
 from keyledger.callers.service import add_access_token, add_integration
-from keyledger.credentials.repository import insert_credentials
-from keyledger.properties.service import add_property
-from keyledger.resources.models import ResourceDraft, ResourceKind
-from keyledger.resources.service import save_resources
 from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
-
-BATCH = 5_000
 
 
 @dataclass
@@ -155,34 +148,12 @@ def run(*, credentials: int, database_url: str | None, seconds: int, connections
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
     store = Store(Settings(database_url=url))
     upgrade(store.engine)
-    prop = add_property(store, name=f"Bench {uuid.uuid4().hex[:6]}")
+    seeded = seed(store, credentials)
+    prop, rooms, now = seeded.property, seeded.rooms, seeded.now
     integration = add_integration(store, name="bench")
     token = add_access_token(
         store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
     )
-    building, floor = uuid.uuid4(), uuid.uuid4()
-    rooms = [uuid.uuid4() for _ in range(200)]
-    save_resources(
-        store,
-        actor=Actor.system(),
-        batches={
-            prop: [
-                ResourceDraft(building, None, ResourceKind.BUILDING, "B"),
-                ResourceDraft(floor, building, ResourceKind.FLOOR, "F"),
-                *[ResourceDraft(r, floor, ResourceKind.ROOM, f"R{n}") for n, r in enumerate(rooms)],
-            ]
-        },
-    )
-    now = datetime.now(UTC).replace(microsecond=0)
-    for start in range(0, credentials, BATCH):
-        rows = _rows(prop.id, min(BATCH, credentials - start), rooms, now)
-        for offset, row in enumerate(rows):
-            n = start + offset
-            row["value"] = f"{n:09d}#" if row["kind"] == "reservation" else f"V{n:09d}"
-            if row["kind"] == "reservation":
-                row["resource_id"] = rooms[n % len(rooms)]
-        with store.write() as conn:
-            insert_credentials(conn, rows)
     store.dispose()
 
     process, base, _ = _serve(url, workdir)
