@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from keyledger.callers.models import IntegrationCaller
 from keyledger.callers.service import authenticate_integration
@@ -73,11 +73,15 @@ GetAllCall = Annotated[MewsCall[schemas.GetAllRequest], Depends(mews_call(schema
 AddCall = Annotated[MewsCall[schemas.AddRequest], Depends(mews_call(schemas.AddRequest))]
 UpdateCall = Annotated[MewsCall[schemas.UpdateRequest], Depends(mews_call(schemas.UpdateRequest))]
 DeleteCall = Annotated[MewsCall[schemas.DeleteRequest], Depends(mews_call(schemas.DeleteRequest))]
-PreferDep = Annotated[str | None, Header(include_in_schema=False)]
 
 
-def _minimal(prefer: str | None) -> bool:
-    return prefer is not None and "return=minimal" in prefer.replace(" ", "").lower()
+def prefers_minimal(request: Request) -> bool:
+    """``Prefer: return=minimal``: an empty page or a delete answers 204 without a body."""
+    prefer = request.headers.get("prefer", "")
+    return "return=minimal" in prefer.replace(" ", "").lower()
+
+
+MinimalDep = Annotated[bool, Depends(prefers_minimal)]
 
 
 _ERRORS = error_responses(
@@ -105,11 +109,11 @@ router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MewsRoute)
     responses={204: {"description": "Empty page with `Prefer: return=minimal`."}, **_ERRORS},
     openapi_extra=request_body(schemas.GetAllRequest),
 )
-async def get_all(call: GetAllCall, context: ContextDep, prefer: PreferDep = None) -> Response:
+async def get_all(call: GetAllCall, context: ContextDep, minimal: MinimalDep) -> Response:
     page = service.list_reservation_tokens(
         context.store, scope=call.caller.scope, query=translate.to_query(call.body)
     )
-    if not page.credentials and _minimal(prefer):
+    if not page.credentials and minimal:
         return Response(status_code=204)
     return json_response(translate.render_page(page))
 
@@ -160,14 +164,14 @@ async def update(call: UpdateCall, context: ContextDep) -> Response:
     responses={204: {"description": "Deleted, with `Prefer: return=minimal`."}, **_ERRORS},
     openapi_extra=request_body(schemas.DeleteRequest),
 )
-async def delete(call: DeleteCall, context: ContextDep, prefer: PreferDep = None) -> Response:
+async def delete(call: DeleteCall, context: ContextDep, minimal: MinimalDep) -> Response:
     service.delete_reservation_tokens(
         context.store,
         scope=call.caller.scope,
         actor=call.caller.actor,
         credential_ids=call.body.Ids,
     )
-    if _minimal(prefer):
+    if minimal:
         return Response(status_code=204)
     return json_response({})
 
