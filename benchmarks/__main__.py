@@ -23,9 +23,12 @@ def main() -> None:
     http_run = commands.add_parser("http", help="the real server over HTTP, driven by wrk")
     http_run.add_argument("--credentials", type=int, default=1_000_000)
     http_run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    http_run.add_argument("--quick", action="store_true", help="10,000 credentials, 5 s each")
+    http_run.add_argument(
+        "--quick", action="store_true", help="20,000 credentials, 5 s per wrk run, 10 requests"
+    )
     http_run.add_argument("--seconds", type=int, default=20)
     http_run.add_argument("--connections", type=int, default=32)
+    http_run.add_argument("--repeat", type=int, default=30, help="requests per latency workload")
     arguments = parser.parse_args()
     if arguments.command == "access":
         access.run(
@@ -35,10 +38,11 @@ def main() -> None:
         )
     if arguments.command == "http":
         http.run(
-            credentials=10_000 if arguments.quick else arguments.credentials,
+            credentials=20_000 if arguments.quick else arguments.credentials,
             database_url=arguments.database_url,
             seconds=5 if arguments.quick else arguments.seconds,
             connections=arguments.connections,
+            repeat=10 if arguments.quick else arguments.repeat,
         )
     if arguments.command == "search":
         search.run(

@@ -48,11 +48,22 @@ _NULLABLE = (
 )
 
 
+def is_voucher(n: int, voucher_every: int) -> bool:
+    """Credential ``n`` of a seed is a voucher (else a door PIN)."""
+    return n % voucher_every == 0
+
+
 def _rows(
-    property_id: int, first: int, count: int, rooms: list[uuid.UUID], now: datetime
+    property_id: int,
+    first: int,
+    count: int,
+    *,
+    rooms: list[uuid.UUID],
+    now: datetime,
+    voucher_every: int,
 ) -> list[dict[str, Any]]:
-    """Credentials ``first .. first+count``: odd ones door PINs ``n#`` on a room, even ones
-    vouchers ``Vn`` with a large budget."""
+    """Credentials ``first .. first+count``: every ``voucher_every``-th a voucher ``Vn`` with a
+    large budget (MinutesIncluded 100,000 + n % 8), the others door PINs ``n#`` on a room."""
     rows: list[dict[str, Any]] = []
     for n in range(first, first + count):
         base: dict[str, Any] = {
@@ -67,7 +78,7 @@ def _rows(
             "created_by": "bench",
             "updated_by": "bench",
         }
-        if n % 2:
+        if not is_voucher(n, voucher_every):
             rows.append(
                 {
                     **base,
@@ -88,8 +99,8 @@ def _rows(
                     "kind": "voucher",
                     "value": f"V{n:09d}",
                     "perm_room": False,
-                    "minutes_included": 100_000,
-                    "minutes_left": 100_000,
+                    "minutes_included": 100_000 + n % 8,
+                    "minutes_left": 100_000 + n % 8,
                     "user_limit": 1000,
                 }
             )
@@ -103,8 +114,9 @@ class Seeded:
     now: datetime
 
 
-def seed(store: Store, credentials: int) -> Seeded:
-    """A property with a building, a floor and 200 rooms, and ``credentials`` credentials."""
+def seed(store: Store, credentials: int, *, voucher_every: int = 2) -> Seeded:
+    """A property with a building, a floor and 200 rooms, and ``credentials`` credentials
+    (see ``_rows``)."""
     prop = add_property(store, name=f"Bench {uuid.uuid4().hex[:6]}")
     building, floor = uuid.uuid4(), uuid.uuid4()
     rooms = [uuid.uuid4() for _ in range(200)]
@@ -118,7 +130,15 @@ def seed(store: Store, credentials: int) -> Seeded:
     for start in range(0, credentials, BATCH):
         with store.write() as conn:
             insert_credentials(
-                conn, _rows(prop.id, start, min(BATCH, credentials - start), rooms, now)
+                conn,
+                _rows(
+                    prop.id,
+                    start,
+                    min(BATCH, credentials - start),
+                    rooms=rooms,
+                    now=now,
+                    voucher_every=voucher_every,
+                ),
             )
     return Seeded(property=prop, rooms=rooms, now=now)
 
@@ -149,8 +169,8 @@ def run(*, credentials: int, database_url: str | None, repeat: int) -> None:
     scope, actor = Scope((prop,)), Actor.system()
     rng = random.Random(3)
     policy = ReaderPolicy(failures=10**9)
-    pins = [n for n in range(credentials) if n % 2]
-    vouchers = [n for n in range(credentials) if not n % 2]
+    pins = [n for n in range(credentials) if not is_voucher(n, 2)]
+    vouchers = [n for n in range(credentials) if is_voucher(n, 2)]
 
     def door(_: int) -> object:
         n = rng.choice(pins)

@@ -2,8 +2,12 @@
 second process (install: ``apt-get install wrk``). Every run first measures ``/healthz`` of the same
 app and settings as the ceiling and reports each throughput also as a fraction of it.
 
-This is the first slice of the full harness of the benchmark issue: start-up, ceiling, door
-checks, hotspot usage reports and a Mews getAll page; the remaining workloads come next.
+Workloads: start-up on an empty store; on a seeded store (one property, every 20th credential a
+voucher, the others Mews door PINs), the ``/healthz`` ceiling, Mews getAll (first page, a page
+deep into the store, by ServiceOrderIds), Mews add of 1,000 tokens, Nexudus lists (exact filter,
+substring search), door checks and hotspot usage reports under wrk, and the resident memory of
+each worker at the end. Latency workloads are sequential requests from one client (``repeat``
+times); throughput workloads are wrk with ``connections`` connections.
 """
 
 from __future__ import annotations
@@ -12,22 +16,32 @@ import json
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
-from benchmarks.access import seed
-from keyledger.callers.service import add_access_token, add_integration
+from benchmarks.access import is_voucher, seed
+from keyledger.callers.service import (
+    ACCESS_TOKEN_ROLES,
+    add_access_token,
+    add_integration,
+    add_user,
+)
+from keyledger.clock import format_utc
 from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
@@ -36,12 +50,13 @@ from keyledger.store.migrate import upgrade
 @dataclass
 class Result:
     workload: str
-    requests_per_second: float
+    requests_per_second: float | None
     ceiling_fraction: float | None
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
     target: str
     passed: bool | None
+    figure: str = ""
 
 
 def _free_port() -> int:
@@ -124,7 +139,52 @@ def _wrk(
     return rate, percentile("50"), percentile("99")
 
 
-def run(*, credentials: int, database_url: str | None, seconds: int, connections: int) -> None:
+VOUCHER_EVERY = 20
+MEWS = "/api/connector/v1/resourceAccessTokens"
+
+
+def _latency(send: Callable[[int], httpx.Response], repeat: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of ``repeat`` sequential requests; every answer must be a 200."""
+    samples = []
+    for index in range(repeat):
+        started = time.perf_counter()
+        answer = send(index)
+        samples.append((time.perf_counter() - started) * 1000)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{answer.request.url} answered {answer.status_code}: {answer.text}")
+    samples.sort()
+    return statistics.median(samples), samples[max(0, int(len(samples) * 0.99) - 1)]
+
+
+def _worker_rss_mb(pid: int) -> list[float]:
+    """Resident memory (MB) of the server's worker processes (children of ``pid`` that serve)."""
+    sizes = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"resource_tracker" in command:
+            continue
+        for line in Path(f"/proc/{child}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+def _deep_cursor(store: Store, property_id: int, depth: int) -> str:
+    """The uid after which Mews getAll's page starts ``depth`` tokens deep (newest first)."""
+    with store.read() as conn:
+        uid = conn.execute(
+            text(
+                "SELECT uid FROM credentials WHERE property_id = :p AND kind = 'reservation' "
+                "AND deleted_utc IS NULL ORDER BY created_utc DESC, id DESC LIMIT 1 OFFSET :o"
+            ),
+            {"p": property_id, "o": depth - 1},
+        ).scalar_one()
+    return str(uuid.UUID(str(uid))) if not isinstance(uid, uuid.UUID) else str(uid)
+
+
+def run(
+    *, credentials: int, database_url: str | None, seconds: int, connections: int, repeat: int
+) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="keyledger-http-"))
@@ -135,32 +195,172 @@ def run(*, credentials: int, database_url: str | None, seconds: int, connections
     _stop(process)
     results.append(
         Result(
-            "serve to first answered request",
-            0,
+            "serve to first answered request, empty store",
+            None,
             None,
             startup * 1000,
-            startup * 1000,
+            None,
             "≤ 2000 ms",
             startup <= 2,
+            f"{startup * 1000:.0f} ms",
         )
     )
 
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
     store = Store(Settings(database_url=url))
     upgrade(store.engine)
-    seeded = seed(store, credentials)
+    seeded = seed(store, credentials, voucher_every=VOUCHER_EVERY)
     prop, rooms, now = seeded.property, seeded.rooms, seeded.now
+    with store.write() as conn:
+        conn.execute(text("ANALYZE"))
     integration = add_integration(store, name="bench")
     token = add_access_token(
         store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
     )
+    password = secrets.token_urlsafe(16)
+    add_user(
+        store,
+        email="bench@example.com",
+        password=password,
+        business_ids=[prop.business_id],
+        roles=ACCESS_TOKEN_ROLES,
+    )
+    pins = [n for n in range(credentials) if not is_voucher(n, VOUCHER_EVERY)]
+    vouchers = [n for n in range(credentials) if is_voucher(n, VOUCHER_EVERY)]
+    depth = min(900_000, len(pins) * 9 // 10)
+    deep_cursor = _deep_cursor(store, prop.id, depth)
+    with store.read() as conn:
+        order_ids = [
+            str(row[0])
+            for row in conn.execute(
+                text(
+                    "SELECT service_order_id FROM credentials WHERE property_id = :p "
+                    "AND kind = 'reservation'"
+                ),
+                {"p": prop.id},
+            )
+        ]
     store.dispose()
 
     process, base, _ = _serve(url, workdir)
     try:
         rng = random.Random(5)
         auth = {"Authorization": f"Bearer {token.secret}"}
-        pins = list(range(1, credentials, 2))
+        mews_auth = {
+            "ClientToken": integration.secret,
+            "AccessToken": token.secret,
+            "Client": "keyledger-bench 1.0",
+        }
+        client = httpx.Client(base_url=base, timeout=60)
+        ceiling, c50, c99 = _wrk(
+            base, "/healthz", None, seconds=seconds, connections=connections, workdir=workdir
+        )
+        results.append(Result("hello-world ceiling (/healthz)", ceiling, 1.0, c50, c99, "—", None))
+
+        def latency_row(
+            name: str, target_ms: float, send: Callable[[int], httpx.Response]
+        ) -> float:
+            p50, p99 = _latency(send, repeat)
+            results.append(
+                Result(name, None, None, p50, p99, f"p50 ≤ {target_ms:g} ms", p50 <= target_ms)
+            )
+            return p50
+
+        page = {
+            **mews_auth,
+            "EnterpriseIds": [str(prop.enterprise_id)],
+            "UpdatedUtc": {
+                "StartUtc": format_utc(now - timedelta(days=1)),
+                "EndUtc": format_utc(now + timedelta(days=1)),
+            },
+        }
+        first = latency_row(
+            "Mews getAll, Count 1000, first page",
+            60,
+            lambda _: client.post(f"{MEWS}/getAll", json={**page, "Limitation": {"Count": 1000}}),
+        )
+        deep = latency_row(
+            f"Mews getAll, Count 1000, {depth:,} deep",
+            60,
+            lambda _: client.post(
+                f"{MEWS}/getAll",
+                json={**page, "Limitation": {"Count": 1000, "Cursor": deep_cursor}},
+            ),
+        )
+        results.append(
+            Result(
+                "  deep page / first page",
+                None,
+                None,
+                None,
+                None,
+                "≤ 1.2",
+                deep <= 1.2 * first,
+                f"{deep / first:.2f}",
+            )
+        )
+        latency_row(
+            "Mews getAll by 1,000 ServiceOrderIds",
+            60,
+            lambda _: client.post(
+                f"{MEWS}/getAll",
+                json={
+                    **page,
+                    "ServiceOrderIds": rng.sample(order_ids, min(1000, len(order_ids))),
+                    "Limitation": {"Count": 1000},
+                },
+            ),
+        )
+        nexudus = ("bench@example.com", password)
+        latency_row(
+            "Nexudus list, size 25, exact filter",
+            20,
+            lambda index: client.get(
+                "/api/spaces/accesstokens",
+                params={"AccessToken_MinutesIncluded": 100_000 + index % 8, "size": 25},
+                auth=nexudus,
+            ),
+        )
+        latency_row(
+            "Nexudus list, size 25, substring AccessCode",
+            100,
+            lambda _: client.get(
+                "/api/spaces/accesstokens",
+                params={"AccessToken_AccessCode": f"V{rng.choice(vouchers):09d}"[-6:], "size": 25},
+                auth=nexudus,
+            ),
+        )
+
+        def add_batch(index: int) -> httpx.Response:
+            parameters = [
+                {
+                    "ServiceOrderId": str(uuid.uuid4()),
+                    "ResourceId": str(rooms[n % len(rooms)]),
+                    "Type": "PinCode",
+                    "Value": f"{index:04d}{n:05d}*",
+                    "ValidityStartUtc": format_utc(now),
+                    "ValidityEndUtc": format_utc(now + timedelta(days=2)),
+                    "Permissions": {
+                        "Bed": {"Value": False},
+                        "Room": {"Value": True},
+                        "Floor": {"Value": False},
+                        "Building": {"Value": False},
+                    },
+                }
+                for n in range(1000)
+            ]
+            return client.post(
+                f"{MEWS}/add",
+                json={
+                    **mews_auth,
+                    "EnterpriseId": str(prop.enterprise_id),
+                    "ResourceAccessTokenParameters": parameters,
+                },
+            )
+
+        postgres = not url.startswith("sqlite")
+        latency_row("Mews add, 1,000 tokens in one request", 150 if postgres else 100, add_batch)
+
         checks = [
             json.dumps(
                 {
@@ -172,11 +372,10 @@ def run(*, credentials: int, database_url: str | None, seconds: int, connections
             )
             for n in rng.sample(pins, min(1000, len(pins)))
         ]
-        vouchers = list(range(0, credentials, 2))
         sessions = []
         for n, code in enumerate(rng.sample(vouchers, min(50, len(vouchers)))):
-            started = httpx.post(
-                f"{base}/api/v1/hotspot/sessions",
+            started = client.post(
+                "/api/v1/hotspot/sessions",
                 headers=auth,
                 json={
                     "BusinessId": prop.business_id,
@@ -185,10 +384,6 @@ def run(*, credentials: int, database_url: str | None, seconds: int, connections
                 },
             )
             sessions.append(started.json()["SessionId"])
-        ceiling, c50, c99 = _wrk(
-            base, "/healthz", None, seconds=seconds, connections=connections, workdir=workdir
-        )
-        results.append(Result("hello-world ceiling (/healthz)", ceiling, 1.0, c50, c99, "—", None))
         door = _wrk(
             base,
             "/api/v1/access/check",
@@ -229,27 +424,62 @@ def run(*, credentials: int, database_url: str | None, seconds: int, connections
                 rate / ceiling >= 0.25 and p99 <= 30,
             )
         )
+        rss = _worker_rss_mb(process.pid)
+        results.append(
+            Result(
+                "resident memory per worker, after the run",
+                None,
+                None,
+                None,
+                None,
+                "≤ 200 MB",
+                bool(rss) and max(rss) <= 200,
+                " / ".join(f"{size:.0f} MB" for size in rss),
+            )
+        )
+        client.close()
     finally:
         _stop(process)
+    _report(
+        results,
+        url=url,
+        credentials=credentials,
+        seconds=seconds,
+        connections=connections,
+        repeat=repeat,
+    )
 
+
+def _report(
+    results: list[Result],
+    *,
+    url: str,
+    credentials: int,
+    seconds: int,
+    connections: int,
+    repeat: int,
+) -> None:
     backend = "sqlite" if url.startswith("sqlite") else "postgresql"
     title = (
-        f"{backend}, {credentials:,} credentials, {seconds} s per workload, "
-        f"{connections} connections"
+        f"{backend}, {credentials:,} credentials, latency: {repeat} sequential requests, "
+        f"throughput: wrk {seconds} s, {connections} connections"
     )
     print(title)
-    print(
-        f"{'workload':40} {'req/s':>9} {'ceiling':>8} {'p50 ms':>8} {'p99 ms':>8}  target / result"
-    )
+    print(f"{'workload':46} {'figure':38} {'target':32} result")
     for r in results:
-        fraction = "" if r.ceiling_fraction is None else f"{r.ceiling_fraction:.0%}"
         verdict = "" if r.passed is None else ("pass" if r.passed else "FAIL")
-        print(
-            f"{r.workload:40} {r.requests_per_second:9.0f} {fraction:>8} {r.p50_ms:8.2f} "
-            f"{r.p99_ms:8.2f}  {r.target} {verdict}"
-        )
+        print(f"{r.workload:46} {_figure(r):38} {r.target:32} {verdict}")
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"http-{credentials}.json").write_text(
+    (out / f"http-{backend}-{credentials}.json").write_text(
         json.dumps({"title": title, "rows": [asdict(r) for r in results]}, indent=2)
     )
+
+
+def _figure(r: Result) -> str:
+    if r.figure:
+        return r.figure
+    if r.requests_per_second is not None:
+        share = "" if r.ceiling_fraction is None else f" ({r.ceiling_fraction:.0%} of ceiling)"
+        return f"{r.requests_per_second:.0f} req/s{share}, p99 {r.p99_ms:.1f} ms"
+    return f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms"

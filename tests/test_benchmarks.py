@@ -51,15 +51,30 @@ def test_http_harness_runs_the_real_server_under_wrk(tmp_path: Path) -> None:
     from tests.support import need
 
     need(shutil.which("wrk"), "the HTTP harness needs wrk (apt-get install wrk; .ci/run does)")
-    done = bench(tmp_path, "http", "--credentials", "200", "--seconds", "1", "--connections", "4")
+    done = bench(
+        tmp_path,
+        "http",
+        *("--credentials", "400", "--seconds", "1", "--connections", "4", "--repeat", "2"),
+    )
     assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "benchmarks/results/http-200.json").read_text())
-    names = [row["workload"] for row in report["rows"]]
-    assert names == [
-        "serve to first answered request",
+    report = json.loads((tmp_path / "benchmarks/results/http-sqlite-400.json").read_text())
+    rows = {row["workload"]: row for row in report["rows"]}
+    assert list(rows) == [
+        "serve to first answered request, empty store",
         "hello-world ceiling (/healthz)",
+        "Mews getAll, Count 1000, first page",
+        "Mews getAll, Count 1000, 342 deep",
+        "  deep page / first page",
+        "Mews getAll by 1,000 ServiceOrderIds",
+        "Nexudus list, size 25, exact filter",
+        "Nexudus list, size 25, substring AccessCode",
+        "Mews add, 1,000 tokens in one request",
         "door check, 4 connections",
         "hotspot usage report, 4 connections",
+        "resident memory per worker, after the run",
     ]
-    assert all(row["requests_per_second"] > 0 for row in report["rows"][1:])
+    assert rows["hello-world ceiling (/healthz)"]["requests_per_second"] > 0
+    assert rows["door check, 4 connections"]["requests_per_second"] > 0
+    assert rows["Mews add, 1,000 tokens in one request"]["p50_ms"] > 0
+    assert rows["resident memory per worker, after the run"]["figure"].endswith("MB")
     assert "hello-world ceiling" in done.stdout
