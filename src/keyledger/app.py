@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from keyledger import __version__
 from keyledger.api import router as api
+from keyledger.callers.cache import CallerCache
 from keyledger.callers.users import PasswordCache
 from keyledger.context import AppContext
 from keyledger.dialects.mews import router as mews
@@ -19,6 +22,7 @@ from keyledger.operations import router as operations
 from keyledger.ratelimit import Limit, RateLimiter, build_storage
 from keyledger.settings import Settings, get_settings
 from keyledger.store import Store
+from keyledger.store.writer import GroupWriter
 
 DESCRIPTION = """\
 keyledger keeps door PINs, RFID tags and Wi-Fi vouchers in one credential store and serves them
@@ -40,8 +44,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             "nexudus", settings.nexudus_rate_limit, settings.nexudus_rate_window_seconds
         ),
         password_cache=PasswordCache(settings.password_cache_seconds),
+        caller_cache=CallerCache(settings.auth_cache_seconds),
+        writer=GroupWriter(store),
     )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.writer.close()  # commit what is queued before the worker exits
+
     app = FastAPI(
+        lifespan=lifespan,
         title="keyledger",
         version=__version__,
         description=DESCRIPTION,

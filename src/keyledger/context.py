@@ -7,10 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from keyledger.callers.cache import CallerCache
 from keyledger.callers.users import PasswordCache
 from keyledger.ratelimit import Limit, RateLimiter
 from keyledger.settings import Settings
 from keyledger.store import Store
+from keyledger.store.writer import GroupWriter
 
 
 @dataclass(slots=True)
@@ -21,9 +23,12 @@ class AppContext:
     mews_limit: Limit
     nexudus_limit: Limit
     password_cache: PasswordCache
+    caller_cache: CallerCache
+    writer: GroupWriter
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a hop per request.
     context = request.app.state.context
     assert isinstance(context, AppContext)
     return context

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a verified Basic password is remembered in process (0: never).",
     )
+    auth_cache_seconds: float = Field(
+        default=2,
+        ge=0,
+        description="How long a worker remembers an authenticated ClientToken/AccessToken "
+        "(revocation takes effect within this time; 0: never).",
+    )
     reader_failure_limit: int = Field(
         default=10, ge=1, description="Refused door checks at one reader that lock it."
     )

@@ -51,7 +51,9 @@ def _counts(database_url: str) -> dict[str, int]:
 
 def test_provisioning_flow_while_the_server_runs(databases: DatabaseFactory) -> None:
     url = databases.new_url()
-    deployment = deploy(url)
+    # Without the per-worker memory of authenticated tokens, revocation shows at once (with it,
+    # within KEYLEDGER_AUTH_CACHE_SECONDS: tests/api/test_auth_cache.py).
+    deployment = deploy(url, auth_cache_seconds=0)
     try:
         hotel = ok(
             url, "admin", "add-property", "--name", "Hotel Nord", "--timezone", "Europe/Oslo"

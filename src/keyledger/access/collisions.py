@@ -18,6 +18,7 @@ from keyledger.access.service import flag_for
 from keyledger.credentials import repository as credentials
 from keyledger.credentials.models import Credential
 from keyledger.errors import RuleViolation
+from keyledger.properties import repository as properties_repository
 from keyledger.properties.models import Property
 from keyledger.resources import repository as resources
 from keyledger.resources.models import Resource, ResourceKind
@@ -79,7 +80,8 @@ def refuse_collisions(
 ) -> None:
     """Raise RuleViolation when a token being written (with its item index) would collide with
     another active token of the property or of the same request."""
-    if not prop.collision_check or not written:
+    # The switch is read in this transaction, not from the caller's (possibly remembered) scope.
+    if not written or not properties_repository.collision_check(conn, prop.id):
         return
     existing = credentials.reservation_tokens_with_values(
         conn,
@@ -89,16 +91,21 @@ def refuse_collisions(
     )
     tree = Tree(resources.tree_of(conn, [prop.id]).values())
     being_written = {credential.uid for _, credential in written}
-    others = [c for c in existing if c.uid not in being_written and c.is_active]
-    seen: list[tuple[int, Credential]] = []
+    # Only tokens of one Type and Value can collide: compare within those groups.
+    others: dict[tuple[object, str], list[Credential]] = {}
+    for other in existing:
+        if other.uid not in being_written and other.is_active:
+            others.setdefault((other.token_type, other.value), []).append(other)
+    seen: dict[tuple[object, str], list[tuple[int, Credential]]] = {}
     for index, credential in written:
-        for other in others:
+        key = (credential.token_type, credential.value)
+        for other in others.get(key, ()):
             if overlapping(credential, other, tree):
                 raise _collision(index, credential, f"token {other.uid}")
-        for earlier_index, earlier in seen:
+        for earlier_index, earlier in seen.get(key, ()):
             if earlier.uid != credential.uid and overlapping(credential, earlier, tree):
                 raise _collision(index, credential, f"item {earlier_index} of this request")
-        seen.append((index, credential))
+        seen.setdefault(key, []).append((index, credential))
 
 
 def _collision(index: int, credential: Credential, other: str) -> RuleViolation:

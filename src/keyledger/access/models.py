@@ -42,6 +42,7 @@ class Decision:
     credential_uid: UUID | None
     at: datetime
     reader_uid: UUID
+    property_id: int
     throttled_until: datetime | None = None
 
 

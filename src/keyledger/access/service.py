@@ -5,20 +5,20 @@ recorded; more than ``policy.failures`` refusals at one reader within the window
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import Connection
 
+from keyledger.access import repository
 from keyledger.access.models import REFUSAL_ORDER, Decision, DoorCheck, ReaderPolicy, Reason
+from keyledger.access.repository import DoorView
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import format_utc, utc_now
-from keyledger.credentials import repository as credentials
 from keyledger.credentials.models import Credential, Permissions
 from keyledger.errors import ResourceNotFound
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
-from keyledger.resources import repository as resources
 from keyledger.resources.models import Resource, ResourceKind
 from keyledger.store import Store
 
@@ -30,15 +30,6 @@ def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
         ResourceKind.ROOM: permissions.room,
         ResourceKind.BED: permissions.bed,
     }[kind]
-
-
-def reach(conn: Connection, credential: Credential) -> set[UUID] | None:
-    """The resources a credential's resource lies in (itself and its ancestors);
-    None for a credential without a resource (it reaches the whole property)."""
-    if credential.resource_id is None:
-        return None
-    chain = resources.chain(conn, property_id=credential.property.id, uid=credential.resource_id)
-    return {r.uid for r in chain}
 
 
 def evaluate(
@@ -58,19 +49,13 @@ def evaluate(
     return Reason.GRANTED
 
 
-def _decide(
-    conn: Connection, scope: Scope, reader: Resource, check: DoorCheck
-) -> tuple[Reason, UUID | None]:
-    candidates = [
-        candidate
-        for candidate in credentials.reservation_tokens_with_values(
-            conn, properties=scope.by_id, property_id=reader.property_id, values=[check.value]
-        )
-        if candidate.token_type == check.token_type
-    ]
-    if not candidates:
+def _decide(view: DoorView, check: DoorCheck) -> tuple[Reason, UUID | None]:
+    if not view.candidates:
         return Reason.UNKNOWN_CREDENTIAL, None
-    outcomes = [(evaluate(c, reader, reach(conn, c), check), c.uid) for c in candidates]
+    outcomes = [
+        (evaluate(credential, view.reader, reached, check), credential.uid)
+        for credential, reached in view.candidates
+    ]
     for wanted in (Reason.GRANTED, *REFUSAL_ORDER):
         for reason, uid in outcomes:
             if reason is wanted:
@@ -78,57 +63,100 @@ def _decide(
     return Reason.UNKNOWN_CREDENTIAL, None  # pragma: no cover - every reason is listed
 
 
-def check_door(
-    store: Store, *, scope: Scope, actor: Actor, check: DoorCheck, policy: ReaderPolicy
+def decide(
+    store: Store, *, scope: Scope, check: DoorCheck, policy: ReaderPolicy, now: datetime
 ) -> Decision:
-    now = utc_now()
-    with store.write() as conn:
-        reader = resources.find(conn, property_ids=scope.property_ids, uid=check.reader_uid)
-        if reader is None:
-            raise ResourceNotFound(
-                f"No reader resource {check.reader_uid} in scope.", subject="resource"
-            )
-        locked = events.last_throttled(
-            conn, reader_uid=reader.uid, since=now - timedelta(seconds=policy.cooldown_seconds)
-        )
-        until = None
-        if locked is not None:
-            reason, credential_uid = Reason.THROTTLED, None
-            until = locked + timedelta(seconds=policy.cooldown_seconds)
-        else:
-            reason, credential_uid = _decide(conn, scope, reader, check)
-        events.append(
+    """The answer to a door check, from one consistent read (``record`` keeps it)."""
+    with store.read() as conn:
+        view = repository.door_view(
             conn,
-            kind=EventKind.ACCESS_CHECKED,
-            actor=actor,
-            now=now,
-            property_id=reader.property_id,
-            credential_uid=credential_uid,
-            resource_uid=reader.uid,
-            outcome=reason.value,
-            details={"Type": check.token_type, "At": format_utc(check.at)},
+            properties=scope.by_id,
+            property_ids=scope.property_ids,
+            reader_uid=check.reader_uid,
+            token_type=check.token_type,
+            value=check.value,
+            since=now - timedelta(seconds=policy.cooldown_seconds),
         )
-        if reason not in (Reason.GRANTED, Reason.THROTTLED):
-            refused = events.refused_checks_since(
-                conn, reader_uid=reader.uid, since=now - timedelta(seconds=policy.window_seconds)
-            )
-            if refused > policy.failures:
-                until = now + timedelta(seconds=policy.cooldown_seconds)
-                events.append(
-                    conn,
-                    kind=EventKind.READER_THROTTLED,
-                    actor=actor,
-                    now=now,
-                    property_id=reader.property_id,
-                    resource_uid=reader.uid,
-                    outcome=Reason.THROTTLED.value,
-                    details={"RefusedChecks": refused, "Until": format_utc(until)},
-                )
+    if view is None:
+        raise ResourceNotFound(
+            f"No reader resource {check.reader_uid} in scope.", subject="resource"
+        )
+    if view.locked_since is not None:
+        return Decision(
+            granted=False,
+            reason=Reason.THROTTLED,
+            credential_uid=None,
+            at=check.at,
+            reader_uid=view.reader.uid,
+            property_id=view.reader.property_id,
+            throttled_until=view.locked_since + timedelta(seconds=policy.cooldown_seconds),
+        )
+    reason, credential_uid = _decide(view, check)
     return Decision(
         granted=reason is Reason.GRANTED,
         reason=reason,
         credential_uid=credential_uid,
         at=check.at,
-        reader_uid=reader.uid,
-        throttled_until=until if reason is Reason.THROTTLED else None,
+        reader_uid=view.reader.uid,
+        property_id=view.reader.property_id,
+        throttled_until=None,
     )
+
+
+def record(
+    conn: Connection,
+    *,
+    decision: Decision,
+    check: DoorCheck,
+    actor: Actor,
+    policy: ReaderPolicy,
+    now: datetime,
+) -> None:
+    """Append the decision to the event log; a refusal that makes more than
+    ``policy.failures`` at this reader within the window locks the reader."""
+    events.append(
+        conn,
+        kind=EventKind.ACCESS_CHECKED,
+        actor=actor,
+        now=now,
+        property_id=decision.property_id,
+        credential_uid=decision.credential_uid,
+        resource_uid=decision.reader_uid,
+        outcome=decision.reason.value,
+        details={"Type": check.token_type, "At": format_utc(check.at)},
+    )
+    if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
+        return
+    refused = events.refused_checks_since(
+        conn, reader_uid=decision.reader_uid, since=now - timedelta(seconds=policy.window_seconds)
+    )
+    if refused <= policy.failures:
+        return
+    if events.last_throttled(
+        conn,
+        reader_uid=decision.reader_uid,
+        since=now - timedelta(seconds=policy.cooldown_seconds),
+    ):
+        return  # locked already by a check recorded in the same group
+    until = now + timedelta(seconds=policy.cooldown_seconds)
+    events.append(
+        conn,
+        kind=EventKind.READER_THROTTLED,
+        actor=actor,
+        now=now,
+        property_id=decision.property_id,
+        resource_uid=decision.reader_uid,
+        outcome=Reason.THROTTLED.value,
+        details={"RefusedChecks": refused, "Until": format_utc(until)},
+    )
+
+
+def check_door(
+    store: Store, *, scope: Scope, actor: Actor, check: DoorCheck, policy: ReaderPolicy
+) -> Decision:
+    """Decide and record in one call (the API records through the group writer instead)."""
+    now = utc_now()
+    decision = decide(store, scope=scope, check=check, policy=policy, now=now)
+    with store.write() as conn:
+        record(conn, decision=decision, check=check, actor=actor, policy=policy, now=now)
+    return decision

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from keyledger.access import service as access
 from keyledger.access.models import DoorCheck, ReaderPolicy
-from keyledger.access.service import check_door
 from keyledger.api import schemas
 from keyledger.api.errors import ApiRoute
 from keyledger.callers.models import IntegrationCaller, Scope
@@ -40,7 +41,9 @@ async def integration_caller(request: Request, context: ContextDep) -> Integrati
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send Authorization: Bearer <AccessToken>.")
-    return authenticate_access_token(context.store, access_token=token.strip())
+    return authenticate_access_token(
+        context.store, access_token=token.strip(), cache=context.caller_cache
+    )
 
 
 CallerDep = Annotated[IntegrationCaller, Depends(integration_caller)]
@@ -166,21 +169,25 @@ async def delete_resource(resource_id: UUID, caller: CallerDep, context: Context
 async def access_check(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = await read_model(request, context, schemas.AccessCheckInput)
     settings = context.settings
-    decision = check_door(
-        context.store,
-        scope=caller.scope,
-        actor=caller.actor,
-        check=DoorCheck(
-            reader_uid=body.ResourceId,
-            token_type=body.Type,
-            value=body.Value,
-            at=body.At or utc_now(),
-        ),
-        policy=ReaderPolicy(
-            failures=settings.reader_failure_limit,
-            window_seconds=settings.reader_failure_window_seconds,
-            cooldown_seconds=settings.reader_cooldown_seconds,
-        ),
+    now = utc_now()
+    check = DoorCheck(
+        reader_uid=body.ResourceId, token_type=body.Type, value=body.Value, at=body.At or now
+    )
+    policy = ReaderPolicy(
+        failures=settings.reader_failure_limit,
+        window_seconds=settings.reader_failure_window_seconds,
+        cooldown_seconds=settings.reader_cooldown_seconds,
+    )
+    decision = access.decide(context.store, scope=caller.scope, check=check, policy=policy, now=now)
+    await context.writer.run(
+        partial(
+            access.record,
+            decision=decision,
+            check=check,
+            actor=caller.actor,
+            policy=policy,
+            now=now,
+        )
     )
     return json_response(
         {
@@ -208,14 +215,16 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
 )
 async def start_session(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = await read_model(request, context, schemas.SessionStart)
-    decision = hotspot.start_session(
-        context.store,
-        scope=caller.scope,
-        actor=caller.actor,
-        business_id=body.BusinessId,
-        access_code=body.AccessCode,
-        device_id=body.DeviceId,
-        idle_seconds=context.settings.hotspot_idle_seconds,
+    decision = await context.writer.run(
+        partial(
+            hotspot.start_session_in,
+            scope=caller.scope,
+            actor=caller.actor,
+            business_id=body.BusinessId,
+            access_code=body.AccessCode,
+            device_id=body.DeviceId,
+            idle_seconds=context.settings.hotspot_idle_seconds,
+        )
     )
     return json_response(
         {
@@ -236,14 +245,16 @@ async def _usage(
         elapsed = (await read_model(request, context, schemas.EndReport)).ElapsedSeconds
     else:
         elapsed = (await read_model(request, context, schemas.UsageReport)).ElapsedSeconds
-    usage = hotspot.report_usage(
-        context.store,
-        scope=caller.scope,
-        actor=caller.actor,
-        session_uid=session_id,
-        elapsed_seconds=elapsed,
-        end=end,
-        idle_seconds=context.settings.hotspot_idle_seconds,
+    usage = await context.writer.run(
+        partial(
+            hotspot.report_usage_in,
+            scope=caller.scope,
+            actor=caller.actor,
+            session_uid=session_id,
+            elapsed_seconds=elapsed,
+            end=end,
+            idle_seconds=context.settings.hotspot_idle_seconds,
+        )
     )
     return json_response(
         {

@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.callers import repository
+from keyledger.callers.cache import CallerCache
 from keyledger.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
 from keyledger.clock import utc_now
 from keyledger.errors import Conflict, InvalidInput, Unauthenticated
@@ -160,7 +161,7 @@ def revoke_access_token(
 
 
 def authenticate_integration(
-    store: Store, *, client_token: str, access_token: str
+    store: Store, *, client_token: str, access_token: str, cache: CallerCache | None = None
 ) -> IntegrationCaller:
     """The caller behind a ClientToken/AccessToken pair, or ``Unauthenticated``."""
     if not (
@@ -169,6 +170,17 @@ def authenticate_integration(
         raise Unauthenticated("Invalid ClientToken or AccessToken.")
     client_digest = secret_digest(client_token)
     access_digest = secret_digest(access_token)
+    key = f"pair:{client_digest}:{access_digest}"
+    remembered = cache.get(key) if cache is not None else None
+    if remembered is not None:
+        return remembered
+    caller = _authenticate_pair(store, client_digest, access_digest)
+    if cache is not None:
+        cache.remember(key, caller)
+    return caller
+
+
+def _authenticate_pair(store: Store, client_digest: str, access_digest: str) -> IntegrationCaller:
     with store.read() as conn:
         integration = repository.integration_by_digest(conn, client_digest)
         connection = repository.connection_by_digest(conn, access_digest)
@@ -199,11 +211,24 @@ def _caller(conn: Connection, integration: Any, connection: Any) -> IntegrationC
     )
 
 
-def authenticate_access_token(store: Store, *, access_token: str) -> IntegrationCaller:
+def authenticate_access_token(
+    store: Store, *, access_token: str, cache: CallerCache | None = None
+) -> IntegrationCaller:
     """The caller behind an AccessToken alone (keyledger's own API: ``Authorization: Bearer``)."""
     if not 0 < len(access_token) <= MAX_SECRET_LENGTH:
         raise Unauthenticated("Invalid access token.")
     digest = secret_digest(access_token)
+    key = f"access:{digest}"
+    remembered = cache.get(key) if cache is not None else None
+    if remembered is not None:
+        return remembered
+    caller = _authenticate_access(store, digest)
+    if cache is not None:
+        cache.remember(key, caller)
+    return caller
+
+
+def _authenticate_access(store: Store, digest: str) -> IntegrationCaller:
     with store.read() as conn:
         connection = repository.connection_by_digest(conn, digest)
         if connection is None or not digests_match(connection.access_token_digest, digest):

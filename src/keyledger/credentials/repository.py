@@ -104,6 +104,14 @@ def in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement
     return and_(t.c.property_id.in_(list(property_ids)), kind_is)
 
 
+# Built once (door checks and every add/update run it).
+_WITH_VALUES = select(*CREDENTIAL_COLUMNS).where(
+    t.c.property_id == bindparam("property_id"),
+    t.c.kind == literal(CredentialKind.RESERVATION.value, literal_execute=True),
+    t.c.value.in_(bindparam("values", expanding=True)),
+)
+
+
 def _within(column: Any, interval: TimeInterval) -> ColumnElement[bool]:
     if interval.is_instant:
         return column == interval.start  # type: ignore[no-any-return]
@@ -199,6 +207,13 @@ def insert_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) -> list
     return [row[0] for row in result]
 
 
+def insert_credentials_quietly(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows without reading their row ids back: one batched statement instead of the
+    row-at-a-time RETURNING that SQLite needs to keep ids in order (for callers that address
+    credentials by uid)."""
+    conn.execute(insert(t), list(rows))
+
+
 def rewrite_credentials(
     conn: Connection, rows: Sequence[dict[str, Any]], *, columns: Sequence[str]
 ) -> None:
@@ -226,9 +241,5 @@ def reservation_tokens_with_values(
     values: Sequence[str],
 ) -> list[Credential]:
     """Every reservation token of a property whose Value is one of ``values``, any state."""
-    rows = conn.execute(
-        select(*CREDENTIAL_COLUMNS).where(
-            in_scope([property_id], CredentialKind.RESERVATION), t.c.value.in_(list(values))
-        )
-    )
+    rows = conn.execute(_WITH_VALUES, {"property_id": property_id, "values": list(values)})
     return [to_credential(row, properties) for row in rows]

@@ -114,7 +114,7 @@ def add_reservation_tokens(
         targets = _target_properties(conn, scope=scope, drafts=drafts, enterprise_id=enterprise_id)
         created = [
             Credential(
-                id=0,
+                id=0,  # not read back: a reservation token is addressed by its uid
                 uid=uuid.uuid4(),
                 property=target,
                 kind=CredentialKind.RESERVATION,
@@ -142,9 +142,9 @@ def add_reservation_tokens(
             for draft, target in zip(drafts, targets, strict=True)
         ]
         _refuse_collisions(conn, scope, list(enumerate(created)))
-        row_ids = repository.insert_credentials(conn, [row_of(c) for c in created])
+        repository.insert_credentials_quietly(conn, [row_of(c) for c in created])
         events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
-    return [replace(c, id=row_id) for c, row_id in zip(created, row_ids, strict=True)]
+    return created
 
 
 def update_reservation_tokens(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Connection, func, insert, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
 from keyledger.callers.models import Actor, ActorKind
 from keyledger.events.models import Event, EventKind, EventQuery
@@ -86,14 +86,17 @@ def refused_checks_since(conn: Connection, *, reader_uid: UUID, since: datetime)
     )
 
 
+_LAST_THROTTLED = select(func.max(events.c.occurred_utc)).where(
+    events.c.resource_uid == bindparam("reader_uid"),
+    events.c.kind == EventKind.READER_THROTTLED.value,
+    events.c.occurred_utc > bindparam("since"),
+)
+
+
 def last_throttled(conn: Connection, *, reader_uid: UUID, since: datetime) -> datetime | None:
     """When the reader was last locked, if that happened after ``since``."""
     found = conn.execute(
-        select(func.max(events.c.occurred_utc)).where(
-            events.c.resource_uid == reader_uid,
-            events.c.kind == EventKind.READER_THROTTLED.value,
-            events.c.occurred_utc > since,
-        )
+        _LAST_THROTTLED, {"reader_uid": reader_uid, "since": since}
     ).scalar_one_or_none()
     return found if isinstance(found, datetime) else None
 

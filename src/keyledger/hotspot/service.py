@@ -8,6 +8,8 @@ import uuid
 from datetime import timedelta
 from uuid import UUID
 
+from sqlalchemy import Connection
+
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import utc_now
 from keyledger.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
@@ -32,6 +34,29 @@ def start_session(
     device_id: str,
     idle_seconds: int,
 ) -> SessionDecision:
+    with store.write() as conn:
+        return start_session_in(
+            conn,
+            scope=scope,
+            actor=actor,
+            business_id=business_id,
+            access_code=access_code,
+            device_id=device_id,
+            idle_seconds=idle_seconds,
+        )
+
+
+def start_session_in(
+    conn: Connection,
+    *,
+    scope: Scope,
+    actor: Actor,
+    business_id: int,
+    access_code: str,
+    device_id: str,
+    idle_seconds: int,
+) -> SessionDecision:
+    """``start_session`` inside a write transaction of the caller's."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -39,47 +64,46 @@ def start_session(
         )
     now = utc_now()
     idle_since = now - timedelta(seconds=idle_seconds)
-    with store.write() as conn:
-        voucher = repository.live_voucher(conn, property_id=target.id, code=access_code)
-        session_uid: UUID | None = None
-        if voucher is None:
-            reason, seconds_left, minutes_left = SessionReason.UNKNOWN_CREDENTIAL, 0, 0
+    voucher = repository.live_voucher(conn, property_id=target.id, code=access_code)
+    session_uid: UUID | None = None
+    if voucher is None:
+        reason, seconds_left, minutes_left = SessionReason.UNKNOWN_CREDENTIAL, 0, 0
+    else:
+        minutes_left = int(voucher.minutes_left or 0)
+        seconds_left = _seconds_left(voucher.minutes_left, voucher.usage_seconds)
+        repository.end_idle(conn, credential_id=voucher.id, idle_since=idle_since, now=now)
+        online = repository.open_devices(conn, credential_id=voucher.id, idle_since=idle_since)
+        if voucher.valid_from is not None and now < voucher.valid_from:
+            reason = SessionReason.NOT_YET_VALID
+        elif voucher.valid_to is not None and now >= voucher.valid_to:
+            reason = SessionReason.EXPIRED
+        elif seconds_left <= 0:
+            reason = SessionReason.NO_MINUTES_LEFT
+        elif device_id in online:
+            reason, session_uid = SessionReason.GRANTED, online[device_id].uid
+            repository.touch(conn, session_id=online[device_id].id, now=now, end=False)
+        elif len(online) >= (voucher.user_limit or 1):
+            reason = SessionReason.TOO_MANY_DEVICES
         else:
-            minutes_left = int(voucher.minutes_left or 0)
-            seconds_left = _seconds_left(voucher.minutes_left, voucher.usage_seconds)
-            repository.end_idle(conn, credential_id=voucher.id, idle_since=idle_since, now=now)
-            online = repository.open_devices(conn, credential_id=voucher.id, idle_since=idle_since)
-            if voucher.valid_from is not None and now < voucher.valid_from:
-                reason = SessionReason.NOT_YET_VALID
-            elif voucher.valid_to is not None and now >= voucher.valid_to:
-                reason = SessionReason.EXPIRED
-            elif seconds_left <= 0:
-                reason = SessionReason.NO_MINUTES_LEFT
-            elif device_id in online:
-                reason, session_uid = SessionReason.GRANTED, online[device_id].uid
-                repository.touch(conn, session_id=online[device_id].id, now=now, end=False)
-            elif len(online) >= (voucher.user_limit or 1):
-                reason = SessionReason.TOO_MANY_DEVICES
-            else:
-                reason, session_uid = SessionReason.GRANTED, uuid.uuid4()
-                repository.insert_session(
-                    conn, uid=session_uid, credential_id=voucher.id, device_id=device_id, now=now
-                )
-            if reason is SessionReason.GRANTED:
-                repository.mark_access(conn, credential_id=voucher.id, now=now)
-        events.append(
-            conn,
-            kind=EventKind.HOTSPOT_SESSION_STARTED,
-            actor=actor,
-            now=now,
-            property_id=target.id,
-            credential_uid=None if voucher is None else voucher.uid,
-            outcome=reason.value,
-            details={
-                "DeviceId": device_id,
-                "SessionId": None if session_uid is None else str(session_uid),
-            },
-        )
+            reason, session_uid = SessionReason.GRANTED, uuid.uuid4()
+            repository.insert_session(
+                conn, uid=session_uid, credential_id=voucher.id, device_id=device_id, now=now
+            )
+        if reason is SessionReason.GRANTED:
+            repository.mark_access(conn, credential_id=voucher.id, now=now)
+    events.append(
+        conn,
+        kind=EventKind.HOTSPOT_SESSION_STARTED,
+        actor=actor,
+        now=now,
+        property_id=target.id,
+        credential_uid=None if voucher is None else voucher.uid,
+        outcome=reason.value,
+        details={
+            "DeviceId": device_id,
+            "SessionId": None if session_uid is None else str(session_uid),
+        },
+    )
     return SessionDecision(
         granted=reason is SessionReason.GRANTED,
         reason=reason,
@@ -102,37 +126,57 @@ def report_usage(
 ) -> Usage:
     """Take ``elapsed_seconds`` off the session's voucher; ``end`` closes the session. A session
     ends by itself when the voucher runs out of minutes."""
+    with store.write() as conn:
+        return report_usage_in(
+            conn,
+            scope=scope,
+            actor=actor,
+            session_uid=session_uid,
+            elapsed_seconds=elapsed_seconds,
+            end=end,
+            idle_seconds=idle_seconds,
+        )
+
+
+def report_usage_in(
+    conn: Connection,
+    *,
+    scope: Scope,
+    actor: Actor,
+    session_uid: UUID,
+    elapsed_seconds: int,
+    end: bool,
+    idle_seconds: int,
+) -> Usage:
+    """``report_usage`` inside a write transaction of the caller's."""
     if not 0 <= elapsed_seconds <= 86_400:
         raise InvalidInput("ElapsedSeconds is between 0 and 86400.", subject="elapsed")
     now = utc_now()
-    with store.write() as conn:
-        found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
-        if found is None:
-            raise SessionNotFound(f"No session {session_uid} in scope.", subject="session")
-        idle = found.last_report_utc <= now - timedelta(seconds=idle_seconds)
-        if found.ended_utc is not None or idle:
-            raise RuleViolation(
-                f"Session {session_uid} has ended; start a new one.", subject="session"
-            )
-        minutes_left, usage_seconds = repository.consume(
-            conn, credential_id=found.credential_id, seconds=elapsed_seconds, now=now
-        )
-        seconds_left = _seconds_left(minutes_left, usage_seconds)
-        ended = end or seconds_left <= 0
-        repository.touch(conn, session_id=found.id, now=now, end=ended)
-        events.append(
-            conn,
-            kind=EventKind.HOTSPOT_SESSION_ENDED if ended else EventKind.HOTSPOT_USAGE,
-            actor=actor,
-            now=now,
-            property_id=found.property_id,
-            credential_uid=found.credential_uid,
-            details={
-                "SessionId": str(session_uid),
-                "Seconds": elapsed_seconds,
-                "MinutesLeft": minutes_left,
-            },
-        )
+    found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
+    if found is None:
+        raise SessionNotFound(f"No session {session_uid} in scope.", subject="session")
+    idle = found.last_report_utc <= now - timedelta(seconds=idle_seconds)
+    if found.ended_utc is not None or idle:
+        raise RuleViolation(f"Session {session_uid} has ended; start a new one.", subject="session")
+    minutes_left, usage_seconds = repository.consume(
+        conn, credential_id=found.credential_id, seconds=elapsed_seconds, now=now
+    )
+    seconds_left = _seconds_left(minutes_left, usage_seconds)
+    ended = end or seconds_left <= 0
+    repository.touch(conn, session_id=found.id, now=now, end=ended)
+    events.append(
+        conn,
+        kind=EventKind.HOTSPOT_SESSION_ENDED if ended else EventKind.HOTSPOT_USAGE,
+        actor=actor,
+        now=now,
+        property_id=found.property_id,
+        credential_uid=found.credential_uid,
+        details={
+            "SessionId": str(session_uid),
+            "Seconds": elapsed_seconds,
+            "MinutesLeft": minutes_left,
+        },
+    )
     return Usage(
         session_uid=session_uid, seconds_left=seconds_left, minutes_left=minutes_left, ended=ended
     )

@@ -91,3 +91,11 @@ def insert_property(
         name=name,
         timezone=timezone,
     )
+
+
+def collision_check(conn: Connection, property_id: int) -> bool:
+    """The property's collision switch as stored now."""
+    found = conn.execute(
+        select(properties.c.collision_check).where(properties.c.id == property_id)
+    ).scalar_one_or_none()
+    return bool(found)

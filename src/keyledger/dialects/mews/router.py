@@ -55,6 +55,7 @@ def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
             context.store,
             client_token=_text(payload, "ClientToken"),
             access_token=_text(payload, "AccessToken"),
+            cache=context.caller_cache,
         )
         _text(payload, "Client")
         retry_after = await context.rate_limiter.hit(context.mews_limit, str(caller.connection_id))
@@ -75,7 +76,7 @@ UpdateCall = Annotated[MewsCall[schemas.UpdateRequest], Depends(mews_call(schema
 DeleteCall = Annotated[MewsCall[schemas.DeleteRequest], Depends(mews_call(schemas.DeleteRequest))]
 
 
-def prefers_minimal(request: Request) -> bool:
+async def prefers_minimal(request: Request) -> bool:
     """``Prefer: return=minimal``: an empty page or a delete answers 204 without a body."""
     prefer = request.headers.get("prefer", "")
     return "return=minimal" in prefer.replace(" ", "").lower()
