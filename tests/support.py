@@ -154,7 +154,6 @@ class Deployment:
 
     def close(self) -> None:
         self.server.stop()
-        self.server.app.state.context.writer.close()  # the lifespan's work (LiveServer has none)
         self.store.dispose()
 
 

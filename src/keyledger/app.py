@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,14 +45,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         caller_cache=CallerCache(settings.auth_cache_seconds),
         writer=GroupWriter(store),
     )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        context.writer.close()  # commit what is queued before the worker exits
-
     app = FastAPI(
-        lifespan=lifespan,
         title="keyledger",
         version=__version__,
         description=DESCRIPTION,
