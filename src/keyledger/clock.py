@@ -42,4 +42,7 @@ def parse_utc_seconds(value: object) -> datetime:
 
 def format_utc(moment: datetime) -> str:
     """``YYYY-MM-DDThh:mm:ssZ``: UTC, no fractions."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is several times faster than strftime (a getAll page renders 3,000 of these).
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"

@@ -9,7 +9,6 @@ from sqlalchemy import text
 from keyledger.context import ContextDep
 from keyledger.dialects.common import json_response
 from keyledger.observability.metrics import render_latest
-from keyledger.store.migrate import is_current
 
 router = APIRouter(tags=["Operations"])
 
@@ -32,6 +31,9 @@ async def healthz() -> Response:
     summary="Store reachable and migrations current",
 )
 async def readyz(context: ContextDep) -> Response:
+    # Imported here: Alembic adds ~0.14 s to every worker's start, and only readiness needs it.
+    from keyledger.store.migrate import is_current  # noqa: PLC0415
+
     try:
         with context.store.read() as conn:
             conn.execute(text("SELECT 1"))

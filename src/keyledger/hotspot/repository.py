@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from keyledger.credentials.models import CredentialKind
 from keyledger.credentials.repository import in_scope
@@ -78,28 +78,45 @@ def insert_session(
     )
 
 
+# Usage reports run these on every request: built once (building costs more than running).
+_SESSION = (
+    select(
+        s.c.id,
+        s.c.uid,
+        s.c.credential_id,
+        s.c.device_id,
+        s.c.ended_utc,
+        s.c.last_report_utc,
+        c.c.uid.label("credential_uid"),
+        c.c.property_id,
+    )
+    .join(c, c.c.id == s.c.credential_id)
+    .where(
+        s.c.uid == bindparam("uid"), c.c.property_id.in_(bindparam("property_ids", expanding=True))
+    )
+)
+_TOUCH = update(s).where(s.c.id == bindparam("session_id")).values(last_report_utc=bindparam("now"))
+_TOUCH_AND_END = _TOUCH.values(ended_utc=bindparam("now"))
+_TOTAL = c.c.usage_seconds + bindparam("seconds")
+_WHOLE = c.c.minutes_left - _TOTAL // 60
+_CONSUME = (
+    update(c)
+    .where(c.c.id == bindparam("credential_id"))
+    .values(
+        minutes_left=case((_WHOLE < 0, 0), else_=_WHOLE),
+        usage_seconds=case((_WHOLE < 0, 0), else_=_TOTAL % 60),
+        last_access=bindparam("now"),
+    )
+)
+_BALANCE = select(c.c.minutes_left, c.c.usage_seconds).where(c.c.id == bindparam("credential_id"))
+
+
 def session(conn: Connection, *, uid: UUID, property_ids: list[int]) -> Any:
-    return conn.execute(
-        select(
-            s.c.id,
-            s.c.uid,
-            s.c.credential_id,
-            s.c.device_id,
-            s.c.ended_utc,
-            s.c.last_report_utc,
-            c.c.uid.label("credential_uid"),
-            c.c.property_id,
-        )
-        .join(c, c.c.id == s.c.credential_id)
-        .where(s.c.uid == uid, c.c.property_id.in_(property_ids))
-    ).first()
+    return conn.execute(_SESSION, {"uid": uid, "property_ids": property_ids}).first()
 
 
 def touch(conn: Connection, *, session_id: int, now: datetime, end: bool) -> None:
-    values: dict[str, Any] = {"last_report_utc": now}
-    if end:
-        values["ended_utc"] = now
-    conn.execute(update(s).where(s.c.id == session_id).values(**values))
+    conn.execute(_TOUCH_AND_END if end else _TOUCH, {"session_id": session_id, "now": now})
 
 
 def consume(
@@ -107,20 +124,8 @@ def consume(
 ) -> tuple[int, int]:
     """Take ``seconds`` off a voucher in one statement, so concurrent reports never lose one;
     minutes left never go below 0. Returns (minutes_left, usage_seconds) afterwards."""
-    total = c.c.usage_seconds + seconds
-    whole = c.c.minutes_left - total // 60
-    conn.execute(
-        update(c)
-        .where(c.c.id == credential_id)
-        .values(
-            minutes_left=case((whole < 0, 0), else_=whole),
-            usage_seconds=case((whole < 0, 0), else_=total % 60),
-            last_access=now,
-        )
-    )
-    row = conn.execute(
-        select(c.c.minutes_left, c.c.usage_seconds).where(c.c.id == credential_id)
-    ).one()
+    conn.execute(_CONSUME, {"credential_id": credential_id, "seconds": seconds, "now": now})
+    row = conn.execute(_BALANCE, {"credential_id": credential_id}).one()
     return int(row[0] or 0), int(row[1] or 0)
 
 
