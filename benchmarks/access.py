@@ -25,7 +25,7 @@ from sqlalchemy import text
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.access.service import check_door
 from keyledger.callers.models import Actor, Scope
-from keyledger.credentials.repository import insert_credentials
+from keyledger.credentials.repository import insert_credentials_quietly
 from keyledger.hotspot.service import report_usage, start_session
 from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
@@ -129,7 +129,7 @@ def seed(store: Store, credentials: int, *, voucher_every: int = 2) -> Seeded:
     now = datetime.now(UTC).replace(microsecond=0)
     for start in range(0, credentials, BATCH):
         with store.write() as conn:
-            insert_credentials(
+            insert_credentials_quietly(
                 conn,
                 _rows(
                     prop.id,

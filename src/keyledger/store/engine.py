@@ -141,9 +141,9 @@ class Store:
 class WriteTurn:
     """Who writes next to a SQLite file, among keyledger's threads and processes.
 
-    SQLite lets one writer in at a time and makes the others poll with growing sleeps (up to
-    100 ms each, ``busy_timeout``), which showed as 100+ ms tail latencies with two workers
-    writing (benchmarks/README.md). Writers of this process queue on a lock; writers of other
+    SQLite lets one writer in at a time and makes the others poll with growing sleeps (1, 2,
+    5, … up to 100 ms, ``busy_timeout``), while a group commit of another worker holds the lock
+    for about a millisecond. Writers of this process queue on a lock; writers of other
     keyledger processes on an advisory ``flock`` of ``<database>-keyledger-lock``, polled every
     half millisecond. Past ``timeout`` (or the request deadline) the writer goes ahead and
     SQLite's own locking decides, as it does for any other program writing the file.
