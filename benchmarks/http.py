@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from benchmarks.access import is_voucher, seed
+from benchmarks.access import is_voucher, seed, settle
 from keyledger.callers.service import (
     ACCESS_TOKEN_ROLES,
     add_access_token,
@@ -211,8 +211,7 @@ def run(
     upgrade(store.engine)
     seeded = seed(store, credentials, voucher_every=VOUCHER_EVERY)
     prop, rooms, now = seeded.property, seeded.rooms, seeded.now
-    with store.write() as conn:
-        conn.execute(text("ANALYZE"))
+    settle(store)
     integration = add_integration(store, name="bench")
     token = add_access_token(
         store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]

@@ -20,8 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
+from benchmarks.access import settle
 from keyledger.callers.models import Scope
 from keyledger.credentials import vouchers as voucher_service
 from keyledger.credentials.models import VoucherCondition, VoucherField, VoucherQuery
@@ -65,14 +64,7 @@ def _fill(store: Store, property_id: int, count: int, rng: random.Random) -> lis
         ]
         with store.write() as conn:
             insert_credentials(conn, rows)
-    # Steady state: statistics, and on PostgreSQL the visibility map that makes counts
-    # index-only (autovacuum builds it in production; a fresh bulk load has none yet).
-    if store.dialect == "postgresql":
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE credentials"))
-    else:
-        with store.write() as conn:
-            conn.execute(text("ANALYZE"))
+    settle(store)
     return codes
 
 
