@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,9 @@ class DatabaseFactory:
 
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:
+    # Every test server is reached from 127.0.0.1: a per-address limit on failed authentication
+    # would couple unrelated tests. tests/api/test_auth_throttle.py sets its own.
+    overrides.setdefault("auth_failures_per_address", 0)
     return Settings(database_url=database_url, log_level="WARNING", **overrides)
 
 
@@ -162,6 +167,26 @@ def deploy(database_url: str, **overrides: Any) -> Deployment:
     store = Store(settings)
     server = LiveServer(create_app(settings, store=store)).start()
     return Deployment(store=store, server=server, settings=settings)
+
+
+@contextmanager
+def two_instances_sharing_redis(
+    database_url: str, **overrides: Any
+) -> Iterator[tuple[Deployment, Deployment]]:
+    """Two servers on one store and one Redis (a key prefix of their own), as two instances."""
+    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
+    shared = {
+        "redis_url": REDIS_URL,
+        "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}",
+        **overrides,
+    }
+    first = deploy(database_url, **shared)
+    second = deploy(database_url, **shared)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
 
 
 @dataclass

@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 
 from keyledger import __version__
 from keyledger.api import router as api
+from keyledger.auth_throttle import FailedAuthThrottle
 from keyledger.callers.cache import CallerCache
 from keyledger.callers.users import PasswordCache
 from keyledger.context import AppContext
@@ -33,10 +34,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     store = store or Store(settings)
+    limiter = RateLimiter(build_storage(settings.redis_url, settings.redis_key_prefix))
     context = AppContext(
         settings=settings,
         store=store,
-        rate_limiter=RateLimiter(build_storage(settings.redis_url, settings.redis_key_prefix)),
+        rate_limiter=limiter,
         mews_limit=Limit("mews", settings.mews_rate_limit, settings.mews_rate_window_seconds),
         nexudus_limit=Limit(
             "nexudus", settings.nexudus_rate_limit, settings.nexudus_rate_window_seconds
@@ -44,6 +46,19 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         password_cache=PasswordCache(settings.password_cache_seconds),
         caller_cache=CallerCache(settings.auth_cache_seconds),
         writer=GroupWriter(store),
+        auth_throttle=FailedAuthThrottle(
+            limiter,
+            per_caller=Limit(
+                "auth-caller",
+                settings.auth_failures_per_caller,
+                settings.auth_failure_window_seconds,
+            ),
+            per_address=Limit(
+                "auth-address",
+                settings.auth_failures_per_address,
+                settings.auth_failure_window_seconds,
+            ),
+        ),
     )
     app = FastAPI(
         title="keyledger",

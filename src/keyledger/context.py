@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from keyledger.auth_throttle import FailedAuthThrottle
 from keyledger.callers.cache import CallerCache
 from keyledger.callers.users import PasswordCache
 from keyledger.ratelimit import Limit, RateLimiter
@@ -25,6 +26,7 @@ class AppContext:
     password_cache: PasswordCache
     caller_cache: CallerCache
     writer: GroupWriter
+    auth_throttle: FailedAuthThrottle
 
 
 async def get_context(request: Request) -> AppContext:
@@ -35,3 +37,7 @@ async def get_context(request: Request) -> AppContext:
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None

@@ -64,3 +64,13 @@ class DeadlineExceeded(DomainError):
 
 class Conflict(DomainError):
     """The change conflicts with existing records (duplicate identifiers)."""
+
+
+class TooManyFailures(DomainError):
+    """Too many failed authentications for this caller or from this address: wait."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many failed authentications; retry after {retry_after} s.", subject="auth"
+        )
+        self.retry_after = retry_after

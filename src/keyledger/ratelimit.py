@@ -53,14 +53,23 @@ class RateLimiter:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
 
+    async def blocked(self, limit: Limit, key: str) -> int | None:
+        """Without counting: None when one more hit would be allowed, else the whole seconds
+        until it would be."""
+        return await self._check(limit, key, count=False)
+
     async def hit(self, limit: Limit, key: str) -> int | None:
         """Record one hit; None when allowed, else the whole seconds until the next is allowed
         (a refusal is counted in ``keyledger_rate_limited_total``)."""
+        return await self._check(limit, key, count=True)
+
+    async def _check(self, limit: Limit, key: str, *, count: bool) -> int | None:
         if not limit.enabled:
             return None
         item = RateLimitItemPerSecond(limit.amount, limit.window_seconds, namespace=limit.namespace)
         try:
-            if await self._strategy.hit(item, key):
+            check = self._strategy.hit if count else self._strategy.test
+            if await check(item, key):
                 return None
             stats = await self._strategy.get_window_stats(item, key)
         except Exception as error:  # noqa: BLE001 - any storage failure: fail open, loudly

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
         description="How long a worker remembers an authenticated ClientToken/AccessToken "
         "(revocation takes effect within this time; 0: never).",
     )
+    auth_failures_per_caller: int = Field(
+        default=10,
+        ge=0,
+        description="Failed authentications of one claimed caller (AccessToken, e-mail, bearer "
+        "or refresh token) within the window before its attempts are refused (0: no limit).",
+    )
+    auth_failures_per_address: int = Field(
+        default=100,
+        ge=0,
+        description="Failed authentications from one client address within the window before "
+        "its attempts are refused (0: no limit).",
+    )
+    auth_failure_window_seconds: int = Field(default=300, ge=1, description="Sliding window.")
     reader_failure_limit: int = Field(
         default=10, ge=1, description="Refused door checks at one reader that lock it."
     )

@@ -23,6 +23,7 @@ from keyledger.errors import (
     ResourceNotFound,
     RuleViolation,
     SessionNotFound,
+    TooManyFailures,
     Unauthenticated,
 )
 from keyledger.observability.middleware import request_id_of
@@ -47,6 +48,8 @@ def classify(error: Exception) -> tuple[int, str, str]:
         return 413, "TooLarge", str(error)
     if isinstance(error, Unauthenticated):
         return 401, "Unauthenticated", error.message
+    if isinstance(error, TooManyFailures):
+        return 429, "TooManyFailures", error.message
     if isinstance(error, Forbidden):
         return 403, "Forbidden", error.message
     if isinstance(error, ResourceNotFound | CredentialNotFound | SessionNotFound):
@@ -68,6 +71,8 @@ class ApiRoute(DialectRoute):
         if status == 500:
             log_unexpected(request, error)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(error, TooManyFailures):
+            headers = {"Retry-After": str(error.retry_after)}
         body = {
             "Status": status,
             "Error": name,

@@ -17,7 +17,7 @@ from keyledger.api.errors import ApiRoute
 from keyledger.callers.models import IntegrationCaller, Scope
 from keyledger.callers.service import authenticate_access_token
 from keyledger.clock import format_utc, parse_utc_seconds, utc_now
-from keyledger.context import AppContext, ContextDep
+from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.dialects.common import (
     error_responses,
     json_response,
@@ -39,10 +39,16 @@ Model = TypeVar("Model", bound=schemas.ApiModel)
 
 async def integration_caller(request: Request, context: ContextDep) -> IntegrationCaller:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("Send Authorization: Bearer <AccessToken>.")
-    return authenticate_access_token(
-        context.store, access_token=token.strip(), cache=context.caller_cache
+
+    def authenticate() -> IntegrationCaller:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Send Authorization: Bearer <AccessToken>.")
+        return authenticate_access_token(
+            context.store, access_token=token.strip(), cache=context.caller_cache
+        )
+
+    return await context.auth_throttle.attempt(
+        authenticate, claimed=f"v1:{token.strip()}", address=client_address(request)
     )
 
 
@@ -62,6 +68,7 @@ _ERRORS = error_responses(
         403: "An enterprise outside the token's scope.",
         404: "No such resource in scope.",
         409: "A rule refused the change.",
+        429: "Too many failed authentications for this token or address (Retry-After).",
         500: "Unexpected fault.",
     },
 )

@@ -7,7 +7,13 @@ import time
 import uuid
 
 from tests.dialects.mews.test_errors import assert_error
-from tests.support import REDIS_URL, DatabaseFactory, Tenant, deploy, make_tenant, need
+from tests.support import (
+    DatabaseFactory,
+    Tenant,
+    deploy,
+    make_tenant,
+    two_instances_sharing_redis,
+)
 
 
 def _probe(tenant: Tenant) -> int:
@@ -33,23 +39,12 @@ def test_the_window_slides(sqlite_databases: DatabaseFactory) -> None:
 
 
 def test_two_instances_share_the_limit_through_redis(databases: DatabaseFactory) -> None:
-    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
-    url = databases.new_url()
-    shared = {
-        "redis_url": REDIS_URL,
-        "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}",
-        "mews_rate_limit": 6,
-    }
-    first, second = deploy(url, **shared), deploy(url, **shared)
-    try:
+    with two_instances_sharing_redis(databases.new_url(), mews_rate_limit=6) as (first, second):
         tenant = make_tenant(first)
         via_second = Tenant(**{**tenant.__dict__, "http": second.http})
         statuses = [_probe(tenant if n % 2 else via_second) for n in range(10)]
         assert statuses.count(200) == 6
         assert statuses.count(429) == 4
-    finally:
-        first.close()
-        second.close()
 
 
 def test_unreachable_redis_fails_open_and_is_counted(sqlite_databases: DatabaseFactory) -> None:

@@ -9,7 +9,6 @@ from sqlalchemy import select, text
 from keyledger.store.schema import credentials
 from tests.dialects.mews.test_operations import WINDOW, add, get_all
 from tests.support import (
-    REDIS_URL,
     DatabaseFactory,
     Deployment,
     NexudusTenant,
@@ -17,8 +16,8 @@ from tests.support import (
     deploy,
     make_nexudus_tenant,
     make_tenant,
-    need,
     token_parameters,
+    two_instances_sharing_redis,
 )
 
 
@@ -128,15 +127,7 @@ def test_substring_search_uses_an_index(databases: DatabaseFactory) -> None:
 
 
 def test_two_instances_share_the_nexudus_throttle_through_redis(databases: DatabaseFactory) -> None:
-    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
-    url = databases.new_url()
-    shared = {
-        "redis_url": REDIS_URL,
-        "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}",
-        "nexudus_rate_limit": 4,
-    }
-    first, second = deploy(url, **shared), deploy(url, **shared)
-    try:
+    with two_instances_sharing_redis(databases.new_url(), nexudus_rate_limit=4) as (first, second):
         space = make_nexudus_tenant(first)
         via_second = NexudusTenant(
             second.http, space.email, space.password, space.business_id, space.enterprise_id
@@ -144,6 +135,3 @@ def test_two_instances_share_the_nexudus_throttle_through_redis(databases: Datab
         statuses = [(space if n % 2 else via_second).get().status_code for n in range(7)]
         assert statuses.count(200) == 4
         assert statuses.count(409) == 3
-    finally:
-        first.close()
-        second.close()

@@ -22,6 +22,7 @@ from keyledger.errors import (
     InvalidInput,
     OutOfScope,
     RuleViolation,
+    TooManyFailures,
     Unauthenticated,
 )
 from keyledger.observability.middleware import request_id_of
@@ -106,6 +107,8 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
     if isinstance(error, DomainError):
         if isinstance(error, Unauthenticated):
             return 401, error.message, None
+        if isinstance(error, TooManyFailures):
+            return 429, error.message, {"Retry-After": str(error.retry_after)}
         if isinstance(error, InvalidInput):
             subject = error.subject or "request"
             name = _PROPERTY_OF_SUBJECT.get(operation, {}).get(subject, subject)

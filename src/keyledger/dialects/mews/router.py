@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from keyledger.callers.models import IntegrationCaller
 from keyledger.callers.service import authenticate_integration
-from keyledger.context import ContextDep
+from keyledger.context import ContextDep, client_address
 from keyledger.credentials import service
 from keyledger.dialects.common import (
     error_responses,
@@ -51,11 +51,15 @@ def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
         payload = parse_json(await read_body(request, context.settings.max_body_bytes))
         if not isinstance(payload, dict):
             raise MewsError(400, "Invalid JSON: the body must be a JSON object.")
-        caller = authenticate_integration(
-            context.store,
-            client_token=_text(payload, "ClientToken"),
-            access_token=_text(payload, "AccessToken"),
-            cache=context.caller_cache,
+        caller = await context.auth_throttle.attempt(
+            lambda: authenticate_integration(
+                context.store,
+                client_token=_text(payload, "ClientToken"),
+                access_token=_text(payload, "AccessToken"),
+                cache=context.caller_cache,
+            ),
+            claimed=f"mews:{payload.get('AccessToken')}",
+            address=client_address(request),
         )
         _text(payload, "Client")
         retry_after = await context.rate_limiter.hit(context.mews_limit, str(caller.connection_id))

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 
 from keyledger.callers.models import UserCaller
 from keyledger.callers.users import authenticate_bearer, authenticate_password
-from keyledger.context import AppContext, ContextDep
+from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.dialects.common import parse_json, read_body
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
 from keyledger.errors import Unauthenticated
@@ -49,8 +49,24 @@ def authenticate(request: Request, context: AppContext) -> UserCaller:
     raise Unauthenticated("Unsupported authentication scheme.")
 
 
+def claimed_caller(request: Request) -> str:
+    """Whom the request says it is: the Basic e-mail, else the bearer token."""
+    header = request.headers.get("authorization") or request.headers.get("authentication") or ""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return f"nexudus-user:{basic_credentials(value)[0].strip().lower()}"
+        except Unauthenticated:
+            pass
+    return f"nexudus:{value.strip()}"
+
+
 async def nexudus_caller(request: Request, context: ContextDep) -> UserCaller:
-    caller = authenticate(request, context)
+    caller = await context.auth_throttle.attempt(
+        lambda: authenticate(request, context),
+        claimed=claimed_caller(request),
+        address=client_address(request),
+    )
     retry_after = await context.rate_limiter.hit(context.nexudus_limit, str(caller.user_id))
     if retry_after is not None:
         raise NexudusError(

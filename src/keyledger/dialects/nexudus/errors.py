@@ -24,6 +24,7 @@ from keyledger.errors import (
     InvalidInput,
     OutOfScope,
     RuleViolation,
+    TooManyFailures,
     Unauthenticated,
 )
 
@@ -122,6 +123,8 @@ def status_of(error: Exception) -> NexudusError:
         return invalid(problem("Body", "is not valid JSON"))
     if isinstance(error, Unauthenticated):
         return NexudusError(401, error.message, headers=WWW_AUTHENTICATE)
+    if isinstance(error, TooManyFailures):
+        return NexudusError(409, error.message, headers={"Retry-After": str(error.retry_after)})
     if isinstance(error, Forbidden):
         return NexudusError(403, error.message)
     if isinstance(error, CredentialNotFound):

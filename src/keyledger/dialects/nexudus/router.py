@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from keyledger.callers.models import UserCaller
 from keyledger.callers.users import issue_bearer_for_password, refresh_bearer
-from keyledger.context import AppContext, ContextDep
+from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.credentials import vouchers
 from keyledger.credentials.models import Credential, VoucherFields
 from keyledger.dialects.common import error_responses, json_response, read_body, request_body
@@ -17,7 +17,7 @@ from keyledger.dialects.nexudus import commands, schemas, translate
 from keyledger.dialects.nexudus.auth import CallerDep, read_fields
 from keyledger.dialects.nexudus.errors import NexudusRoute, failure_body, invalid, problem
 from keyledger.dialects.nexudus.query import parse_list_request
-from keyledger.errors import CredentialNotFound, Unauthenticated
+from keyledger.errors import CredentialNotFound, TooManyFailures, Unauthenticated
 from keyledger.properties.models import Property
 
 PREFIX = "/api/spaces/accesstokens"
@@ -206,8 +206,12 @@ async def run_command(request: Request, caller: CallerDep, context: ContextDep) 
 token_router = APIRouter(tags=[TAG])
 
 
-def _token_error(status: int, error: str, description: str) -> Response:
-    return json_response({"error": error, "error_description": description}, status_code=status)
+def _token_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> Response:
+    return json_response(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
 
 
 @token_router.post(
@@ -215,7 +219,13 @@ def _token_error(status: int, error: str, description: str) -> Response:
     operation_id="nexudus_token",
     summary="Bearer token: password or refresh_token grant (form-encoded)",
     response_model=schemas.TokenGrant,
-    responses={400: {"model": schemas.TokenError, "description": "RFC 6749 error."}},
+    responses={
+        400: {"model": schemas.TokenError, "description": "RFC 6749 error."},
+        409: {
+            "model": schemas.TokenError,
+            "description": "Too many failed attempts for this user or address (Retry-After).",
+        },
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -252,23 +262,37 @@ async def token(request: Request, context: ContextDep) -> Response:
         if grant == "password":
             if not form.get("username") or not form.get("password"):
                 return _token_error(400, "invalid_request", "username and password are required.")
-            issued = issue_bearer_for_password(
-                context.store,
-                context.password_cache,
-                email=form["username"],
-                password=form["password"],
-                **lifetimes,
+            issued = await context.auth_throttle.attempt(
+                lambda: issue_bearer_for_password(
+                    context.store,
+                    context.password_cache,
+                    email=form["username"],
+                    password=form["password"],
+                    **lifetimes,
+                ),
+                claimed=f"nexudus-user:{form['username'].strip().lower()}",
+                address=client_address(request),
             )
         elif grant == "refresh_token":
             if not form.get("refresh_token"):
                 return _token_error(400, "invalid_request", "refresh_token is required.")
-            issued = refresh_bearer(context.store, refresh_token=form["refresh_token"], **lifetimes)
+            issued = await context.auth_throttle.attempt(
+                lambda: refresh_bearer(
+                    context.store, refresh_token=form["refresh_token"], **lifetimes
+                ),
+                claimed=f"nexudus-refresh:{form['refresh_token']}",
+                address=client_address(request),
+            )
         else:
             return _token_error(
                 400, "unsupported_grant_type", "grant_type is password or refresh_token."
             )
     except Unauthenticated as error:
         return _token_error(400, "invalid_grant", error.message)
+    except TooManyFailures as error:
+        return _token_error(
+            409, "too_many_attempts", error.message, {"Retry-After": str(error.retry_after)}
+        )
     return json_response(
         {
             "access_token": issued.access_token,
