@@ -10,6 +10,7 @@ from keyledger.dialects.common import (
     BodyTooLarge,
     DialectRoute,
     MalformedJson,
+    UnsupportedContentType,
     json_response,
     log_unexpected,
 )
@@ -43,7 +44,9 @@ def classify(error: Exception) -> tuple[int, str, str]:
         where = ".".join(str(part) for part in first["loc"][1:]) or "request"
         return 400, "InvalidInput", f"{where}: {str(first['msg']).rstrip('.').lower()}."
     if isinstance(error, MalformedJson):
-        return 400, "InvalidInput", "The body is not valid JSON."
+        return 400, "InvalidInput", str(error)
+    if isinstance(error, UnsupportedContentType):
+        return 415, "UnsupportedMediaType", str(error)
     if isinstance(error, BodyTooLarge):
         return 413, "TooLarge", str(error)
     if isinstance(error, Unauthenticated):

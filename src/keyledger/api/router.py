@@ -24,6 +24,7 @@ from keyledger.dialects.common import (
     parse_json,
     read_body,
     request_body,
+    require_json,
 )
 from keyledger.errors import InvalidInput, Unauthenticated
 from keyledger.events import service as events_service
@@ -56,6 +57,7 @@ CallerDep = Annotated[IntegrationCaller, Depends(integration_caller)]
 
 
 async def read_model(request: Request, context: ContextDep, model: type[Model]) -> Model:
+    require_json(request)
     payload = parse_json(await read_body(request, context.settings.max_body_bytes))
     return model.model_validate(payload)
 
@@ -68,6 +70,8 @@ _ERRORS = error_responses(
         403: "An enterprise outside the token's scope.",
         404: "No such resource in scope.",
         409: "A rule refused the change.",
+        413: "The body is larger than KEYLEDGER_MAX_BODY_BYTES.",
+        415: "The body is not sent as application/json.",
         429: "Too many failed authentications for this token or address (Retry-After).",
         500: "Unexpected fault.",
     },

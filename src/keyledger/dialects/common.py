@@ -3,6 +3,7 @@ and a bounded body reader."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
@@ -35,7 +36,30 @@ class BodyTooLarge(Exception):
 
 
 class MalformedJson(Exception):
-    pass
+    """A body that is not one clean JSON document. ``reason`` completes "the body …": "is not
+    valid JSON", "repeats the key 'X'", "contains a NUL character", "is nested too deeply"."""
+
+    def __init__(self, reason: str = "is not valid JSON") -> None:
+        super().__init__(f"The body {reason}.")
+        self.reason = reason
+
+
+class UnsupportedContentType(Exception):
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            f"Unsupported content type {content_type!r}; send Content-Type: application/json."
+        )
+
+
+def is_json_content_type(request: Request) -> bool:
+    """No Content-Type, ``application/json``, ``text/json`` or any ``…+json``."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type in {"", "application/json", "text/json"} or content_type.endswith("+json")
+
+
+def require_json(request: Request) -> None:
+    if not is_json_content_type(request):
+        raise UnsupportedContentType(request.headers.get("content-type", ""))
 
 
 class DialectRoute(APIRoute):
@@ -84,10 +108,40 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
+    """One JSON document, refusing what parsers usually let through: repeated keys (which one
+    would win?), NUL characters (they end strings in C and in log lines), NaN and Infinity
+    (not JSON), and nesting deep enough to exhaust the stack."""
+    if b"\\u0000" in raw:
+        raise MalformedJson("contains a NUL character (\\u0000)")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise MalformedJson("The body is not valid JSON.") from None
+        return json.loads(
+            raw, object_pairs_hook=_object_without_repeats, parse_constant=_not_a_number
+        )
+    except RecursionError:
+        raise MalformedJson("is nested too deeply") from None
+    except _RepeatedKey as error:
+        raise MalformedJson(f"repeats the key {error.args[0]!r}") from None
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        raise MalformedJson() from None
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return found
+
+
+def _not_a_number(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def json_response(

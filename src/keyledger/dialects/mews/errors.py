@@ -12,6 +12,7 @@ from keyledger.dialects.common import (
     BodyTooLarge,
     DialectRoute,
     MalformedJson,
+    UnsupportedContentType,
     json_response,
     log_unexpected,
 )
@@ -100,7 +101,11 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
     if isinstance(error, BodyTooLarge):
         return 413, str(error), None
     if isinstance(error, MalformedJson):
-        return 400, "Invalid JSON: the body is not a valid JSON object.", None
+        if error.reason == MalformedJson().reason:
+            return 400, "Invalid JSON: the body is not a valid JSON object.", None
+        return 400, f"Invalid JSON: the body {error.reason}.", None
+    if isinstance(error, UnsupportedContentType):
+        return 400, f"Invalid request: {error}", None
     if isinstance(error, ValidationError):
         mapped = from_validation_error(error)
         return mapped.status, mapped.message, None

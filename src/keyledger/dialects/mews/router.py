@@ -22,6 +22,7 @@ from keyledger.dialects.common import (
     parse_json,
     read_body,
     request_body,
+    require_json,
 )
 from keyledger.dialects.mews import schemas, translate
 from keyledger.dialects.mews.errors import MewsError, MewsRoute, error_response
@@ -48,6 +49,7 @@ def _text(payload: dict[str, Any], name: str) -> str:
 
 def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
     async def dependency(request: Request, context: ContextDep) -> MewsCall[Body]:
+        require_json(request)
         payload = parse_json(await read_body(request, context.settings.max_body_bytes))
         if not isinstance(payload, dict):
             raise MewsError(400, "Invalid JSON: the body must be a JSON object.")

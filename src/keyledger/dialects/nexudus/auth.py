@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from keyledger.callers.models import UserCaller
 from keyledger.callers.users import authenticate_bearer, authenticate_password
 from keyledger.context import AppContext, ContextDep, client_address
-from keyledger.dialects.common import parse_json, read_body
+from keyledger.dialects.common import is_json_content_type, parse_json, read_body
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
 from keyledger.errors import Unauthenticated
 
@@ -87,12 +87,21 @@ async def read_fields(request: Request, limit: int) -> dict[str, Any]:
     if content_type == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(
-                raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+                raw.decode("utf-8"),
+                keep_blank_values=True,
+                max_num_fields=MAX_FORM_FIELDS,
+                errors="strict",
             )
         except (UnicodeDecodeError, ValueError):
-            raise invalid(problem("Body", "is not a valid form-encoded body")) from None
+            raise invalid(problem("Body", "is not a valid form-encoded UTF-8 body")) from None
+        if any("\x00" in name or "\x00" in value for name, value in pairs):
+            raise invalid(problem("Body", "contains a NUL character"))
+        names = [name for name, _ in pairs]
+        repeated = next((name for name in names if names.count(name) > 1), None)
+        if repeated is not None:
+            raise invalid(problem(repeated, "is given more than once"))
         return {name: (value if value != "" else None) for name, value in pairs}
-    if content_type in {"", "application/json", "text/json"} or content_type.endswith("+json"):
+    if is_json_content_type(request):
         payload = parse_json(raw)
         if not isinstance(payload, dict):
             raise invalid(problem("Body", "must be a JSON object"))

@@ -120,7 +120,7 @@ def status_of(error: Exception) -> NexudusError:
     if isinstance(error, BodyTooLarge):
         return NexudusError(413, str(error))
     if isinstance(error, MalformedJson):
-        return invalid(problem("Body", "is not valid JSON"))
+        return invalid(problem("Body", error.reason))
     if isinstance(error, Unauthenticated):
         return NexudusError(401, error.message, headers=WWW_AUTHENTICATE)
     if isinstance(error, TooManyFailures):
