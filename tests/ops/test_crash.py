@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 BATCH = 40
 
 
-def _start(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KEYLEDGER_DATABASE_URL": url,
@@ -102,7 +102,7 @@ def test_sigkill_during_add_batches_loses_nothing_acknowledged(
     auth = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "crash 1.0"}
     port = free_port()
     log_file = tmp_path / "serve.log"
-    server = _start(url, port, log_file)
+    server = start_server(url, port, log_file)
     stop = threading.Event()
     sent: list[Any] = []
     clients = [
@@ -120,7 +120,7 @@ def test_sigkill_during_add_batches_loses_nothing_acknowledged(
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
         time.sleep(0.5)  # the clients see the connection fail
-        server = _start(url, port, log_file)
+        server = start_server(url, port, log_file)
     finally:
         stop.set()
         for client in clients:
