@@ -74,3 +74,7 @@ class TooManyFailures(DomainError):
             f"Too many failed authentications; retry after {retry_after} s.", subject="auth"
         )
         self.retry_after = retry_after
+
+
+class StoreUnavailable(DomainError):
+    """The database cannot be reached (or stays busy): nothing was changed; retry shortly."""

@@ -24,6 +24,7 @@ from keyledger.errors import (
     ResourceNotFound,
     RuleViolation,
     SessionNotFound,
+    StoreUnavailable,
     TooManyFailures,
     Unauthenticated,
 )
@@ -53,6 +54,8 @@ def classify(error: Exception) -> tuple[int, str, str]:
         return 401, "Unauthenticated", error.message
     if isinstance(error, TooManyFailures):
         return 429, "TooManyFailures", error.message
+    if isinstance(error, StoreUnavailable):
+        return 503, "Unavailable", error.message
     if isinstance(error, Forbidden):
         return 403, "Forbidden", error.message
     if isinstance(error, ResourceNotFound | CredentialNotFound | SessionNotFound):
@@ -76,6 +79,8 @@ class ApiRoute(DialectRoute):
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(error, TooManyFailures):
             headers = {"Retry-After": str(error.retry_after)}
+        if isinstance(error, StoreUnavailable):
+            headers = {"Retry-After": "1"}
         body = {
             "Status": status,
             "Error": name,

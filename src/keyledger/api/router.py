@@ -74,6 +74,7 @@ _ERRORS = error_responses(
         415: "The body is not sent as application/json.",
         429: "Too many failed authentications for this token or address (Retry-After).",
         500: "Unexpected fault.",
+        503: "The credential store is unavailable; nothing was changed (Retry-After).",
     },
 )
 

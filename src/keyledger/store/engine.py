@@ -22,12 +22,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from keyledger.errors import DeadlineExceeded
+from keyledger.errors import DeadlineExceeded, StoreUnavailable
 from keyledger.settings import Settings
+
+log = structlog.get_logger("keyledger.store")
 
 _deadline: ContextVar[float | None] = ContextVar("keyledger_deadline", default=None)
 
@@ -94,23 +97,27 @@ class Store:
         remaining = _remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("The request ran past its processing time limit.")
-        with engine.connect() as conn:
-            try:
-                with conn.begin():
-                    self._arm_deadline(conn)
-                    try:
-                        yield conn
-                    finally:
-                        self._disarm_deadline(conn)
-                    remaining = _remaining()
-                    if remaining is not None and remaining <= 0:
-                        raise DeadlineExceeded("The request ran past its processing time limit.")
-            except DBAPIError as error:
-                if _deadline.get() is not None and _is_interruption(error):
-                    raise DeadlineExceeded(
-                        "The request ran past its processing time limit."
-                    ) from error
-                raise
+        try:
+            with engine.connect() as conn, conn.begin():
+                self._arm_deadline(conn)
+                try:
+                    yield conn
+                finally:
+                    self._disarm_deadline(conn)
+                remaining = _remaining()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded("The request ran past its processing time limit.")
+        except DBAPIError as error:
+            if _deadline.get() is not None and _is_interruption(error):
+                raise DeadlineExceeded("The request ran past its processing time limit.") from error
+            if _is_unavailability(error):
+                # The database is down, unreachable or busy past busy_timeout: nothing was
+                # committed, and the caller can retry (the pool reconnects by itself).
+                log.warning("store_unavailable", error=type(error.orig).__name__)
+                raise StoreUnavailable(
+                    "The credential store is unavailable; nothing was changed. Retry shortly."
+                ) from error
+            raise
 
     def _arm_deadline(self, conn: Connection) -> None:
         deadline = _deadline.get()
@@ -188,6 +195,19 @@ class WriteTurn:
                     time.sleep(self._POLL_SECONDS)
         except OSError:
             return False  # e.g. a read-only directory: SQLite's locking alone still holds
+
+
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file", "disk i/o error")
+
+
+def _is_unavailability(error: DBAPIError) -> bool:
+    """The database could not be reached or used right now (not a fault of the statement)."""
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return any(text in str(original).lower() for text in _SQLITE_UNAVAILABLE)
+    return isinstance(error, OperationalError)  # PostgreSQL: connection failures
 
 
 def _is_interruption(error: DBAPIError) -> bool:

@@ -23,6 +23,7 @@ from keyledger.errors import (
     InvalidInput,
     OutOfScope,
     RuleViolation,
+    StoreUnavailable,
     TooManyFailures,
     Unauthenticated,
 )
@@ -112,6 +113,8 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
     if isinstance(error, DomainError):
         if isinstance(error, Unauthenticated):
             return 401, error.message, None
+        if isinstance(error, StoreUnavailable):
+            return 500, error.message, {"Retry-After": "1"}  # Mews documents 500 for faults
         if isinstance(error, TooManyFailures):
             return 429, error.message, {"Retry-After": str(error.retry_after)}
         if isinstance(error, InvalidInput):
@@ -142,6 +145,6 @@ def error_response(
 class MewsRoute(DialectRoute):
     def render_error(self, request: Request, error: Exception) -> Response:
         status, message, headers = status_and_message(self.name, error)
-        if status == 500:
+        if status == 500 and not isinstance(error, StoreUnavailable):  # logged by the store
             log_unexpected(request, error)
         return error_response(request, status, message, headers)

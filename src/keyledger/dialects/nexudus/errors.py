@@ -24,6 +24,7 @@ from keyledger.errors import (
     InvalidInput,
     OutOfScope,
     RuleViolation,
+    StoreUnavailable,
     TooManyFailures,
     Unauthenticated,
 )
@@ -123,6 +124,8 @@ def status_of(error: Exception) -> NexudusError:
         return invalid(problem("Body", error.reason))
     if isinstance(error, Unauthenticated):
         return NexudusError(401, error.message, headers=WWW_AUTHENTICATE)
+    if isinstance(error, StoreUnavailable):
+        return NexudusError(503, error.message, headers={"Retry-After": "1"})
     if isinstance(error, TooManyFailures):
         return NexudusError(409, error.message, headers={"Retry-After": str(error.retry_after)})
     if isinstance(error, Forbidden):

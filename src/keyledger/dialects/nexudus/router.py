@@ -40,6 +40,7 @@ _FAILURES = error_responses(
         409: "Throttled; see the Retry-After header.",
         413: "The body is larger than the configured limit.",
         500: "Unexpected fault; nothing internal is shown.",
+        503: "The credential store is unavailable; nothing was changed (Retry-After).",
     },
 )
 

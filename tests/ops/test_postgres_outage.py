@@ -1,0 +1,150 @@
+"""PostgreSQL outage: a throwaway cluster (initdb + pg_ctl, a port of its own) is stopped under
+load and started again. Meanwhile every request fails fast in its dialect's shape, with no
+internals; afterwards the same server process answers again by itself."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from keyledger.callers.service import add_access_token, add_integration
+from keyledger.properties.service import add_property
+from keyledger.settings import Settings
+from keyledger.store import Store
+from keyledger.store.migrate import upgrade
+from tests.cli.test_serve import free_port
+from tests.ops.test_crash import start_server
+from tests.support import MEWS_PATH, POSTGRES_URL, need
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+class Cluster:
+    """A PostgreSQL cluster in a temporary directory, run as the postgres user when we are root."""
+
+    def __init__(self) -> None:
+        binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        need(binaries, "needs PostgreSQL's server binaries (initdb, pg_ctl)")
+        self.bin = Path(binaries[-1])
+        self.directory = Path(tempfile.mkdtemp(prefix="keyledger-pg-"))
+        self.data = self.directory / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    need(POSTGRES_URL, "PostgreSQL tests need KEYLEDGER_TEST_POSTGRES_URL (see .ci/run)")
+    made = Cluster()
+    made.start()
+    yield made
+    made.remove()
+
+
+def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    admin = create_engine(
+        Settings(database_url=cluster.url).database_url, isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE keyledger"))
+    admin.dispose()
+    url = cluster.url.rsplit("/", 1)[0] + "/keyledger"
+    store = Store(Settings(database_url=url))
+    upgrade(store.engine)
+    prop = add_property(store, name="Outage")
+    integration = add_integration(store, name="outage")
+    token = add_access_token(
+        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
+    )
+    store.dispose()
+    mews = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "o 1.0"}
+    get_all = {**mews, "ServiceOrderIds": [str(prop.enterprise_id)], "Limitation": {"Count": 1}}
+    bearer = {"Authorization": f"Bearer {token.secret}"}
+    port = free_port()
+    log = tmp_path / "serve.log"
+    os.environ["KEYLEDGER_DATABASE_CONNECT_TIMEOUT_SECONDS"] = "2"
+    try:
+        server = start_server(url, port, log)
+    finally:
+        del os.environ["KEYLEDGER_DATABASE_CONNECT_TIMEOUT_SECONDS"]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            assert http.post(f"{MEWS_PATH}/getAll", json=get_all).status_code == 200
+            cluster.stop()
+            seen = 0
+            until = time.monotonic() + 2
+            while time.monotonic() < until:
+                started = time.monotonic()
+                mews_answer = http.post(f"{MEWS_PATH}/getAll", json=get_all)
+                v1_answer = http.get("/api/v1/events", headers=bearer)
+                assert time.monotonic() - started < 6, "a request hung during the outage"
+                assert mews_answer.status_code == 500
+                assert set(mews_answer.json()) == {"Message", "RequestId", "Details"}
+                assert mews_answer.json()["Message"].startswith(
+                    "The credential store is unavailable"
+                )
+                assert v1_answer.status_code in (401, 503)  # remembered caller or not
+                for answer in (mews_answer, v1_answer):
+                    for internal in ("Traceback", "psycopg", "sqlalchemy", "connection to server"):
+                        assert internal not in answer.text
+                seen += 1
+            assert seen >= 2
+            cluster.start()
+            healed = False
+            until = time.monotonic() + 20
+            while not healed and time.monotonic() < until:
+                healed = http.post(f"{MEWS_PATH}/getAll", json=get_all).status_code == 200
+                time.sleep(0.2)
+            assert healed, "keyledger did not recover after the database came back"
+            assert http.get("/readyz").json()["status"] == "ready"
+            assert server.poll() is None  # the same process, never restarted
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
