@@ -31,13 +31,16 @@ pytestmark = pytest.mark.slow
 BATCH = 40
 
 
-def start_server(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """``keyledger serve --workers 2`` on ``url`` (rate limits off unless ``settings`` say
+    otherwise), once it answers ``/readyz``."""
     env = {
         **os.environ,
         "KEYLEDGER_DATABASE_URL": url,
         "KEYLEDGER_MEWS_RATE_LIMIT": "0",
         "KEYLEDGER_NEXUDUS_RATE_LIMIT": "0",
         "KEYLEDGER_LOG_LEVEL": "WARNING",
+        **{f"KEYLEDGER_{name.upper()}": value for name, value in settings.items()},
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(

@@ -107,11 +107,7 @@ def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
     bearer = {"Authorization": f"Bearer {token.secret}"}
     port = free_port()
     log = tmp_path / "serve.log"
-    os.environ["KEYLEDGER_DATABASE_CONNECT_TIMEOUT_SECONDS"] = "2"
-    try:
-        server = start_server(url, port, log)
-    finally:
-        del os.environ["KEYLEDGER_DATABASE_CONNECT_TIMEOUT_SECONDS"]
+    server = start_server(url, port, log, database_connect_timeout_seconds="2")
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=30) as http:

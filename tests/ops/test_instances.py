@@ -1,0 +1,117 @@
+"""Two ``keyledger serve`` processes (two workers each) on one store and one Redis: a cursor from
+one pages on the other, and concurrent updates of the same tokens through both leave one
+consistent state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keyledger.callers.service import add_access_token, add_integration
+from keyledger.properties.service import add_property
+from keyledger.settings import Settings
+from keyledger.store import Store
+from tests.cli.test_serve import free_port
+from tests.ops.test_crash import start_server
+from tests.support import MEWS_PATH, REDIS_URL, DatabaseFactory, need, token_parameters
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+
+def test_two_processes_share_cursors_and_stay_consistent_under_concurrent_updates(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
+    assert REDIS_URL is not None
+    url = databases.new_url()
+    store = Store(Settings(database_url=url))
+    prop = add_property(store, name="Instances")
+    integration = add_integration(store, name="instances")
+    token = add_access_token(
+        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
+    )
+    store.dispose()
+    auth = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "i 1.0"}
+    shared = {"redis_url": REDIS_URL, "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}"}
+    ports = [free_port(), free_port()]
+    servers = [start_server(url, port, tmp_path / f"{port}.log", **shared) for port in ports]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        first, second = (httpx.Client(base_url=base, timeout=30) for base in bases)
+        added = first.post(
+            f"{MEWS_PATH}/add",
+            json={**auth, "ResourceAccessTokenParameters": [token_parameters() for _ in range(30)]},
+        )
+        assert added.status_code == 200
+        ids = {t["Id"] for t in added.json()["ResourceAccessTokens"]}
+        seen: list[str] = []
+        cursor = None
+        for http in (first, second, first, second):  # alternate servers page by page
+            page = http.post(
+                f"{MEWS_PATH}/getAll",
+                json={
+                    **auth,
+                    "ResourceAccessTokenIds": sorted(ids),
+                    "Limitation": {"Count": 10, "Cursor": cursor},
+                },
+            ).json()
+            seen += [t["Id"] for t in page["ResourceAccessTokens"]]
+            cursor = page["Cursor"]
+        assert sorted(seen) == sorted(ids)  # every token once, across both servers
+        targets = sorted(ids)[:8]
+        acknowledged: dict[str, set[str]] = {target: set() for target in targets}
+        lock = threading.Lock()
+
+        def update(http: httpx.Client, writer: int) -> None:
+            for round_ in range(10):
+                values = {t: f"{writer}{round_}{n:02d}#" for n, t in enumerate(targets)}
+                answer = http.post(
+                    f"{MEWS_PATH}/update",
+                    json={
+                        **auth,
+                        "ResourceAccessTokenUpdates": [
+                            {"ResourceAccessTokenId": t, "Value": {"Value": v}}
+                            for t, v in values.items()
+                        ],
+                    },
+                )
+                assert answer.status_code == 200, answer.text
+                with lock:
+                    for t, v in values.items():
+                        acknowledged[t].add(v)
+
+        writers = [
+            threading.Thread(target=update, args=(http, n))
+            for n, http in enumerate((first, second, first, second))
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(timeout=120)
+
+        def state(http: httpx.Client) -> dict[str, Any]:
+            listed = http.post(
+                f"{MEWS_PATH}/getAll",
+                json={**auth, "ResourceAccessTokenIds": targets, "Limitation": {"Count": 100}},
+            ).json()["ResourceAccessTokens"]
+            return {t["Id"]: (t["Value"], t["UpdatedUtc"]) for t in listed}
+
+        seen_first, seen_second = state(first), state(second)
+        assert seen_first == seen_second
+        for target, (value, _) in seen_first.items():
+            assert value in acknowledged[target]
+        # Each update batch is one transaction: all eight tokens carry the same writer and round.
+        assert len({value[:2] for value, _ in seen_first.values()}) == 1
+        first.close()
+        second.close()
+    finally:
+        for server in servers:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
