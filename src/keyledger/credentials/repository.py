@@ -247,6 +247,8 @@ def properties_of_service_orders(
 
 def insert_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert rows (dicts keyed by column name); their ids, in the order given."""
+    if not rows:
+        return []
     result = conn.execute(
         insert(t).returning(t.c.id, sort_by_parameter_order=True),
         list(rows),
@@ -258,7 +260,8 @@ def insert_credentials_quietly(conn: Connection, rows: Sequence[dict[str, Any]])
     """Insert rows without reading their row ids back: one batched statement instead of the
     row-at-a-time RETURNING that SQLite needs to keep ids in order (for callers that address
     credentials by uid)."""
-    conn.execute(insert(t), list(rows))
+    if rows:  # an empty parameter list would insert one row of defaults
+        conn.execute(insert(t), list(rows))
 
 
 def rewrite_credentials(
