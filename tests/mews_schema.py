@@ -30,3 +30,9 @@ def assert_valid_mews_response(operation: str, status: int, body: Any) -> None:
         "components": document["components"],
     }
     OAS30Validator(schema, format_checker=oas30_format_checker).validate(body)
+
+
+def documented_statuses(operation: str) -> set[int]:
+    """The status codes Mews documents for ``operation``."""
+    path = f"/api/connector/v1/resourceAccessTokens/{operation}"
+    return {int(status) for status in _document()["paths"][path]["post"]["responses"]}

@@ -327,7 +327,7 @@ async def list_events(
     StartUtc: str | None = None,  # noqa: N803
     EndUtc: str | None = None,  # noqa: N803
     Limit: Annotated[int, Query(ge=1, le=1000)] = 100,  # noqa: N803
-    Cursor: Annotated[int | None, Query(ge=1)] = None,  # noqa: N803
+    Cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,  # noqa: N803  (a row id)
 ) -> Response:
     query = EventQuery(
         credential_uid=CredentialId,

@@ -147,8 +147,12 @@ def _not_a_number(constant: str) -> Any:
 def json_response(
     content: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
+    try:
+        encoded = orjson.dumps(content)
+    except TypeError:  # an integer beyond 64 bits echoed back from a request: orjson refuses it
+        encoded = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
     return Response(
-        content=orjson.dumps(content),
+        content=encoded,
         status_code=status_code,
         media_type="application/json",
         headers=headers,
