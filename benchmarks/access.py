@@ -192,31 +192,33 @@ def run(*, credentials: int, database_url: str | None, repeat: int) -> None:
             policy=policy,
         )
 
-    sessions = [
-        start_session(
-            store,
-            scope=scope,
-            actor=actor,
-            business_id=prop.business_id,
-            access_code=f"V{rng.choice(vouchers):09d}",
-            device_id=f"d{n}",
-            idle_seconds=3600,
-        ).session_uid
-        for n in range(50)
-    ]
+    sessions = []
+    for n in range(50):
+        with store.write() as conn:
+            decision = start_session(
+                conn,
+                scope=scope,
+                actor=actor,
+                business_id=prop.business_id,
+                access_code=f"V{rng.choice(vouchers):09d}",
+                device_id=f"d{n}",
+                idle_seconds=3600,
+            )
+        sessions.append(decision.session_uid)
 
     def usage(index: int) -> object:
         session = sessions[index % len(sessions)]
         assert session is not None
-        return report_usage(
-            store,
-            scope=scope,
-            actor=actor,
-            session_uid=session,
-            elapsed_seconds=7,
-            end=False,
-            idle_seconds=3600,
-        )
+        with store.write() as conn:
+            return report_usage(
+                conn,
+                scope=scope,
+                actor=actor,
+                session_uid=session,
+                elapsed_seconds=7,
+                end=False,
+                idle_seconds=3600,
+            )
 
     rows_out = []
     for name, action in (

@@ -229,7 +229,7 @@ async def start_session(request: Request, caller: CallerDep, context: ContextDep
     body = await read_model(request, context, schemas.SessionStart)
     decision = await context.writer.run(
         partial(
-            hotspot.start_session_in,
+            hotspot.start_session,
             scope=caller.scope,
             actor=caller.actor,
             business_id=body.BusinessId,
@@ -259,7 +259,7 @@ async def _usage(
         elapsed = (await read_model(request, context, schemas.UsageReport)).ElapsedSeconds
     usage = await context.writer.run(
         partial(
-            hotspot.report_usage_in,
+            hotspot.report_usage,
             scope=caller.scope,
             actor=caller.actor,
             session_uid=session_id,

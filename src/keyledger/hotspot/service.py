@@ -17,7 +17,6 @@ from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.hotspot import repository
 from keyledger.hotspot.models import SessionDecision, SessionReason, Usage
-from keyledger.store import Store
 
 
 def _seconds_left(minutes_left: int | None, usage_seconds: int | None) -> int:
@@ -25,28 +24,6 @@ def _seconds_left(minutes_left: int | None, usage_seconds: int | None) -> int:
 
 
 def start_session(
-    store: Store,
-    *,
-    scope: Scope,
-    actor: Actor,
-    business_id: int,
-    access_code: str,
-    device_id: str,
-    idle_seconds: int,
-) -> SessionDecision:
-    with store.write() as conn:
-        return start_session_in(
-            conn,
-            scope=scope,
-            actor=actor,
-            business_id=business_id,
-            access_code=access_code,
-            device_id=device_id,
-            idle_seconds=idle_seconds,
-        )
-
-
-def start_session_in(
     conn: Connection,
     *,
     scope: Scope,
@@ -56,7 +33,8 @@ def start_session_in(
     device_id: str,
     idle_seconds: int,
 ) -> SessionDecision:
-    """``start_session`` inside a write transaction of the caller's."""
+    """May a device go online with this voucher? Runs in the caller's write transaction (the API
+    hands it to the group writer)."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -115,30 +93,6 @@ def start_session_in(
 
 
 def report_usage(
-    store: Store,
-    *,
-    scope: Scope,
-    actor: Actor,
-    session_uid: UUID,
-    elapsed_seconds: int,
-    end: bool,
-    idle_seconds: int,
-) -> Usage:
-    """Take ``elapsed_seconds`` off the session's voucher; ``end`` closes the session. A session
-    ends by itself when the voucher runs out of minutes."""
-    with store.write() as conn:
-        return report_usage_in(
-            conn,
-            scope=scope,
-            actor=actor,
-            session_uid=session_uid,
-            elapsed_seconds=elapsed_seconds,
-            end=end,
-            idle_seconds=idle_seconds,
-        )
-
-
-def report_usage_in(
     conn: Connection,
     *,
     scope: Scope,
@@ -148,7 +102,8 @@ def report_usage_in(
     end: bool,
     idle_seconds: int,
 ) -> Usage:
-    """``report_usage`` inside a write transaction of the caller's."""
+    """Take ``elapsed_seconds`` off the session's voucher; ``end`` closes the session. A session
+    ends by itself when the voucher runs out of minutes. Runs in the caller's write transaction."""
     if not 0 <= elapsed_seconds <= 86_400:
         raise InvalidInput("ElapsedSeconds is between 0 and 86400.", subject="elapsed")
     now = utc_now()
