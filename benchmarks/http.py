@@ -179,7 +179,7 @@ def _deep_cursor(store: Store, property_id: int, depth: int) -> str:
             ),
             {"p": property_id, "o": depth - 1},
         ).scalar_one()
-    return str(uuid.UUID(str(uid))) if not isinstance(uid, uuid.UUID) else str(uid)
+    return str(uuid.UUID(str(uid)))  # SQLite answers hex, PostgreSQL a UUID
 
 
 def run(

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from keyledger.app import create_app
 from keyledger.settings import Settings
-from keyledger.store.schema import credentials, hotspot_sessions, resources
+from keyledger.store.schema import credentials, hotspot_sessions, properties, resources
 from tests.support import (
     MEWS_PATH,
     DatabaseFactory,
@@ -334,8 +334,6 @@ def _callers(deployment: Deployment) -> list[Caller]:
 def _records_of(deployment: Deployment, owner: Owner) -> list[Any]:
     enterprise = owner.tenant.enterprise_id
     with deployment.store.read() as conn:
-        from keyledger.store.schema import properties
-
         prop = conn.execute(
             select(properties.c.id).where(properties.c.enterprise_id == enterprise)
         ).scalar_one()

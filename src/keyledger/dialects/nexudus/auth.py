@@ -34,26 +34,31 @@ def basic_credentials(header: str) -> tuple[str, str]:
     return email, password
 
 
-def authenticate(request: Request, context: AppContext) -> UserCaller:
-    header = request.headers.get("authorization") or request.headers.get("authentication")
-    if not header:
-        raise Unauthenticated("Authentication required: Basic e-mail:password or a bearer token.")
+def _credentials(request: Request) -> tuple[str, str]:
+    """The scheme (lower case) and value of ``Authorization`` (or Nexudus' ``Authentication``)."""
+    header = request.headers.get("authorization") or request.headers.get("authentication") or ""
     scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() == "basic":
+    return scheme.lower(), value
+
+
+def authenticate(request: Request, context: AppContext) -> UserCaller:
+    scheme, value = _credentials(request)
+    if not scheme:
+        raise Unauthenticated("Authentication required: Basic e-mail:password or a bearer token.")
+    if scheme == "basic":
         email, password = basic_credentials(value)
         return authenticate_password(
             context.store, context.password_cache, email=email, password=password
         )
-    if scheme.lower() == "bearer":
+    if scheme == "bearer":
         return authenticate_bearer(context.store, token=value.strip())
     raise Unauthenticated("Unsupported authentication scheme.")
 
 
 def claimed_caller(request: Request) -> str:
     """Whom the request says it is: the Basic e-mail, else the bearer token."""
-    header = request.headers.get("authorization") or request.headers.get("authentication") or ""
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() == "basic":
+    scheme, value = _credentials(request)
+    if scheme == "basic":
         try:
             return f"nexudus-user:{basic_credentials(value)[0].strip().lower()}"
         except Unauthenticated:
