@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from keyledger.demo import provision_demo
+from keyledger.settings import Settings
+from keyledger.store import Store
 from tests.support import (
     POSTGRES_URL,
     DatabaseFactory,
@@ -36,6 +38,14 @@ def databases(
 @pytest.fixture(scope="session")
 def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> DatabaseFactory:
     return DatabaseFactory("sqlite", Path(tmp_path_factory.mktemp("sqlite-only")))
+
+
+@pytest.fixture
+def sqlite_store(sqlite_databases: DatabaseFactory) -> Iterator[Store]:
+    """A fresh, migrated SQLite store, used through the core (no server)."""
+    store = Store(Settings(database_url=sqlite_databases.new_url()))
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(scope="session")

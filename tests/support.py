@@ -8,9 +8,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,15 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from keyledger.app import create_app
+from keyledger.callers.models import Actor, Scope
 from keyledger.callers.service import add_access_token, add_integration
+from keyledger.credentials.models import (
+    Credential,
+    Permissions,
+    ReservationTokenDraft,
+    TokenType,
+)
+from keyledger.credentials.service import add_reservation_tokens
 from keyledger.properties.service import add_property
 from keyledger.settings import Settings
 from keyledger.store import Store
@@ -335,4 +344,27 @@ def make_nexudus_tenant(
         password=password,
         business_id=created.business_id,
         enterprise_id=created.enterprise_id,
+    )
+
+
+def add_pins(
+    store: Store, scope: Scope, windows: Sequence[tuple[datetime, datetime]]
+) -> list[Credential]:
+    """Room PIN tokens through the credential core, one per validity window, each with a fresh
+    value and service order (so they never collide)."""
+    return add_reservation_tokens(
+        store,
+        scope=scope,
+        actor=Actor.system(),
+        drafts=[
+            ReservationTokenDraft(
+                service_order_id=uuid.uuid4(),
+                token_type=TokenType.PIN_CODE,
+                value=f"{uuid.uuid4().int % 10**10:010d}#",
+                valid_from=valid_from,
+                valid_to=valid_to,
+                permissions=Permissions(room=True),
+            )
+            for valid_from, valid_to in windows
+        ],
     )

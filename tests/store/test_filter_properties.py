@@ -5,38 +5,25 @@ plans (the time index, or creation order for a window that matches many tokens).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyledger.callers.models import Actor, Scope
+from keyledger.callers.models import Scope
 from keyledger.credentials import repository
 from keyledger.credentials.models import (
-    Permissions,
-    ReservationTokenDraft,
     ReservationTokenQuery,
     TimeInterval,
-    TokenType,
 )
-from keyledger.credentials.service import add_reservation_tokens, list_reservation_tokens
+from keyledger.credentials.service import list_reservation_tokens
 from keyledger.properties.service import add_property
-from keyledger.settings import Settings
 from keyledger.store import Store
-from tests.support import DatabaseFactory
+from tests.support import add_pins
 
 BASE = datetime(2032, 6, 1, tzinfo=UTC)
 hours = st.integers(0, 72)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    factory = DatabaseFactory("sqlite", tmp_path_factory.mktemp("filters"))
-    store = Store(Settings(database_url=factory.new_url()))
-    yield store
-    store.dispose()
 
 
 @settings(
@@ -50,27 +37,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     dense=st.booleans(),
 )
 def test_colliding_filter_matches_the_brute_force_model(
-    store: Store,
+    sqlite_store: Store,
     windows: list[tuple[int, int]],
     query: tuple[int, int],
     dense: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prop = add_property(store, name=f"Filters {uuid.uuid4().hex[:8]}")
+    prop = add_property(sqlite_store, name=f"Filters {uuid.uuid4().hex[:8]}")
     scope = Scope((prop,))
-    created = add_reservation_tokens(
-        store,
-        scope=scope,
-        actor=Actor.system(),
-        drafts=[
-            ReservationTokenDraft(
-                service_order_id=uuid.uuid4(),
-                token_type=TokenType.PIN_CODE,
-                value=f"{uuid.uuid4().int % 10**10:010d}#",
-                valid_from=BASE + timedelta(hours=start),
-                valid_to=BASE + timedelta(hours=start + length),
-                permissions=Permissions(room=True),
-            )
+    created = add_pins(
+        sqlite_store,
+        scope,
+        [
+            (BASE + timedelta(hours=start), BASE + timedelta(hours=start + length))
             for start, length in windows
         ],
     )
@@ -89,7 +68,7 @@ def test_colliding_filter_matches_the_brute_force_model(
         if dense:
             patch.setattr(repository, "DENSE_RANGE", 1)
         page = list_reservation_tokens(
-            store, scope=scope, query=ReservationTokenQuery(colliding=interval, count=1000)
+            sqlite_store, scope=scope, query=ReservationTokenQuery(colliding=interval, count=1000)
         )
     assert {c.uid for c in page.credentials} == expected
     assert len(page.credentials) == len(expected)

@@ -4,32 +4,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyledger.callers.models import Actor, Scope
+from keyledger.callers.models import Scope
 from keyledger.credentials import repository
 from keyledger.credentials.models import (
-    Permissions,
-    ReservationTokenDraft,
     ReservationTokenQuery,
     TimeInterval,
-    TokenType,
 )
-from keyledger.credentials.service import add_reservation_tokens, list_reservation_tokens
+from keyledger.credentials.service import list_reservation_tokens
 from keyledger.properties.service import add_property
-from keyledger.settings import Settings
 from keyledger.store import Store
-from tests.support import DatabaseFactory
-
-
-@pytest.fixture
-def store(sqlite_databases: DatabaseFactory) -> Iterator[Store]:
-    store = Store(Settings(database_url=sqlite_databases.new_url()))
-    yield store
-    store.dispose()
+from tests.support import add_pins
 
 
 def _pages(store: Store, scope: Scope, query: ReservationTokenQuery) -> list[list[uuid.UUID]]:
@@ -50,27 +38,16 @@ def _pages(store: Store, scope: Scope, query: ReservationTokenQuery) -> list[lis
 
 
 def test_dense_and_sparse_plans_give_the_same_pages(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prop = add_property(store, name="Plans")
+    prop = add_property(sqlite_store, name="Plans")
     scope = Scope((prop,))
     start = datetime(2031, 1, 1, tzinfo=UTC)
-    for batch in range(4):  # four creation instants, so the order is by time, then by id
-        add_reservation_tokens(
-            store,
-            scope=scope,
-            actor=Actor.system(),
-            drafts=[
-                ReservationTokenDraft(
-                    service_order_id=uuid.uuid4(),
-                    token_type=TokenType.PIN_CODE,
-                    value=f"{batch}{n}#",
-                    valid_from=start + timedelta(days=n),
-                    valid_to=start + timedelta(days=n + 2),
-                    permissions=Permissions(room=True),
-                )
-                for n in range(5)
-            ],
+    for _ in range(4):  # four creation instants, so the order is by time, then by id
+        add_pins(
+            sqlite_store,
+            scope,
+            [(start + timedelta(days=n), start + timedelta(days=n + 2)) for n in range(5)],
         )
     now = datetime.now(UTC)
     queries = [
@@ -81,9 +58,9 @@ def test_dense_and_sparse_plans_give_the_same_pages(
             colliding=TimeInterval(start + timedelta(days=2), start + timedelta(days=3))
         ),
     ]
-    sparse = [_pages(store, scope, query) for query in queries]
+    sparse = [_pages(sqlite_store, scope, query) for query in queries]
     monkeypatch.setattr(repository, "DENSE_RANGE", 2)
-    dense = [_pages(store, scope, query) for query in queries]
+    dense = [_pages(sqlite_store, scope, query) for query in queries]
     assert dense == sparse
     assert sum(len(page) for page in sparse[0]) == 20
     assert sum(len(page) for page in sparse[1]) == 8  # validity [n, n+2) overlaps [2, 3): n = 1, 2

@@ -5,62 +5,31 @@ pages, show every token that lived through the whole traversal exactly once, and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyledger.callers.models import Actor, Scope
 from keyledger.credentials.models import (
-    Permissions,
     ReservationTokenChange,
-    ReservationTokenDraft,
     ReservationTokenQuery,
     TimeInterval,
-    TokenType,
 )
 from keyledger.credentials.service import (
-    add_reservation_tokens,
     delete_reservation_tokens,
     list_reservation_tokens,
     update_reservation_tokens,
 )
 from keyledger.properties.service import add_property
-from keyledger.settings import Settings
 from keyledger.store import Store
-from tests.support import DatabaseFactory
+from tests.support import add_pins
 
 START = datetime(2031, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    factory = DatabaseFactory("sqlite", tmp_path_factory.mktemp("pagination"))
-    store = Store(Settings(database_url=factory.new_url()))
-    yield store
-    store.dispose()
-
-
 def _add(store: Store, scope: Scope, count: int) -> list[uuid.UUID]:
-    created = add_reservation_tokens(
-        store,
-        scope=scope,
-        actor=Actor.system(),
-        drafts=[
-            ReservationTokenDraft(
-                service_order_id=uuid.uuid4(),
-                token_type=TokenType.PIN_CODE,
-                value=f"{uuid.uuid4().int % 10**10:010d}#",
-                valid_from=START,
-                valid_to=START + timedelta(days=2),
-                permissions=Permissions(room=True),
-            )
-            for _ in range(count)
-        ],
-    )
-    return [c.uid for c in created]
+    return [c.uid for c in add_pins(store, scope, [(START, START + timedelta(days=2))] * count)]
 
 
 operations = st.lists(
@@ -82,13 +51,17 @@ operations = st.lists(
     seed=st.randoms(use_true_random=False),
 )
 def test_every_token_living_through_a_traversal_is_seen_once(
-    store: Store, initial: int, page_size: int, between_pages: list[tuple[str, int]], seed: object
+    sqlite_store: Store,
+    initial: int,
+    page_size: int,
+    between_pages: list[tuple[str, int]],
+    seed: object,
 ) -> None:
-    prop = add_property(store, name=f"Paging {uuid.uuid4().hex[:8]}")
+    prop = add_property(sqlite_store, name=f"Paging {uuid.uuid4().hex[:8]}")
     scope = Scope((prop,))
     rng = seed  # a random.Random that hypothesis controls
     assert hasattr(rng, "sample")
-    live = set(_add(store, scope, initial))
+    live = set(_add(sqlite_store, scope, initial))
     touched: set[uuid.UUID] = set()  # deleted during the traversal
     window = TimeInterval(
         datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1)
@@ -99,7 +72,7 @@ def test_every_token_living_through_a_traversal_is_seen_once(
     at_start = set(live)
     while True:
         page = list_reservation_tokens(
-            store,
+            sqlite_store,
             scope=scope,
             query=ReservationTokenQuery(updated=window, count=page_size, cursor=cursor),
         )
@@ -110,16 +83,18 @@ def test_every_token_living_through_a_traversal_is_seen_once(
         kind, amount = between_pages[step % len(between_pages)]
         step += 1
         if kind == "add":
-            live |= set(_add(store, scope, amount))
+            live |= set(_add(sqlite_store, scope, amount))
         elif kind == "delete" and live:
             gone = rng.sample(sorted(live), min(amount, len(live)))
-            delete_reservation_tokens(store, scope=scope, actor=Actor.system(), credential_ids=gone)
+            delete_reservation_tokens(
+                sqlite_store, scope=scope, actor=Actor.system(), credential_ids=gone
+            )
             live -= set(gone)
             touched |= set(gone)
         elif kind == "update" and live:
             changed = rng.sample(sorted(live), min(amount, len(live)))
             update_reservation_tokens(
-                store,
+                sqlite_store,
                 scope=scope,
                 actor=Actor.system(),
                 changes=[
@@ -133,11 +108,13 @@ def test_every_token_living_through_a_traversal_is_seen_once(
     assert survivors <= set(seen), "a token that lived through the traversal was skipped"
 
 
-def test_adding_no_tokens_writes_nothing(store: Store) -> None:
+def test_adding_no_tokens_writes_nothing(sqlite_store: Store) -> None:
     # Found by the property above: an empty batch used to insert one row of defaults.
-    prop = add_property(store, name=f"Empty {uuid.uuid4().hex[:8]}")
-    assert _add(store, Scope((prop,)), 0) == []
+    prop = add_property(sqlite_store, name=f"Empty {uuid.uuid4().hex[:8]}")
+    assert _add(sqlite_store, Scope((prop,)), 0) == []
     page = list_reservation_tokens(
-        store, scope=Scope((prop,)), query=ReservationTokenQuery(credential_ids=[uuid.uuid4()])
+        sqlite_store,
+        scope=Scope((prop,)),
+        query=ReservationTokenQuery(credential_ids=[uuid.uuid4()]),
     )
     assert page.credentials == []
