@@ -31,12 +31,15 @@ from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
 from keyledger.resources.models import ResourceDraft, ResourceKind
 from keyledger.resources.service import save_resources
+from keyledger.sealing import ValueSealer
 from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
 
 BATCH = 5_000
 _NULLABLE = (
+    "value_sealed",
+    "value_fp",
     "token_type",
     "service_order_id",
     "resource_id",
@@ -61,6 +64,7 @@ def _rows(
     rooms: list[uuid.UUID],
     now: datetime,
     voucher_every: int,
+    sealer: ValueSealer,
 ) -> list[dict[str, Any]]:
     """Credentials ``first .. first+count``: every ``voucher_every``-th a voucher ``Vn`` with a
     large budget (MinutesIncluded 100,000 + n % 8), the others door PINs ``n#`` on a room."""
@@ -83,7 +87,7 @@ def _rows(
                 {
                     **base,
                     "kind": "reservation",
-                    "value": f"{n:09d}#",
+                    **sealer.columns(base["uid"], f"{n:09d}#"),
                     "token_type": "PinCode",
                     "service_order_id": uuid.uuid4(),
                     "resource_id": rooms[n % len(rooms)],
@@ -138,6 +142,7 @@ def seed(store: Store, credentials: int, *, voucher_every: int = 2) -> Seeded:
                     rooms=rooms,
                     now=now,
                     voucher_every=voucher_every,
+                    sealer=store.sealer,
                 ),
             )
     return Seeded(property=prop, rooms=rooms, now=now)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -115,10 +117,22 @@ class DatabaseFactory:
                 self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: The suite runs PostgreSQL with door credential values sealed and SQLite with them in clear, so
+#: every test of both databases covers both forms (tests/store/test_sealing.py tests each form on
+#: each database).
+TEST_ENCRYPTION_KEY = "a2V5bGVkZ2VyLXRlc3Qtc3VpdGUtc2VhbGluZy1rZXk="
+
+
+def sealing_for(database_url: str) -> dict[str, str]:
+    """The ``encryption_key`` setting the suite uses for a database."""
+    return {} if database_url.startswith("sqlite") else {"encryption_key": TEST_ENCRYPTION_KEY}
+
+
 def settings_for(database_url: str, **overrides: Any) -> Settings:
     # Every test server is reached from 127.0.0.1: a per-address limit on failed authentication
     # would couple unrelated tests. tests/api/test_auth_throttle.py sets its own.
     overrides.setdefault("auth_failures_per_address", 0)
+    overrides = {**sealing_for(database_url), **overrides}
     return Settings(database_url=database_url, log_level="WARNING", **overrides)
 
 
@@ -368,3 +382,19 @@ def add_pins(
             for valid_from, valid_to in windows
         ],
     )
+
+
+def dump_database(url: str) -> str:
+    """Everything a copy of the database shows: the SQL dump, and for SQLite the file itself
+    (free pages included), as text."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            text = "\n".join(conn.iterdump())
+        with open(path, "rb") as raw:  # the file itself too, free pages included
+            return text + raw.read().decode("latin-1")
+    need(shutil.which("pg_dump"), "pg_dump is needed for the PostgreSQL dump")
+    return subprocess.run(
+        ["pg_dump", "--data-only", url], capture_output=True, text=True, check=True
+    ).stdout

@@ -25,10 +25,15 @@ class CommandError(click.ClickException):
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
     try:
         return Settings()
-    except Exception as error:  # noqa: BLE001 - pydantic-settings raises ValidationError
-        raise CommandError(f"invalid configuration: {str(error).splitlines()[0]}") from None
+    except ValidationError as error:
+        # Name the variable and the rule, never the value (it may be a key).
+        first = error.errors(include_input=False)[0]
+        name = "KEYLEDGER_" + "_".join(str(part) for part in first["loc"]).upper()
+        raise CommandError(f"invalid configuration: {name}: {first['msg']}") from None
 
 
 def _store(settings: Settings | None = None) -> Any:
@@ -261,6 +266,49 @@ def add_user(
     from keyledger.callers.service import add_user as add
 
     _emit(add(_store(), email=email, password=password, business_ids=businesses, roles=roles))
+
+
+@admin.command("new-key")
+def new_key() -> None:
+    """Print a fresh key for KEYLEDGER_ENCRYPTION_KEY (32 random bytes, URL-safe base64)."""
+    from keyledger.sealing import new_key as make
+
+    _emit({"EncryptionKey": make()})
+
+
+@admin.command("rotate-key")
+@click.option("--decrypt", is_flag=True, help="Store every value in clear instead.")
+@click.option(
+    "--vacuum", is_flag=True, help="Then rebuild the storage so no old value stays in free space."
+)
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+def rotate_key(decrypt: bool, vacuum: bool, batch_size: int) -> None:
+    """Seal every PIN and RFID value with the first key of KEYLEDGER_ENCRYPTION_KEY.
+
+    Servers may keep running (configure them with the same key list first). Afterwards the other
+    keys can be removed from KEYLEDGER_ENCRYPTION_KEY.
+    """
+    from keyledger.credentials.rekeying import compact, rekey_values, sealed_key_ids
+
+    store = _store()
+    if not decrypt and not store.sealer.sealing:
+        raise CommandError(
+            "KEYLEDGER_ENCRYPTION_KEY is not set: set it (`keyledger admin new-key`), or give "
+            "--decrypt to store values in clear"
+        )
+    done = rekey_values(store, decrypt=decrypt, batch_size=batch_size)
+    if vacuum:
+        compact(store)
+    _emit(
+        {
+            "KeyId": done.key_id,
+            "Examined": done.examined,
+            "Rewritten": done.rewritten,
+            "ChangedMeanwhile": done.changed_meanwhile,
+            "SealedWith": sealed_key_ids(store),
+            "Vacuumed": vacuum,
+        }
+    )
 
 
 @admin.command("import-resources")

@@ -218,7 +218,11 @@ def _provision_records(store: Store) -> bool:
                 select(credentials.c.uid).where(credentials.c.uid.in_([r["uid"] for r in wanted]))
             ).scalars()
         )
-        rows = [{**row, "property_id": hotel} for row in wanted if row["uid"] not in present]
+        rows = [
+            {**row, "property_id": hotel, **_value_columns(store, row)}
+            for row in wanted
+            if row["uid"] not in present
+        ]
         if rows:
             _insert_defaults(conn, rows)
         conn.execute(insert(store_marks), {"name": MARK, "created_utc": now})
@@ -241,6 +245,12 @@ def _property(
         timezone="Europe/London",
         now=now,
     ).id
+
+
+def _value_columns(store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    if row["kind"] == CredentialKind.RESERVATION.value:
+        return store.sealer.columns(row["uid"], row["value"])
+    return {}
 
 
 def _insert_defaults(conn: Connection, rows: list[dict[str, Any]]) -> None:

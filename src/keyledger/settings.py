@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from keyledger.sealing import parse_keys
 
 
 def normalise_database_url(url: str) -> str:
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1)
     database_connect_timeout_seconds: int = Field(default=5, ge=1)
     log_level: str = Field(default="INFO")
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Seals PINs and RFID numbers at rest (AES-256-GCM): one or more keys from "
+        "`keyledger admin new-key`, comma-separated; the first seals, all open. Unset: in clear.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -102,6 +109,20 @@ class Settings(BaseSettings):
         if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError("must be OFF, NORMAL, FULL or EXTRA")
         return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_keys(value.get_secret_value())
+        return value
+
+    @property
+    def encryption_keys(self) -> list[bytes]:
+        if self.encryption_key is None:
+            return []
+        return parse_keys(self.encryption_key.get_secret_value())
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,7 @@ from tests.support import (
     Tenant,
     add_user_to,
     make_tenant,
+    settings_for,
     token_parameters,
 )
 
@@ -184,10 +185,9 @@ def test_the_database_refuses_to_change_events(databases: DatabaseFactory) -> No
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from keyledger.settings import Settings
     from keyledger.store import Store
 
-    store = Store(Settings(database_url=databases.new_url()))
+    store = Store(settings_for(databases.new_url()))
     try:
         from keyledger.properties.service import add_property
 

@@ -20,11 +20,10 @@ from sqlalchemy import select, text
 
 from keyledger.callers.service import add_access_token, add_integration
 from keyledger.properties.service import add_property
-from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.schema import credentials
 from tests.cli.test_serve import free_port
-from tests.support import MEWS_PATH, DatabaseFactory, token_parameters
+from tests.support import MEWS_PATH, DatabaseFactory, sealing_for, settings_for, token_parameters
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +39,10 @@ def start_server(url: str, port: int, log: Path, **settings: str) -> subprocess.
         "KEYLEDGER_MEWS_RATE_LIMIT": "0",
         "KEYLEDGER_NEXUDUS_RATE_LIMIT": "0",
         "KEYLEDGER_LOG_LEVEL": "WARNING",
-        **{f"KEYLEDGER_{name.upper()}": value for name, value in settings.items()},
+        **{
+            f"KEYLEDGER_{name.upper()}": value
+            for name, value in {**sealing_for(url), **settings}.items()
+        },
     }
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -96,7 +98,7 @@ def test_sigkill_during_add_batches_loses_nothing_acknowledged(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
     url = databases.new_url()
-    store = Store(Settings(database_url=url))
+    store = Store(settings_for(url))
     prop = add_property(store, name="Crash")
     integration = add_integration(store, name="crash")
     token = add_access_token(
@@ -136,11 +138,14 @@ def test_sigkill_during_add_batches_loses_nothing_acknowledged(
     with store.read() as conn:
         if store.dialect == "sqlite":
             assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
-        rows = conn.execute(
-            select(credentials.c.uid, credentials.c.value).where(
-                credentials.c.property_id == prop.id
+        rows = [
+            (uid, value if sealed is None else store.sealer.open(uid, sealed))
+            for uid, value, sealed in conn.execute(
+                select(credentials.c.uid, credentials.c.value, credentials.c.value_sealed).where(
+                    credentials.c.property_id == prop.id
+                )
             )
-        ).all()
+        ]
     store.dispose()
     stored_ids = {str(uid) for uid, _ in rows}
     for prefix, ids in acknowledged.items():

@@ -16,11 +16,17 @@ import pytest
 
 from keyledger.callers.service import add_access_token, add_integration
 from keyledger.properties.service import add_property
-from keyledger.settings import Settings
 from keyledger.store import Store
 from tests.cli.test_serve import free_port
 from tests.ops.test_crash import start_server
-from tests.support import MEWS_PATH, REDIS_URL, DatabaseFactory, need, token_parameters
+from tests.support import (
+    MEWS_PATH,
+    REDIS_URL,
+    DatabaseFactory,
+    need,
+    settings_for,
+    token_parameters,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -31,7 +37,7 @@ def test_two_processes_share_cursors_and_stay_consistent_under_concurrent_update
     need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
     assert REDIS_URL is not None
     url = databases.new_url()
-    store = Store(Settings(database_url=url))
+    store = Store(settings_for(url))
     prop = add_property(store, name="Instances")
     integration = add_integration(store, name="instances")
     token = add_access_token(

@@ -26,7 +26,7 @@ from keyledger.store import Store
 from keyledger.store.migrate import upgrade
 from tests.cli.test_serve import free_port
 from tests.ops.test_crash import start_server
-from tests.support import MEWS_PATH, POSTGRES_URL, need
+from tests.support import MEWS_PATH, POSTGRES_URL, need, settings_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -94,7 +94,7 @@ def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
         conn.execute(text("CREATE DATABASE keyledger"))
     admin.dispose()
     url = cluster.url.rsplit("/", 1)[0] + "/keyledger"
-    store = Store(Settings(database_url=url))
+    store = Store(settings_for(url))
     upgrade(store.engine)
     prop = add_property(store, name="Outage")
     integration = add_integration(store, name="outage")

@@ -15,16 +15,15 @@ from keyledger.clock import utc_now
 from keyledger.errors import DeadlineExceeded, RuleViolation
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
-from keyledger.settings import Settings
 from keyledger.store import Store, deadline_scope
 from keyledger.store.schema import events as events_table
 from keyledger.store.writer import GroupWriter
-from tests.support import DatabaseFactory
+from tests.support import DatabaseFactory, settings_for
 
 
 @pytest.fixture
 def store(databases: DatabaseFactory) -> Iterator[Store]:
-    store = Store(Settings(database_url=databases.new_url()))
+    store = Store(settings_for(databases.new_url()))
     yield store
     store.dispose()
 

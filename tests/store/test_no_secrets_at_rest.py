@@ -3,32 +3,14 @@ or refresh token (they are kept as keyed digests and Argon2 hashes)."""
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-import subprocess
-
 from tests.support import (
     DatabaseFactory,
     deploy,
+    dump_database,
     make_nexudus_tenant,
     make_tenant,
-    need,
     token_parameters,
 )
-
-
-def _dump(url: str) -> str:
-    if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        with sqlite3.connect(path) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            text = "\n".join(conn.iterdump())
-        with open(path, "rb") as raw:  # the file itself too, free pages included
-            return text + raw.read().decode("latin-1")
-    need(shutil.which("pg_dump"), "pg_dump is needed for the PostgreSQL dump")
-    return subprocess.run(
-        ["pg_dump", "--data-only", url], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def test_a_database_dump_holds_no_secret_in_clear(databases: DatabaseFactory) -> None:
@@ -61,7 +43,7 @@ def test_a_database_dump_holds_no_secret_in_clear(databases: DatabaseFactory) ->
         }
     finally:
         deployment.close()
-    dump = _dump(url)
+    dump = dump_database(url)
     assert "credentials" in dump  # the dump really holds the tables
     for name, secret in secrets.items():
         assert secret not in dump, f"the {name} is stored in clear"

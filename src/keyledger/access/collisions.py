@@ -22,6 +22,7 @@ from keyledger.properties import repository as properties_repository
 from keyledger.properties.models import Property
 from keyledger.resources import repository as resources
 from keyledger.resources.models import Resource, ResourceKind
+from keyledger.sealing import ValueSealer
 
 
 class Tree:
@@ -77,6 +78,7 @@ def refuse_collisions(
     prop: Property,
     properties: Mapping[int, Property],
     written: Sequence[tuple[int, Credential]],
+    sealer: ValueSealer,
 ) -> None:
     """Raise RuleViolation when a token being written (with its item index) would collide with
     another active token of the property or of the same request."""
@@ -88,6 +90,7 @@ def refuse_collisions(
         properties=properties,
         property_id=prop.id,
         values=list({credential.value for _, credential in written}),
+        sealer=sealer,
     )
     tree = Tree(resources.tree_of(conn, [prop.id]).values())
     being_written = {credential.uid for _, credential in written}

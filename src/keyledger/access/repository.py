@@ -2,9 +2,9 @@
 
 A door check is the hottest read keyledger serves, so it asks once instead of walking the tree
 query by query: the reader, when it was last locked, every reservation token with the checked
-Type and Value in the reader's property, and each token's resource with its ancestors. The tree is
-at most four levels deep (a parent is always of a higher kind: building, floor, room, bed), so
-four joins reach every ancestor.
+Type and Value (found by its fingerprint, see sealing.py) in the reader's property, and each
+token's resource with its ancestors. The tree is at most four levels deep (a parent is always of a
+higher kind: building, floor, room, bed), so four joins reach every ancestor.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from keyledger.credentials.repository import CREDENTIAL_COLUMNS, to_credential
 from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
 from keyledger.resources.models import Resource, ResourceKind
+from keyledger.sealing import ValueSealer
 from keyledger.store.schema import credentials, events, resources
 
 
@@ -51,7 +52,7 @@ def _statement() -> Select[Any]:
         and_(
             credentials.c.property_id == reader.c.property_id,
             credentials.c.kind == literal(CredentialKind.RESERVATION.value, literal_execute=True),
-            credentials.c.value == bindparam("value"),
+            credentials.c.value_fp.in_(bindparam("fingerprints", expanding=True)),
             credentials.c.token_type == bindparam("token_type"),
         ),
     )
@@ -94,6 +95,7 @@ def door_view(
     token_type: str,
     value: str,
     since: datetime,
+    sealer: ValueSealer,
 ) -> DoorView | None:
     """What a check of ``token_type``/``value`` at ``reader_uid`` needs; None when the reader
     is not a resource of ``property_ids``."""
@@ -103,7 +105,7 @@ def door_view(
             "property_ids": list(property_ids),
             "reader": reader_uid,
             "token_type": token_type,
-            "value": value,
+            "fingerprints": sealer.fingerprints([value]),
             "since": since,
         },
     ).all()
@@ -121,7 +123,7 @@ def door_view(
     for row in rows:
         if row[0] is None:
             continue  # the outer join found no token
-        credential = to_credential(row[:_CREDENTIAL_WIDTH], properties)
+        credential = to_credential(row[:_CREDENTIAL_WIDTH], properties, sealer)
         mapping = row._mapping
         reached = (
             None

@@ -76,6 +76,7 @@ def decide(
             token_type=check.token_type,
             value=check.value,
             since=now - timedelta(seconds=policy.cooldown_seconds),
+            sealer=store.sealer,
         )
     if view is None:
         raise ResourceNotFound(

@@ -30,6 +30,7 @@ from keyledger.credentials.models import (
     TokenType,
 )
 from keyledger.properties.models import Property
+from keyledger.sealing import UnreadableValue, ValueSealer
 from keyledger.store.schema import credentials as t
 
 CREDENTIAL_COLUMNS = (
@@ -60,16 +61,28 @@ CREDENTIAL_COLUMNS = (
     t.c.created_by,
     t.c.updated_by,
     t.c.deleted_utc,
+    t.c.value_sealed,
 )
 
 
-def to_credential(row: Sequence[Any], properties: Mapping[int, Property]) -> Credential:
+def to_credential(
+    row: Sequence[Any], properties: Mapping[int, Property], sealer: ValueSealer | None = None
+) -> Credential:
+    """The credential of a row of ``CREDENTIAL_COLUMNS``; ``sealer`` opens a sealed value (only
+    door credentials are sealed, so voucher reads pass none)."""
+    sealed = row[27]
+    if sealed is None:
+        value = row[4]
+    elif sealer is None:
+        raise UnreadableValue(f"credential {row[1]}: its value is sealed")
+    else:
+        value = sealer.open(row[1], sealed)
     return Credential(
         id=row[0],
         uid=row[1],
         property=properties[row[2]],
         kind=CredentialKind(row[3]),
-        value=row[4],
+        value=value,
         token_type=None if row[5] is None else TokenType(row[5]),
         service_order_id=row[6],
         companionship_id=row[7],
@@ -109,7 +122,7 @@ def in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement
 _WITH_VALUES = select(*CREDENTIAL_COLUMNS).where(
     t.c.property_id == bindparam("property_id"),
     t.c.kind == literal(CredentialKind.RESERVATION.value, literal_execute=True),
-    t.c.value.in_(bindparam("values", expanding=True)),
+    t.c.value_fp.in_(bindparam("fingerprints", expanding=True)),
 )
 
 
@@ -149,6 +162,7 @@ def select_reservation_page(
     properties: Mapping[int, Property],
     query: ReservationTokenQuery,
     after: tuple[datetime, UUID] | None,
+    sealer: ValueSealer,
 ) -> list[Credential]:
     conditions: list[ColumnElement[bool]] = [in_scope(list(properties), CredentialKind.RESERVATION)]
     if query.credential_ids is not None:
@@ -193,7 +207,7 @@ def select_reservation_page(
         .order_by(t.c.created_utc.desc(), t.c.uid.desc())
         .limit(query.count)
     )
-    return [to_credential(row, properties) for row in conn.execute(statement)]
+    return [to_credential(row, properties, sealer) for row in conn.execute(statement)]
 
 
 #: A time filter matching at least this many tokens is read in page order (see below).
@@ -219,11 +233,12 @@ def by_uids(
     properties: Mapping[int, Property],
     kind: CredentialKind,
     uids: Sequence[UUID],
+    sealer: ValueSealer | None = None,
 ) -> dict[UUID, Credential]:
     rows = conn.execute(
         select(*CREDENTIAL_COLUMNS).where(in_scope(list(properties), kind), t.c.uid.in_(list(uids)))
     )
-    found = (to_credential(row, properties) for row in rows)
+    found = (to_credential(row, properties, sealer) for row in rows)
     return {credential.uid: credential for credential in found}
 
 
@@ -289,7 +304,10 @@ def reservation_tokens_with_values(
     properties: Mapping[int, Property],
     property_id: int,
     values: Sequence[str],
+    sealer: ValueSealer,
 ) -> list[Credential]:
     """Every reservation token of a property whose Value is one of ``values``, any state."""
-    rows = conn.execute(_WITH_VALUES, {"property_id": property_id, "values": list(values)})
-    return [to_credential(row, properties) for row in rows]
+    rows = conn.execute(
+        _WITH_VALUES, {"property_id": property_id, "fingerprints": sealer.fingerprints(values)}
+    )
+    return [to_credential(row, properties, sealer) for row in rows]

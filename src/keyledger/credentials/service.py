@@ -27,6 +27,7 @@ from keyledger.errors import CredentialNotFound, InvalidInput, RuleViolation
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
+from keyledger.sealing import ValueSealer
 from keyledger.store import Store
 
 
@@ -58,7 +59,7 @@ def list_reservation_tokens(store: Store, *, scope: Scope, query: ReservationTok
                     f"The cursor {query.cursor} names no token in scope.", subject="cursor"
                 )
         found = repository.select_reservation_page(
-            conn, properties=properties, query=query, after=after
+            conn, properties=properties, query=query, after=after, sealer=store.sealer
         )
     return Page(credentials=found, cursor=found[-1].uid if found else None)
 
@@ -141,8 +142,8 @@ def add_reservation_tokens(
             )
             for draft, target in zip(drafts, targets, strict=True)
         ]
-        _refuse_collisions(conn, scope, list(enumerate(created)))
-        repository.insert_credentials_quietly(conn, [row_of(c) for c in created])
+        _refuse_collisions(conn, store, scope, list(enumerate(created)))
+        repository.insert_credentials_quietly(conn, [row_of(c, store.sealer) for c in created])
         events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
     return created
 
@@ -167,6 +168,7 @@ def update_reservation_tokens(
             properties=scope.by_id,
             kind=CredentialKind.RESERVATION,
             uids=list({change.credential_id for change in changes}),
+            sealer=store.sealer,
         )
         missing = [c.credential_id for c in changes if c.credential_id not in current]
         if missing:
@@ -202,12 +204,15 @@ def update_reservation_tokens(
                 changed_items[after.uid] = index
             results.append(after)
         _refuse_collisions(
-            conn, scope, [(changed_items[uid], credential) for uid, credential in touched.items()]
+            conn,
+            store,
+            scope,
+            [(changed_items[uid], credential) for uid, credential in touched.items()],
         )
         if touched:
             repository.rewrite_credentials(
                 conn,
-                [{"row_id": c.id, **row_of(c)} for c in touched.values()],
+                [{"row_id": c.id, **row_of(c, store.sealer)} for c in touched.values()],
                 columns=RESERVATION_MUTABLE,
             )
             events.append_many(
@@ -241,14 +246,18 @@ def created_event(credential: Credential) -> dict[str, Any]:
 
 
 def _refuse_collisions(
-    conn: Connection, scope: Scope, written: Sequence[tuple[int, Credential]]
+    conn: Connection, store: Store, scope: Scope, written: Sequence[tuple[int, Credential]]
 ) -> None:
     by_property: dict[int, list[tuple[int, Credential]]] = {}
     for index, credential in written:
         by_property.setdefault(credential.property.id, []).append((index, credential))
     for property_id, items in by_property.items():
         refuse_collisions(
-            conn, prop=scope.by_id[property_id], properties=scope.by_id, written=items
+            conn,
+            prop=scope.by_id[property_id],
+            properties=scope.by_id,
+            written=items,
+            sealer=store.sealer,
         )
 
 
@@ -259,7 +268,11 @@ def delete_reservation_tokens(
     wanted = list(dict.fromkeys(credential_ids))
     with store.write() as conn:
         found = repository.by_uids(
-            conn, properties=scope.by_id, kind=CredentialKind.RESERVATION, uids=wanted
+            conn,
+            properties=scope.by_id,
+            kind=CredentialKind.RESERVATION,
+            uids=wanted,
+            sealer=store.sealer,
         )
         missing = [uid for uid in wanted if uid not in found]
         if missing:
@@ -286,6 +299,8 @@ def delete_reservation_tokens(
 
 RESERVATION_MUTABLE = (
     "value",
+    "value_sealed",
+    "value_fp",
     "valid_from",
     "valid_to",
     "perm_bed",
@@ -297,14 +312,19 @@ RESERVATION_MUTABLE = (
 )
 
 
-def row_of(credential: Credential) -> dict[str, Any]:
-    """The store row of a credential (every column but ``id``)."""
+def row_of(credential: Credential, sealer: ValueSealer) -> dict[str, Any]:
+    """The store row of a credential (every column but ``id``): a door credential's value
+    sealed or in clear, with its fingerprint; a voucher's code in clear."""
     permissions = credential.permissions
+    if credential.kind is CredentialKind.RESERVATION:
+        value_columns = sealer.columns(credential.uid, credential.value)
+    else:
+        value_columns = {"value": credential.value, "value_sealed": None, "value_fp": None}
     return {
         "uid": credential.uid,
         "property_id": credential.property.id,
         "kind": credential.kind.value,
-        "value": credential.value,
+        **value_columns,
         "token_type": None if credential.token_type is None else credential.token_type.value,
         "service_order_id": credential.service_order_id,
         "companionship_id": credential.companionship_id,

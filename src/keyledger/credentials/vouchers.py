@@ -128,7 +128,9 @@ def _insert(store: Store, vouchers: Sequence[Credential], actor: Actor) -> list[
             )
             if taken:
                 raise _code_taken(sorted(taken)[0])
-            row_ids = repository.insert_credentials(conn, [row_of(v) for v in vouchers])
+            row_ids = repository.insert_credentials(
+                conn, [row_of(v, store.sealer) for v in vouchers]
+            )
             events.append_many(
                 conn, [created_event(v) for v in vouchers], actor=actor, now=vouchers[0].created_utc
             )
@@ -173,7 +175,9 @@ def _rewrite(
                 if taken:
                     raise _code_taken(sorted(taken)[0])
             repository.rewrite_credentials(
-                conn, [{"row_id": c.id, **row_of(c)} for c in changed], columns=VOUCHER_MUTABLE
+                conn,
+                [{"row_id": c.id, **row_of(c, store.sealer)} for c in changed],
+                columns=VOUCHER_MUTABLE,
             )
             events.append_many(
                 conn,

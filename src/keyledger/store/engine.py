@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from keyledger.errors import DeadlineExceeded, StoreUnavailable
+from keyledger.sealing import ValueSealer
 from keyledger.settings import Settings
 
 log = structlog.get_logger("keyledger.store")
@@ -67,6 +68,8 @@ class Store:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or build_engine(settings)
+        #: How door credential values are sealed and found (``KEYLEDGER_ENCRYPTION_KEY``).
+        self.sealer = ValueSealer(settings.encryption_keys)
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(keyledger_write=True)
         database = self.engine.url.database if self.dialect == "sqlite" else None

@@ -110,7 +110,16 @@ _SQLITE_SEARCH = (
 def create_sqlite_search() -> None:
     for statement in _SQLITE_SEARCH:
         op.execute(statement)
-    op.execute("INSERT INTO credential_search(credential_search) VALUES ('rebuild')")
+    reindex_sqlite_search()
+
+
+def reindex_sqlite_search() -> None:
+    """Index exactly the vouchers (FTS5's own 'rebuild' would index every credential's value)."""
+    op.execute("INSERT INTO credential_search(credential_search) VALUES ('delete-all')")
+    op.execute(
+        "INSERT INTO credential_search(rowid, value, description) "
+        "SELECT id, value, description FROM credentials WHERE kind = 'voucher'"
+    )
 
 
 def drop_search() -> None:
