@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -43,6 +44,24 @@ POSTGRES_URL = os.environ.get("KEYLEDGER_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("KEYLEDGER_TEST_REDIS_URL")
 REQUIRE_SERVICES = os.environ.get("KEYLEDGER_TEST_REQUIRE_SERVICES") == "1"
 SHARED = Path(os.environ.get("KEYLEDGER_SHARED_DIR", REPO.parent / "shared"))
+#: The long reliability tests run at size 1 in CI; docs/reliability.md gives the full-size command.
+SCALE = max(1, int(os.environ.get("KEYLEDGER_TEST_SCALE", "1")))
+
+
+def scaled(size: int) -> int:
+    """A test's size (examples, rounds, crash cycles) at ``KEYLEDGER_TEST_SCALE``."""
+    return size * SCALE
+
+
+def record_figures(test: str, **figures: object) -> None:
+    """Append what a long test measured to ``KEYLEDGER_TEST_FIGURES`` (JSON lines), if set: the
+    figures docs/reliability.md quotes."""
+    path = os.environ.get("KEYLEDGER_TEST_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"test": test, "scale": SCALE, **figures}) + "\n")
+
+
 MEWS_PATH = "/api/connector/v1/resourceAccessTokens"
 
 

@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
 
 from keyledger.demo import ACCESS_TOKEN, CLIENT_TOKEN, provision_demo
 from tests.mews_schema import assert_valid_mews_response, documented_statuses
-from tests.support import MEWS_PATH, DatabaseFactory, deploy
+from tests.support import MEWS_PATH, DatabaseFactory, deploy, scaled
 
-EXAMPLES = int(os.environ.get("KEYLEDGER_SCHEMATHESIS_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("KEYLEDGER_SCHEMATHESIS_EXAMPLES", str(scaled(100))))
 BASIC = "Basic " + base64.b64encode(b"example@nexudus.com:Example1234").decode()
 MEWS_CREDENTIALS = {"ClientToken": CLIENT_TOKEN, "AccessToken": ACCESS_TOKEN, "Client": "st 1.0"}
 

@@ -18,9 +18,12 @@ from keyledger.settings import Settings
 from keyledger.store import Store
 from tests.cli.test_serve import free_port
 from tests.ops.test_crash import start_server
-from tests.support import MEWS_PATH, DatabaseFactory, token_parameters
+from tests.support import MEWS_PATH, DatabaseFactory, record_figures, scaled, token_parameters
 
 pytestmark = pytest.mark.slow
+
+
+ROUNDS = scaled(15)
 
 
 def test_sixteen_writers_on_two_workers_never_see_a_locked_database(
@@ -43,7 +46,7 @@ def test_sixteen_writers_on_two_workers_never_see_a_locked_database(
 
     def write(client: int) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            for n in range(15):
+            for n in range(ROUNDS):
                 parameters = [
                     token_parameters(value=f"W{client}-{n}-{i}#", service_order=uuid.uuid4())
                     for i in range(5)
@@ -70,7 +73,15 @@ def test_sixteen_writers_on_two_workers_never_see_a_locked_database(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    assert len(statuses) == 16 * 15 * 2
+    elapsed = time.monotonic() - started
+    assert len(statuses) == 16 * ROUNDS * 2
     assert set(statuses) == {200}, sorted(set(statuses))
     assert not any("locked" in body.lower() for body in bodies)
     assert "database is locked" not in log.read_text()
+    record_figures(
+        "sqlite_writers",
+        writers=16,
+        requests=len(statuses),
+        all_200=True,
+        seconds=round(elapsed, 1),
+    )

@@ -1,6 +1,8 @@
-"""Property: Mews getAll's CollidingUtc filter returns exactly the tokens a brute-force model
-says overlap the interval (an instant: valid at it), on a real SQLite store, through both query
-plans (the time index, or creation order for a window that matches many tokens)."""
+"""Properties: Mews getAll's CollidingUtc and UpdatedUtc filters return exactly the tokens a
+brute-force model picks (CollidingUtc: validity overlaps the interval, or an instant it is valid
+at; UpdatedUtc: last change within [start, end), or at the instant), with ActivityStates, on a
+real SQLite store, through both query plans (the time index, or creation order for a window that
+matches many tokens)."""
 
 from __future__ import annotations
 
@@ -10,24 +12,27 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import bindparam, update
 
 from keyledger.callers.models import Scope
 from keyledger.credentials import repository
 from keyledger.credentials.models import (
+    ActivityState,
     ReservationTokenQuery,
     TimeInterval,
 )
 from keyledger.credentials.service import list_reservation_tokens
 from keyledger.properties.service import add_property
 from keyledger.store import Store
-from tests.support import add_pins
+from keyledger.store.schema import credentials
+from tests.support import add_pins, scaled
 
 BASE = datetime(2032, 6, 1, tzinfo=UTC)
 hours = st.integers(0, 72)
 
 
 @settings(
-    max_examples=40,
+    max_examples=scaled(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -72,3 +77,74 @@ def test_colliding_filter_matches_the_brute_force_model(
         )
     assert {c.uid for c in page.credentials} == expected
     assert len(page.credentials) == len(expected)
+
+
+STATES = {
+    "both": frozenset(ActivityState),
+    "active": frozenset({ActivityState.ACTIVE}),
+    "deleted": frozenset({ActivityState.DELETED}),
+}
+
+
+@settings(
+    max_examples=scaled(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    tokens=st.lists(st.tuples(hours, st.booleans()), min_size=1, max_size=15),
+    query=st.tuples(hours, st.integers(0, 30), st.sampled_from(sorted(STATES))),
+    dense=st.booleans(),
+)
+def test_updated_filter_matches_the_brute_force_model(
+    sqlite_store: Store,
+    tokens: list[tuple[int, bool]],
+    query: tuple[int, int, str],
+    dense: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prop = add_property(sqlite_store, name=f"Updated {uuid.uuid4().hex[:8]}")
+    scope = Scope((prop,))
+    window = (BASE, BASE + timedelta(days=1))
+    created = add_pins(sqlite_store, scope, [window] * len(tokens))
+    # Each token's last change (and deletion) at a chosen hour.
+    changes = {
+        c.uid: (BASE + timedelta(hours=hour), deleted)
+        for c, (hour, deleted) in zip(created, tokens, strict=True)
+    }
+    with sqlite_store.write() as conn:
+        conn.execute(
+            update(credentials)
+            .where(credentials.c.uid == bindparam("key"))
+            .values(updated_utc=bindparam("at"), deleted_utc=bindparam("deleted")),
+            [
+                {"key": uid, "at": at, "deleted": at if deleted else None}
+                for uid, (at, deleted) in changes.items()
+            ],
+        )
+    start, length, states = query
+    interval = TimeInterval(BASE + timedelta(hours=start), BASE + timedelta(hours=start + length))
+
+    def within(at: datetime) -> bool:
+        if interval.is_instant:
+            return at == interval.start
+        return interval.start <= at < interval.end
+
+    wanted = STATES[states]
+    expected = {
+        uid
+        for uid, (at, deleted) in changes.items()
+        if within(at) and (ActivityState.DELETED if deleted else ActivityState.ACTIVE) in wanted
+    }
+    with monkeypatch.context() as patch:
+        if dense:
+            patch.setattr(repository, "DENSE_RANGE", 1)
+        page = list_reservation_tokens(
+            sqlite_store,
+            scope=scope,
+            query=ReservationTokenQuery(updated=interval, states=wanted, count=1000),
+        )
+    assert {c.uid for c in page.credentials} == expected
+    assert len(page.credentials) == len(expected)
+    for credential in page.credentials:
+        assert credential.updated_utc == changes[credential.uid][0]

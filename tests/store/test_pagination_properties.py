@@ -23,7 +23,7 @@ from keyledger.credentials.service import (
 )
 from keyledger.properties.service import add_property
 from keyledger.store import Store
-from tests.support import add_pins
+from tests.support import add_pins, scaled
 
 START = datetime(2031, 3, 1, tzinfo=UTC)
 
@@ -40,7 +40,7 @@ operations = st.lists(
 
 
 @settings(
-    max_examples=30,
+    max_examples=scaled(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import Tenant, token_parameters
+from tests.support import Tenant, scaled, token_parameters
 
 BASE = datetime(2033, 1, 1, tzinfo=UTC)
 FLAGS = ("Bed", "Room", "Floor", "Building")
@@ -33,7 +33,7 @@ changes = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=25,
+    max_examples=scaled(25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
