@@ -30,7 +30,10 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError("expected an ISO 8601 timestamp such as 2020-10-09T22:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError("the timestamp needs a time zone (Z or an offset)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("the timestamp is out of range in UTC") from None
 
 
 def parse_utc_seconds(value: object) -> datetime:

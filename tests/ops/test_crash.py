@@ -173,6 +173,6 @@ def test_sigkill_during_add_batches_loses_nothing_acknowledged(
         kills=CYCLES,
         batches_acknowledged=len(acknowledged),
         tokens_stored=len(rows),
-        requests_failed_by_kill=sum(1 for _, ids in sent if ids is None),
+        requests_failed_while_down=sum(1 for _, ids in sent if ids is None),
         half_written_batches=0,
     )

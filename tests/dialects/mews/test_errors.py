@@ -249,6 +249,15 @@ _TOO_MANY = [str(uuid.uuid4()) for _ in range(1001)]
             {"ResourceAccessTokenUpdates": [{"ResourceAccessTokenId": str(uuid.uuid4())}]},
             "Invalid ResourceAccessTokenId: No such credential in scope",
         ),
+        (  # found by schemathesis at full size: a time before year 1 once it is in UTC
+            "add",
+            {
+                "ResourceAccessTokenParameters": [
+                    token_parameters(start="0001-01-01T00:00:00+01:00")
+                ]
+            },
+            "Invalid ValidityStartUtc",
+        ),
         ("delete", {"Ids": [str(uuid.uuid4())]}, "Invalid Ids: No such credential in scope"),
         ("delete", {"Ids": "abc"}, "Invalid Ids"),
         ("delete", {}, "Invalid Ids"),

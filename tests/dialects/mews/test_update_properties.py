@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import Tenant, scaled, token_parameters
+from tests.support import Deployment, make_tenant, scaled, token_parameters
 
 BASE = datetime(2033, 1, 1, tzinfo=UTC)
 FLAGS = ("Bed", "Room", "Floor", "Building")
@@ -39,8 +39,10 @@ changes = st.fixed_dictionaries(
 )
 @given(start=st.integers(0, 50), length=st.integers(1, 50), change=changes)
 def test_an_update_changes_exactly_what_it_names(
-    tenant: Tenant, start: int, length: int, change: dict[str, Any]
+    shared_deployment: Deployment, start: int, length: int, change: dict[str, Any]
 ) -> None:
+    # A tenant (an AccessToken) per example: all examples on one would meet its rate limit.
+    tenant = make_tenant(shared_deployment)
     value = f"{uuid.uuid4().int % 10**9:09d}#"
     created = tenant.mews(
         "add",

@@ -167,6 +167,21 @@ def test_put_with_required_properties_left_out_is_400(space: NexudusTenant) -> N
     assert moved.json()["Errors"][0]["PropertyName"] == "BusinessId"
 
 
+def test_ids_beyond_any_record_are_refused_not_crashed(space: NexudusTenant) -> None:
+    """Found by schemathesis at full size: an id beyond 64 bits reached SQLite (500)."""
+    voucher_id = space.create_id(AccessCode="KEEP", MinutesIncluded=10)
+    huge = 2**64
+    replaced = space.put(Id=huge, BusinessId=space.business_id, AccessCode="X", MinutesIncluded=1)
+    assert replaced.status_code == 400, replaced.text
+    assert replaced.json()["Errors"][0]["PropertyName"] == "Id"
+    assert space.get(str(huge)).status_code == 404
+    assert space.delete(huge).status_code == 404
+    commanded = space.command("ResetMinutes", ids=[huge])
+    assert commanded.status_code == 400, commanded.text
+    assert record(space, voucher_id)["AccessCode"] == "KEEP"
+    assert space.get().json()["TotalItems"] == 1
+
+
 def test_access_code_is_unique_among_live_vouchers(space: NexudusTenant) -> None:
     first = space.create_id(AccessCode="SAME")
     duplicate = space.create(AccessCode="SAME")

@@ -13,7 +13,7 @@ from keyledger.context import AppContext
 from keyledger.credentials import vouchers
 from keyledger.credentials.models import Credential
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
-from keyledger.dialects.nexudus.schemas import CommandParameter, CommandRun
+from keyledger.dialects.nexudus.schemas import NUMBER_LIMIT, CommandParameter, CommandRun
 from keyledger.dialects.nexudus.times import parse_time
 from keyledger.properties.models import Property
 
@@ -84,9 +84,12 @@ def _convert(parameter: Parameter, value: Any) -> Any:
         if isinstance(value, bool):
             raise invalid(problem(parameter.name, "is not a valid integer", value))
         try:
-            return int(str(value).strip())
+            number = int(str(value).strip())
         except ValueError:
             raise invalid(problem(parameter.name, "is not a valid integer", value)) from None
+        if abs(number) > NUMBER_LIMIT:
+            raise invalid(problem(parameter.name, "is out of range", value))
+        return number
     if parameter.type == "datetime":
         try:
             return parse_time(str(value))[0]

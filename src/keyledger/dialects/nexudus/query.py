@@ -13,6 +13,7 @@ from uuid import UUID
 
 from keyledger.credentials.models import VoucherCondition, VoucherField, VoucherQuery
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
+from keyledger.dialects.nexudus.schemas import NUMBER_LIMIT
 from keyledger.dialects.nexudus.times import parse_time
 
 MAX_PAGE_SIZE = 1000
@@ -57,7 +58,6 @@ PROPERTIES["businessid"] = PROPERTIES["business"]
 
 _ASCENDING = {"ascending": False, "asc": False, "1": False, "0": False}
 _DESCENDING = {"descending": True, "desc": True, "-1": True}
-_NUMBER_LIMIT = 2**53
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _number(parameter: str, text: str) -> int:
         value = int(text.strip())
     except ValueError:
         raise invalid(problem(parameter, "is not a valid integer", text)) from None
-    if abs(value) > _NUMBER_LIMIT:
+    if abs(value) > NUMBER_LIMIT:
         raise invalid(problem(parameter, "is out of range", text))
     return value
 

@@ -53,6 +53,8 @@ def _locate(
         wanted = int(voucher_id)
     except ValueError:
         raise CredentialNotFound([voucher_id]) from None
+    if abs(wanted) > schemas.NUMBER_LIMIT:  # no record has such an id
+        raise CredentialNotFound([voucher_id])
     found = vouchers.find_voucher(context.store, scope=caller.visible, voucher_id=wanted)
     caller.require(role, found.property.id)
     return found

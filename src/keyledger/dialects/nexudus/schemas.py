@@ -11,6 +11,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from keyledger.dialects.nexudus.times import parse_time
 
+#: Largest integer accepted anywhere in the Nexudus dialect (ids, numbers): what a JavaScript
+#: client can hold exactly, and far inside the store's 64-bit row ids.
+NUMBER_LIMIT = 2**53
+RecordId = Annotated[int, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
+
 
 def _time(value: Any) -> Any:
     if value is None or isinstance(value, datetime):
@@ -48,7 +53,7 @@ class VoucherInput(NexudusModel):
 class VoucherReplacement(VoucherInput):
     """``PUT /api/spaces/accesstokens``: every writable property left out is cleared."""
 
-    Id: int
+    Id: RecordId
 
 
 class CommandParameter(NexudusModel):
@@ -59,7 +64,7 @@ class CommandParameter(NexudusModel):
 
 class CommandRun(NexudusModel):
     Key: str = Field(min_length=1)
-    Ids: list[int] = Field(default_factory=list, max_length=1000)
+    Ids: list[RecordId] = Field(default_factory=list, max_length=1000)
     Parameters: list[CommandParameter] = Field(default_factory=list, max_length=20)
 
 
