@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 from collections.abc import Sequence
@@ -97,7 +96,7 @@ class _Key:
 
 
 def _fingerprint(key: bytes, value: str) -> bytes:
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.digest(key, value.encode("utf-8"), "sha256")
 
 
 def _context(uid: UUID) -> bytes:
