@@ -142,7 +142,7 @@ def add_reservation_tokens(
             )
             for draft, target in zip(drafts, targets, strict=True)
         ]
-        _refuse_collisions(conn, store, scope, list(enumerate(created)))
+        _refuse_collisions(conn, store.sealer, scope, list(enumerate(created)))
         repository.insert_credentials_quietly(conn, [row_of(c, store.sealer) for c in created])
         events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
     return created
@@ -205,7 +205,7 @@ def update_reservation_tokens(
             results.append(after)
         _refuse_collisions(
             conn,
-            store,
+            store.sealer,
             scope,
             [(changed_items[uid], credential) for uid, credential in touched.items()],
         )
@@ -246,7 +246,7 @@ def created_event(credential: Credential) -> dict[str, Any]:
 
 
 def _refuse_collisions(
-    conn: Connection, store: Store, scope: Scope, written: Sequence[tuple[int, Credential]]
+    conn: Connection, sealer: ValueSealer, scope: Scope, written: Sequence[tuple[int, Credential]]
 ) -> None:
     by_property: dict[int, list[tuple[int, Credential]]] = {}
     for index, credential in written:
@@ -257,7 +257,7 @@ def _refuse_collisions(
             prop=scope.by_id[property_id],
             properties=scope.by_id,
             written=items,
-            sealer=store.sealer,
+            sealer=sealer,
         )
 
 
