@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,17 +16,15 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from keyledger.callers.service import add_access_token, add_integration
-from keyledger.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import credentials
 from tests.cli.test_serve import free_port
+from tests.ops.harness import mews_caller, start_server
 from tests.support import (
     MEWS_PATH,
     DatabaseFactory,
     record_figures,
     scaled,
-    sealing_for,
     settings_for,
     token_parameters,
 )
@@ -37,40 +33,6 @@ pytestmark = pytest.mark.slow
 
 BATCH = 40
 CYCLES = scaled(1)
-
-
-def start_server(url: str, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
-    """``keyledger serve --workers 2`` on ``url`` (rate limits off unless ``settings`` say
-    otherwise), once it answers ``/readyz``."""
-    env = {
-        **os.environ,
-        "KEYLEDGER_DATABASE_URL": url,
-        "KEYLEDGER_MEWS_RATE_LIMIT": "0",
-        "KEYLEDGER_NEXUDUS_RATE_LIMIT": "0",
-        "KEYLEDGER_LOG_LEVEL": "WARNING",
-        **{
-            f"KEYLEDGER_{name.upper()}": value
-            for name, value in {**sealing_for(url), **settings}.items()
-        },
-    }
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keyledger", "serve", "--workers", "2", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, log.read_text()
-        time.sleep(0.05)
-    raise AssertionError(log.read_text())
 
 
 def _stream(
@@ -108,12 +70,7 @@ def test_sigkill_during_add_batches_loses_nothing_acknowledged(
 ) -> None:
     url = databases.new_url()
     store = Store(settings_for(url))
-    prop = add_property(store, name="Crash")
-    integration = add_integration(store, name="crash")
-    token = add_access_token(
-        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
-    )
-    auth = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "crash 1.0"}
+    prop, auth = mews_caller(store, "Crash")
     port = free_port()
     log_file = tmp_path / "serve.log"
     server = start_server(url, port, log_file)

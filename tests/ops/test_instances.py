@@ -14,11 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from keyledger.callers.service import add_access_token, add_integration
-from keyledger.properties.service import add_property
 from keyledger.store import Store
 from tests.cli.test_serve import free_port
-from tests.ops.test_crash import start_server
+from tests.ops.harness import mews_caller, start_server
 from tests.support import (
     MEWS_PATH,
     REDIS_URL,
@@ -41,13 +39,8 @@ def test_two_processes_share_cursors_and_stay_consistent_under_concurrent_update
     assert REDIS_URL is not None
     url = databases.new_url()
     store = Store(settings_for(url))
-    prop = add_property(store, name="Instances")
-    integration = add_integration(store, name="instances")
-    token = add_access_token(
-        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
-    )
+    _, auth = mews_caller(store, "Instances")
     store.dispose()
-    auth = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "i 1.0"}
     shared = {"redis_url": REDIS_URL, "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}"}
     ports = [free_port(), free_port()]
     servers = [start_server(url, port, tmp_path / f"{port}.log", **shared) for port in ports]

@@ -19,13 +19,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from keyledger.callers.service import add_access_token, add_integration
-from keyledger.properties.service import add_property
 from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
 from tests.cli.test_serve import free_port
-from tests.ops.test_crash import start_server
+from tests.ops.harness import mews_caller, start_server
 from tests.support import MEWS_PATH, POSTGRES_URL, need, record_figures, settings_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -96,15 +94,10 @@ def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
     url = cluster.url.rsplit("/", 1)[0] + "/keyledger"
     store = Store(settings_for(url))
     upgrade(store.engine)
-    prop = add_property(store, name="Outage")
-    integration = add_integration(store, name="outage")
-    token = add_access_token(
-        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
-    )
+    prop, mews = mews_caller(store, "Outage")
     store.dispose()
-    mews = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "o 1.0"}
     get_all = {**mews, "ServiceOrderIds": [str(prop.enterprise_id)], "Limitation": {"Count": 1}}
-    bearer = {"Authorization": f"Bearer {token.secret}"}
+    bearer = {"Authorization": f"Bearer {mews['AccessToken']}"}
     port = free_port()
     log = tmp_path / "serve.log"
     server = start_server(url, port, log, database_connect_timeout_seconds="2")

@@ -12,12 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyledger.callers.service import add_access_token, add_integration
-from keyledger.properties.service import add_property
 from keyledger.settings import Settings
 from keyledger.store import Store
 from tests.cli.test_serve import free_port
-from tests.ops.test_crash import start_server
+from tests.ops.harness import mews_caller, start_server
 from tests.support import MEWS_PATH, DatabaseFactory, record_figures, scaled, token_parameters
 
 pytestmark = pytest.mark.slow
@@ -31,13 +29,8 @@ def test_sixteen_writers_on_two_workers_never_see_a_locked_database(
 ) -> None:
     url = sqlite_databases.new_url()
     store = Store(Settings(database_url=url))
-    prop = add_property(store, name="Writers")
-    integration = add_integration(store, name="writers")
-    token = add_access_token(
-        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
-    )
+    _, auth = mews_caller(store, "Writers")
     store.dispose()
-    auth = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": "w 1.0"}
     port = free_port()
     log = tmp_path / "serve.log"
     server = start_server(url, port, log)
