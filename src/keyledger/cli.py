@@ -268,6 +268,48 @@ def add_user(
     _emit(add(_store(), email=email, password=password, business_ids=businesses, roles=roles))
 
 
+def _user_switch(email: str, enabled: bool) -> None:
+    from keyledger.callers.service import set_user_enabled
+
+    _emit_user_change(set_user_enabled(_store(), email=email, enabled=enabled), Enabled=enabled)
+
+
+def _emit_user_change(changed: Any, **what: object) -> None:
+    _emit(
+        {
+            "UserId": changed.user_id,
+            "Email": changed.email,
+            **what,
+            "BearerTokensRevoked": changed.bearer_tokens_revoked,
+        }
+    )
+
+
+@admin.command("disable-user")
+@click.option("--email", required=True)
+def disable_user(email: str) -> None:
+    """Disable a Nexudus API user at once; its bearer tokens are revoked."""
+    _user_switch(email, False)
+
+
+@admin.command("enable-user")
+@click.option("--email", required=True)
+def enable_user(email: str) -> None:
+    """Enable a disabled user again."""
+    _user_switch(email, True)
+
+
+@admin.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def set_password(email: str, password: str) -> None:
+    """Replace a user's password (asked for when not given); its bearer tokens are revoked."""
+    from keyledger.callers.service import set_user_password
+
+    changed = set_user_password(_store(), email=email, password=password)
+    _emit_user_change(changed, PasswordChanged=True)
+
+
 @admin.command("new-key")
 def new_key() -> None:
     """Print a fresh key for KEYLEDGER_ENCRYPTION_KEY (32 random bytes, URL-safe base64)."""

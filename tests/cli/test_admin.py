@@ -14,8 +14,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from keyledger.store.schema import connections, integrations, memberships, properties, users
-from tests.support import MEWS_PATH, DatabaseFactory, deploy
+from keyledger.store.schema import (
+    connections,
+    events,
+    integrations,
+    memberships,
+    properties,
+    users,
+)
+from tests.support import MEWS_PATH, NEXUDUS_PATH, DatabaseFactory, deploy
 
 KEYLEDGER = [sys.executable, "-m", "keyledger"]
 
@@ -150,6 +157,78 @@ def test_provisioning_flow_while_the_server_runs(databases: DatabaseFactory) -> 
         deployment.close()
 
 
+def test_users_are_disabled_enabled_and_given_new_passwords_while_the_server_runs(
+    databases: DatabaseFactory,
+) -> None:
+    url = databases.new_url()
+    deployment = deploy(url, password_cache_seconds=0)
+    http = deployment.http
+    try:
+        ok(url, "admin", "add-property", "--name", "Space", "--business-id", "4242")
+        email, first = "Staff@Example.com", "first password"
+        ok(
+            url,
+            *("admin", "add-user", "--email", email, "--password", first),
+            *("--business", "4242", "--role", "AccessToken-List"),
+        )
+        email = email.lower()
+
+        def status(auth: Any = None, headers: dict[str, str] | None = None) -> int:
+            return http.get(NEXUDUS_PATH, auth=auth, headers=headers).status_code
+
+        assert status(auth=(email, first)) == 200
+        grant = http.post(
+            "/api/token", data={"grant_type": "password", "username": email, "password": first}
+        )
+        bearer = {"Authorization": f"Bearer {grant.json()['access_token']}"}
+        assert status(headers=bearer) == 200
+
+        disabled = ok(url, "admin", "disable-user", "--email", email)
+        assert disabled == {
+            "UserId": disabled["UserId"],
+            "Email": email,
+            "Enabled": False,
+            "BearerTokensRevoked": 1,
+        }
+        assert status(auth=(email, first)) == 401
+        assert status(headers=bearer) == 401
+        enabled = ok(url, "admin", "enable-user", "--email", email)
+        assert (enabled["Enabled"], enabled["BearerTokensRevoked"]) == (True, 0)
+        assert status(auth=(email, first)) == 200
+        assert status(headers=bearer) == 401  # revoked tokens stay revoked
+
+        changed = ok(url, "admin", "set-password", "--email", email, "--password", "second one")
+        assert changed["PasswordChanged"] is True
+        assert status(auth=(email, first)) == 401
+        assert status(auth=(email, "second one")) == 200
+        # Without --password it asks, twice, without echoing.
+        asked = subprocess.run(
+            [*KEYLEDGER, "admin", "set-password", "--email", email],
+            env={**os.environ, "KEYLEDGER_DATABASE_URL": url},
+            input="third one!\nthird one!\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert "third one!" not in asked.stdout
+        assert status(auth=(email, "third one!")) == 200
+        with deployment.store.read() as conn:
+            kinds = conn.execute(
+                select(events.c.kind).where(events.c.kind.like("user.%")).order_by(events.c.id)
+            ).scalars()
+            assert list(kinds) == [
+                "user.created",
+                "user.disabled",
+                "user.enabled",
+                "user.password_changed",
+                "user.password_changed",
+            ]
+    finally:
+        deployment.close()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -219,6 +298,15 @@ def test_provisioning_flow_while_the_server_runs(databases: DatabaseFactory) -> 
         (["admin", "revoke-access-token"], "give exactly one of --access-token and --id"),
         (["admin", "revoke-access-token", "--id", "999"], "Unknown access token"),
         (["admin", "disable-integration", "--id", "999"], "Unknown integration"),
+        (["admin", "disable-user", "--email", "nobody@example.com"], "Unknown user"),
+        (
+            ["admin", "set-password", "--email", "nobody@example.com", "--password", "long enough"],
+            "Unknown user",
+        ),
+        (
+            ["admin", "set-password", "--email", "nobody@example.com", "--password", "short"],
+            "A password has 8 to 1024 characters",
+        ),
         (["admin", "frobnicate"], "No such command 'frobnicate'"),
     ],
 )

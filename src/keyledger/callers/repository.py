@@ -142,6 +142,21 @@ def insert_user(conn: Connection, *, email: str, password_hash: str, now: dateti
     )
 
 
+def change_user(conn: Connection, user_id: int, **values: Any) -> None:
+    """Set columns of a user (``disabled_utc``, ``password_hash``)."""
+    conn.execute(update(users).where(users.c.id == user_id).values(**values))
+
+
+def revoke_bearers_of(conn: Connection, user_id: int, *, now: datetime) -> int:
+    """Revoke every live bearer token of a user; how many there were."""
+    result = conn.execute(
+        update(bearer_tokens)
+        .where(bearer_tokens.c.user_id == user_id, bearer_tokens.c.revoked_utc.is_(None))
+        .values(revoked_utc=now)
+    )
+    return int(result.rowcount)
+
+
 def insert_memberships(
     conn: Connection, *, user_id: int, property_ids: Sequence[int], roles: Sequence[str]
 ) -> None:

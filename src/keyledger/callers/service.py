@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -252,8 +253,7 @@ def add_user(
     email = email.strip().lower()
     if not _EMAIL.match(email) or len(email) > 320:
         raise InvalidInput("Give a valid e-mail address.", subject="email")
-    if not 8 <= len(password) <= 1024:
-        raise InvalidInput("A password has 8 to 1024 characters.", subject="password")
+    _password_allowed(password)
     unknown_roles = [role for role in roles if role not in ACCESS_TOKEN_ROLES]
     if unknown_roles:
         raise InvalidInput(
@@ -298,3 +298,62 @@ def add_user(
         "Businesses": list(dict.fromkeys(business_ids)),
         "Roles": unique_roles,
     }
+
+
+@dataclass(frozen=True)
+class UserChange:
+    user_id: int
+    email: str
+    bearer_tokens_revoked: int
+
+
+def _password_allowed(password: str) -> None:
+    if not 8 <= len(password) <= 1024:
+        raise InvalidInput("A password has 8 to 1024 characters.", subject="password")
+
+
+def _change_user(store: Store, email: str, kind: EventKind, **values: Any) -> UserChange:
+    """Change a user's row, revoke its bearer tokens, and record ``kind`` in each of its
+    businesses."""
+    email = email.strip().lower()
+    now = utc_now()
+    with store.write() as conn:
+        user_id = repository.user_id_by_email(conn, email)
+        if user_id is None:
+            raise InvalidInput(f"Unknown user {email}.", subject="email")
+        repository.change_user(conn, user_id, **values)
+        revoked = repository.revoke_bearers_of(conn, user_id, now=now)
+        events.append_many(
+            conn,
+            [
+                {
+                    "kind": kind,
+                    "property_id": prop.id,
+                    "details": {"UserId": user_id, "Email": email, "BearerTokensRevoked": revoked},
+                }
+                for prop, _ in repository.memberships_of(conn, user_id)
+            ],
+            actor=Actor.system(),
+            now=now,
+        )
+    return UserChange(user_id=user_id, email=email, bearer_tokens_revoked=revoked)
+
+
+def set_user_enabled(store: Store, *, email: str, enabled: bool) -> UserChange:
+    """Disable a user (Basic and bearer authentication refused at once, its bearer tokens
+    revoked) or enable it again."""
+    return _change_user(
+        store,
+        email,
+        EventKind.USER_ENABLED if enabled else EventKind.USER_DISABLED,
+        disabled_utc=None if enabled else utc_now(),
+    )
+
+
+def set_user_password(store: Store, *, email: str, password: str) -> UserChange:
+    """Replace a user's password and revoke its bearer tokens. A worker that verified the old
+    password keeps accepting it for at most ``KEYLEDGER_PASSWORD_CACHE_SECONDS``."""
+    _password_allowed(password)
+    return _change_user(
+        store, email, EventKind.USER_PASSWORD_CHANGED, password_hash=hash_password(password)
+    )

@@ -25,6 +25,9 @@ class EventKind(StrEnum):
     ACCESS_TOKEN_CREATED = "access_token.created"  # noqa: S105 - an event name
     ACCESS_TOKEN_REVOKED = "access_token.revoked"  # noqa: S105 - an event name
     USER_CREATED = "user.created"
+    USER_ENABLED = "user.enabled"
+    USER_DISABLED = "user.disabled"
+    USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
     HOTSPOT_SESSION_STARTED = "hotspot.session_started"
     HOTSPOT_USAGE = "hotspot.usage"
     HOTSPOT_SESSION_ENDED = "hotspot.session_ended"
