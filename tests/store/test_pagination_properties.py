@@ -32,11 +32,21 @@ def _add(store: Store, scope: Scope, count: int) -> list[uuid.UUID]:
     return [c.uid for c in add_pins(store, scope, [(START, START + timedelta(days=2))] * count)]
 
 
+# Each operation names its targets by position up front: drawing them during the traversal would
+# make how much hypothesis draws depend on the random uuids (it reports that as flaky data).
 operations = st.lists(
-    st.tuples(st.sampled_from(["add", "delete", "update", "none"]), st.integers(1, 4)),
+    st.tuples(
+        st.sampled_from(["add", "delete", "update", "none"]),
+        st.lists(st.integers(0, 10**6), min_size=1, max_size=4),
+    ),
     min_size=1,
     max_size=12,
 )
+
+
+def _pick(live: set[uuid.UUID], positions: list[int]) -> list[uuid.UUID]:
+    ordered = sorted(live)
+    return list(dict.fromkeys(ordered[p % len(ordered)] for p in positions))
 
 
 @settings(
@@ -48,19 +58,15 @@ operations = st.lists(
     initial=st.integers(0, 25),
     page_size=st.integers(1, 7),
     between_pages=operations,
-    seed=st.randoms(use_true_random=False),
 )
 def test_every_token_living_through_a_traversal_is_seen_once(
     sqlite_store: Store,
     initial: int,
     page_size: int,
-    between_pages: list[tuple[str, int]],
-    seed: object,
+    between_pages: list[tuple[str, list[int]]],
 ) -> None:
     prop = add_property(sqlite_store, name=f"Paging {uuid.uuid4().hex[:8]}")
     scope = Scope((prop,))
-    rng = seed  # a random.Random that hypothesis controls
-    assert hasattr(rng, "sample")
     live = set(_add(sqlite_store, scope, initial))
     touched: set[uuid.UUID] = set()  # deleted during the traversal
     window = TimeInterval(
@@ -80,19 +86,19 @@ def test_every_token_living_through_a_traversal_is_seen_once(
             break
         seen += [c.uid for c in page.credentials]
         cursor = page.cursor
-        kind, amount = between_pages[step % len(between_pages)]
+        kind, positions = between_pages[step % len(between_pages)]
         step += 1
         if kind == "add":
-            live |= set(_add(sqlite_store, scope, amount))
+            live |= set(_add(sqlite_store, scope, len(positions)))
         elif kind == "delete" and live:
-            gone = rng.sample(sorted(live), min(amount, len(live)))
+            gone = _pick(live, positions)
             delete_reservation_tokens(
                 sqlite_store, scope=scope, actor=Actor.system(), credential_ids=gone
             )
             live -= set(gone)
             touched |= set(gone)
         elif kind == "update" and live:
-            changed = rng.sample(sorted(live), min(amount, len(live)))
+            changed = _pick(live, positions)
             update_reservation_tokens(
                 sqlite_store,
                 scope=scope,
