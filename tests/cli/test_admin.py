@@ -161,7 +161,8 @@ def test_users_are_disabled_enabled_and_given_new_passwords_while_the_server_run
     databases: DatabaseFactory,
 ) -> None:
     url = databases.new_url()
-    deployment = deploy(url, password_cache_seconds=0)
+    # Checks of passwords are remembered (60 s): changes must take effect at once all the same.
+    deployment = deploy(url, password_cache_seconds=60)
     http = deployment.http
     try:
         ok(url, "admin", "add-property", "--name", "Space", "--business-id", "4242")
@@ -197,6 +198,7 @@ def test_users_are_disabled_enabled_and_given_new_passwords_while_the_server_run
         assert status(auth=(email, first)) == 200
         assert status(headers=bearer) == 401  # revoked tokens stay revoked
 
+        assert status(auth=(email, first)) == 200  # remembered now
         changed = ok(url, "admin", "set-password", "--email", email, "--password", "second one")
         assert changed["PasswordChanged"] is True
         assert status(auth=(email, first)) == 401

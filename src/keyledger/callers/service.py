@@ -351,8 +351,8 @@ def set_user_enabled(store: Store, *, email: str, enabled: bool) -> UserChange:
 
 
 def set_user_password(store: Store, *, email: str, password: str) -> UserChange:
-    """Replace a user's password and revoke its bearer tokens. A worker that verified the old
-    password keeps accepting it for at most ``KEYLEDGER_PASSWORD_CACHE_SECONDS``."""
+    """Replace a user's password and revoke its bearer tokens; the old password is refused at
+    once, also where a check of it is remembered (callers/users.py)."""
     _password_allowed(password)
     return _change_user(
         store, email, EventKind.USER_PASSWORD_CHANGED, password_hash=hash_password(password)

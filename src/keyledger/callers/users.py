@@ -3,8 +3,9 @@
 Argon2id makes a password check cost tens of milliseconds on purpose. Clients of the Nexudus API
 send Basic credentials with every request, so a successful check is remembered in this process
 for ``password_cache_seconds``, keyed by an HMAC of e-mail and password under a random key that
-never leaves the process. The user's state (disabled, API access, roles) is still read from the
-store on every request; only the Argon2 computation is skipped.
+never leaves the process, together with the password hash it was checked against. The user's
+row (disabled, API access, roles, password hash) is still read from the store on every request,
+so a changed password ends the remembered check at once; only the Argon2 computation is skipped.
 """
 
 from __future__ import annotations
@@ -30,32 +31,38 @@ class PasswordCache:
     def __init__(self, seconds: int) -> None:
         self._seconds = seconds
         self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, tuple[int, float]] = {}
+        self._verified: dict[bytes, tuple[int, str, float]] = {}
 
     def _key_of(self, email: str, password: str) -> bytes:
         return hmac.new(self._key, f"{email}\0{password}".encode(), hashlib.sha256).digest()
 
-    def user_id(self, email: str, password: str) -> int | None:
+    def verified(self, email: str, password: str) -> tuple[int, str] | None:
+        """The user id and the password hash a remembered check matched, if any."""
         if self._seconds <= 0:
             return None
         found = self._verified.get(self._key_of(email, password))
-        if found is None or found[1] < time.monotonic():
+        if found is None or found[2] < time.monotonic():
             return None
-        return found[0]
+        return found[0], found[1]
 
-    def remember(self, email: str, password: str, user_id: int) -> None:
+    def remember(self, email: str, password: str, user_id: int, password_hash: str) -> None:
         if self._seconds <= 0:
             return
         if len(self._verified) > 10_000:
             self._verified.clear()
-        self._verified[self._key_of(email, password)] = (user_id, time.monotonic() + self._seconds)
+        expires = time.monotonic() + self._seconds
+        self._verified[self._key_of(email, password)] = (user_id, password_hash, expires)
 
 
-def _caller(store: Store, user_id: int) -> UserCaller:
+def _caller(store: Store, user_id: int, *, password_hash: str | None = None) -> UserCaller:
+    """The user as a caller; with ``password_hash``, only while the password is still that one
+    (else a remembered password check is stale: ``_StaleCheck``)."""
     with store.read() as conn:
         user = repository.user_by_id(conn, user_id)
         if user is None or user.disabled_utc is not None or not user.api_access:
             raise Unauthenticated("The user has no API access.")
+        if password_hash is not None and str(user.password_hash) != password_hash:
+            raise _StaleCheck
         memberships = repository.memberships_of(conn, user_id)
     return UserCaller(
         user_id=int(user.id),
@@ -67,24 +74,32 @@ def _caller(store: Store, user_id: int) -> UserCaller:
     )
 
 
+class _StaleCheck(Exception):
+    """The password changed since a remembered check."""
+
+
 def _verified_user_id(store: Store, cache: PasswordCache, email: str, password: str) -> int:
-    email = email.strip().lower()
-    if not email or not password or len(email) > 320 or len(password) > MAX_SECRET_LENGTH:
-        raise Unauthenticated("Invalid e-mail or password.")
-    cached = cache.user_id(email, password)
-    if cached is not None:
-        return cached
     with store.read() as conn:
         user = repository.user_by_email(conn, email)
     if user is None or not verify_password(str(user.password_hash), password):
         raise Unauthenticated("Invalid e-mail or password.")
-    cache.remember(email, password, int(user.id))
+    cache.remember(email, password, int(user.id), str(user.password_hash))
     return int(user.id)
 
 
 def authenticate_password(
     store: Store, cache: PasswordCache, *, email: str, password: str
 ) -> UserCaller:
+    email = email.strip().lower()
+    if not email or not password or len(email) > 320 or len(password) > MAX_SECRET_LENGTH:
+        raise Unauthenticated("Invalid e-mail or password.")
+    remembered = cache.verified(email, password)
+    if remembered is not None:
+        user_id, password_hash = remembered
+        try:
+            return _caller(store, user_id, password_hash=password_hash)
+        except _StaleCheck:
+            pass  # checked again below, against the current password
     return _caller(store, _verified_user_id(store, cache, email, password))
 
 
