@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import func
 
 _FORMAT = b"\x01"
 _KEY_ID_SIZE = 8
@@ -103,6 +104,18 @@ def _context(uid: UUID) -> bytes:
     return b"keyledger/credential/" + uid.bytes
 
 
+_KEY_ID = slice(len(_FORMAT), len(_FORMAT) + _KEY_ID_SIZE)
+
+
+def _key_id(sealed: bytes) -> bytes:
+    return sealed[_KEY_ID]
+
+
+def key_id_in_sql(column: Any) -> Any:
+    """The key id of a sealed column, computed by the database (SQL ``substr`` counts from 1)."""
+    return func.substr(column, _KEY_ID.start + 1, _KEY_ID_SIZE)
+
+
 class ValueSealer:
     """How door credential values are written to and read from the store."""
 
@@ -139,21 +152,21 @@ class ValueSealer:
         return {
             "value": "",
             "value_sealed": _FORMAT + self._primary.id + nonce + sealed,
-            "value_fp": _fingerprint(self._primary.fingerprint_key, value),
+            "value_fp": self.fingerprint(value),
         }
 
     def open(self, uid: UUID, sealed: bytes) -> str:
         """The value of a sealed column."""
         if len(sealed) < _HEADER_SIZE or sealed[:1] != _FORMAT:
             raise UnreadableValue(f"credential {uid}: its sealed value has an unknown format")
-        key_id = sealed[1 : 1 + _KEY_ID_SIZE]
+        key_id = _key_id(sealed)
         key = self._by_id.get(key_id)
         if key is None:
             raise UnreadableValue(
                 f"credential {uid}: its value is sealed with key {key_id.hex()}, which "
                 "KEYLEDGER_ENCRYPTION_KEY does not hold"
             )
-        nonce = sealed[1 + _KEY_ID_SIZE : _HEADER_SIZE]
+        nonce = sealed[_KEY_ID.stop : _HEADER_SIZE]
         try:
             plain = key.cipher.decrypt(nonce, sealed[_HEADER_SIZE:], _context(uid))
         except InvalidTag:
@@ -167,7 +180,7 @@ class ValueSealer:
         """Whether a value stored so is already in the form ``columns`` writes now."""
         if self._primary is None:
             return sealed is None
-        return sealed is not None and sealed[1 : 1 + _KEY_ID_SIZE] == self._primary.id
+        return sealed is not None and _key_id(sealed) == self._primary.id
 
     def holds(self, key_id: str) -> bool:
         """Whether the key with this id (hex, as ``sealed_key_ids`` reports) is configured."""

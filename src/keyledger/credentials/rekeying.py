@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, func, literal, select, update
 
 from keyledger.credentials.models import CredentialKind
 from keyledger.errors import DomainError
-from keyledger.sealing import ValueSealer
+from keyledger.sealing import ValueSealer, key_id_in_sql
 from keyledger.store import Store
 from keyledger.store.schema import credentials as t
 
@@ -55,7 +55,7 @@ class Rekeying:
 
 def sealed_key_ids(store: Store) -> dict[str, int]:
     """How many door credential values are sealed with each key (by key id)."""
-    key_id = func.substr(t.c.value_sealed, 2, 8)
+    key_id = key_id_in_sql(t.c.value_sealed)
     with store.read() as conn:
         rows = conn.execute(
             select(key_id, func.count())
