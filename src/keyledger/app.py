@@ -34,7 +34,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     store = store or Store(settings)
-    limiter = RateLimiter(build_storage(settings.redis_url, settings.redis_key_prefix))
+    limiter = RateLimiter(
+        build_storage(
+            settings.redis_url, settings.redis_key_prefix, timeout_ms=settings.redis_timeout_ms
+        ),
+        pause_seconds=settings.redis_pause_seconds,
+    )
     context = AppContext(
         settings=settings,
         store=store,

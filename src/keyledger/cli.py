@@ -93,6 +93,9 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Header and body receipt deadlines and a connection cap (keyledger/serving.py).
+        http="keyledger.serving:GuardedHttpToolsProtocol",
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 

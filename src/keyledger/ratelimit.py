@@ -4,6 +4,12 @@ Fail-open: when Redis cannot be reached the request is let through and a warning
 counted in ``keyledger_rate_limit_errors_total``. A rate limit protects capacity, not
 confidentiality (authentication is separate), and a Redis outage must not lock hotel staff out of
 issuing keys. See docs/operations.md.
+
+Fail fast: every Redis call is bounded by ``redis_timeout_ms`` (connect and each reply, no
+retries), and after a failed call the limiter skips Redis for ``redis_pause_seconds`` (a circuit
+breaker: each skipped check is a fail-open, counted, not logged), so a Redis that accepts
+connections but never answers costs one timeout per pause and worker, not one per check
+(docs/architecture.md, "Slow clients and a hung Redis").
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import structlog
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from keyledger.observability.metrics import RATE_LIMIT_ERRORS, RATE_LIMITED
 
@@ -33,15 +41,17 @@ class Limit:
         return self.amount > 0
 
 
-def build_storage(redis_url: str | None, key_prefix: str) -> Storage:
+def build_storage(redis_url: str | None, key_prefix: str, *, timeout_ms: int = 50) -> Storage:
     if redis_url:
         uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+        timeout = timeout_ms / 1000
         return RedisStorage(
             uri,
             implementation="redispy",
             key_prefix=f"{key_prefix}:limits",
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]  # a retry would multiply it
         )
     return MemoryStorage()
 
@@ -49,9 +59,11 @@ def build_storage(redis_url: str | None, key_prefix: str) -> Storage:
 class RateLimiter:
     """Counts hits per (limit, key) and says how long a refused caller must wait."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, pause_seconds: float = 1.0) -> None:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
+        self._pause_seconds = pause_seconds
+        self._paused_until = 0.0
 
     async def blocked(self, limit: Limit, key: str) -> int | None:
         """Without counting: None when one more hit would be allowed, else the whole seconds
@@ -66,6 +78,9 @@ class RateLimiter:
     async def _check(self, limit: Limit, key: str, *, count: bool) -> int | None:
         if not limit.enabled:
             return None
+        if time.monotonic() < self._paused_until:  # storage failed just now: fail open at once
+            RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
+            return None
         item = RateLimitItemPerSecond(limit.amount, limit.window_seconds, namespace=limit.namespace)
         try:
             check = self._strategy.hit if count else self._strategy.test
@@ -73,8 +88,13 @@ class RateLimiter:
                 return None
             stats = await self._strategy.get_window_stats(item, key)
         except Exception as error:  # noqa: BLE001 - any storage failure: fail open, loudly
+            self._paused_until = time.monotonic() + self._pause_seconds
             RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
-            log.warning("rate_limit_storage_unavailable", error=type(error).__name__)
+            log.warning(
+                "rate_limit_storage_unavailable",
+                error=type(error).__name__,
+                skipped_seconds=self._pause_seconds,
+            )
             return None
         RATE_LIMITED.labels(namespace=limit.namespace).inc()
         return max(1, math.ceil(stats.reset_time - time.time()))

@@ -81,6 +81,38 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Processing time limit of one request (Mews: 408)."
     )
+    body_read_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time from the end of the headers by which the whole request body must have "
+        "arrived; a slower body is answered 408 in the dialect's shape and the connection closed.",
+    )
+    header_read_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time from a connection's start (or from the end of its previous response) by "
+        "which the next request's headers must have arrived; else the connection is closed.",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections per worker beyond which idle keep-alive connections are "
+        "closed, oldest first, and a new connection with none to make room for is closed.",
+    )
+    redis_timeout_ms: int = Field(
+        default=50,
+        ge=1,
+        description="Bound of every Redis call (connect, command); past it rate limits and the "
+        "failed-authentication throttle fail open.",
+    )
+    redis_pause_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a failed Redis call, rate limits skip Redis (fail open) for this long.",
+    )
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body (413)."
     )

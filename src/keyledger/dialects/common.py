@@ -3,7 +3,9 @@ and a bounded body reader."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,8 +15,10 @@ import structlog
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, Field
+from starlette.requests import ClientDisconnect
 
 from keyledger.clock import parse_utc_seconds
+from keyledger.errors import DeadlineExceeded
 from keyledger.observability.middleware import request_id_of, started_of
 from keyledger.store import deadline_scope
 
@@ -33,6 +37,17 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"The request body is larger than {limit} bytes.")
         self.limit = limit
+
+
+class BodyReadTimeout(DeadlineExceeded):
+    """The request body did not arrive within ``body_read_seconds`` of the headers (a slow or
+    stalled client); nothing was read into the store, and the connection is closed after the
+    answer."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The request body did not arrive within {seconds:g} s; nothing of it was kept."
+        )
 
 
 class MalformedJson(Exception):
@@ -77,10 +92,28 @@ class DialectRoute(APIRoute):
             try:
                 with deadline_scope(timeout, started=started_of(request.scope)):
                     return await handler(request)
+            except ClientDisconnect:
+                return client_disconnected(request)
             except Exception as error:  # noqa: BLE001 - every fault gets the dialect's shape
-                return self.render_error(request, error)
+                response = self.render_error(request, error)
+                if isinstance(error, BodyReadTimeout):  # the rest of the body is not awaited
+                    response.headers["Connection"] = "close"
+                return response
 
         return guarded
+
+
+#: The status recorded (log line, metrics) for a request whose client went away before the
+#: answer: nginx's "client closed request"; not a fault of ours, so not a 5xx.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_disconnected(request: Request) -> Response:
+    """The client closed the connection mid-request: one info line, no traceback; the answer is
+    never sent (the server drops it), its status only labels the request's log line and
+    metrics."""
+    log.info("client_disconnected", request_id=request_id_of(request.scope), path=request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 def log_unexpected(request: Request, error: Exception) -> None:
@@ -94,16 +127,24 @@ def log_unexpected(request: Request, error: Exception) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (``BodyTooLarge``), arrived within
+    ``body_read_seconds`` of the request's start (``BodyReadTimeout``)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
+    seconds = request.app.state.context.settings.body_read_seconds
+    remaining = started_of(request.scope) + seconds - time.monotonic()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(max(remaining, 0.0)):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyReadTimeout(seconds) from None
     return b"".join(chunks)
 
 

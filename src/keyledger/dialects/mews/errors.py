@@ -9,6 +9,7 @@ from fastapi import Request, Response
 from pydantic import ValidationError
 
 from keyledger.dialects.common import (
+    BodyReadTimeout,
     BodyTooLarge,
     DialectRoute,
     MalformedJson,
@@ -101,6 +102,8 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
         return error.status, error.message, error.headers
     if isinstance(error, BodyTooLarge):
         return 413, str(error), None
+    if isinstance(error, BodyReadTimeout):
+        return 408, error.message, None
     if isinstance(error, MalformedJson):
         if error.reason == MalformedJson().reason:
             return 400, "Invalid JSON: the body is not a valid JSON object.", None

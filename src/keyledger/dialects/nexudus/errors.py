@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from keyledger.clock import format_utc
 from keyledger.dialects.common import (
+    BodyReadTimeout,
     BodyTooLarge,
     DialectRoute,
     MalformedJson,
@@ -120,6 +121,8 @@ def status_of(error: Exception) -> NexudusError:
         return from_validation_error(error)
     if isinstance(error, BodyTooLarge):
         return NexudusError(413, str(error))
+    if isinstance(error, BodyReadTimeout):
+        return NexudusError(408, error.message)
     if isinstance(error, MalformedJson):
         return invalid(problem("Body", error.reason))
     if isinstance(error, Unauthenticated):
