@@ -434,3 +434,51 @@ def test_a_hung_redis_costs_each_request_a_bounded_time_and_fails_open(
     ]
     assert warnings and all(line["level"] == "warning" for line in warnings)
     record_figures("hung_redis", requests=20, seconds=round(took, 2), fail_opens=sum(errors))
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed this connection (what it sent before is read and dropped)."""
+    while select.select([sock], [], [], 0)[0]:
+        try:
+            if not sock.recv(65536):
+                return True
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_idle_keep_alive_connections_are_capped_per_worker(
+    sqlite_databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    """With long timers and at most 5 connections per worker, 24 idle keep-alive connections
+    (each after one answered request) do not pile up: at most 2 workers x 5 stay open, the rest
+    are closed, and a new request still answers 200."""
+    site, server = make_site(
+        sqlite_databases.new_url(),
+        tmp_path / "serve.log",
+        max_connections="5",
+        keep_alive_seconds="60",
+        header_read_seconds="60",
+    )
+    held: list[socket.socket] = []
+    try:
+        for _ in range(24):
+            sock = socket.create_connection(("127.0.0.1", site.port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: keyledger\r\n\r\n")
+            held.append(sock)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        with httpx.Client(base_url=site.base, timeout=10) as http:
+            assert http.post(f"{MEWS_PATH}/getAll", json=site.get_all).status_code == 200
+        time.sleep(0.5)
+        still_open = sum(not closed_by_server(sock) for sock in held)
+    finally:
+        for sock in held:
+            sock.close()
+        stop(server)
+    assert still_open <= 2 * 5, still_open
+    record_figures("connection_cap", idle_connections=len(held), still_open=still_open)
