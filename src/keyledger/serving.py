@@ -15,6 +15,10 @@ here carries two timers (docs/architecture.md, "Slow clients and a hung Redis"):
   answers a slow body it reads at ``body_read_seconds``; this is the backstop for a body it does
   not read (or reads no more, after answering).
 
+The headers are also bounded in size (``max_header_bytes``; httptools, unlike h11, has no such
+bound, and uvicorn's ``h11_max_incomplete_event_size`` applies to h11 only): beyond, a plain 431
+(no request exists yet to answer in a dialect's shape) and the connection closed.
+
 And a worker holding more than ``max_connections`` connections closes idle keep-alive ones,
 oldest first, to make room for a new one; when none is idle the new connection is closed.
 """
@@ -38,6 +42,11 @@ log = structlog.get_logger("keyledger.serving")
 #: connection itself is closed.
 BODY_GRACE_SECONDS = 5.0
 
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-length: 0\r\nconnection: close\r\n\r\n"
+)
+
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(
@@ -52,6 +61,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_seconds = settings.header_read_seconds
         self._body_seconds = settings.body_read_seconds + BODY_GRACE_SECONDS
         self._max_connections = settings.max_connections
+        self._max_header_bytes = settings.max_header_bytes
+        self._header_bytes = 0
         self._header_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
         self._awaiting_headers = False
@@ -65,6 +76,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Still waiting for the end of the headers after this chunk: all of it was headers.
+        if self._awaiting_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self._max_header_bytes:
+                log.info("connection_closed", reason="headers_too_large")
+                self.transport.write(HEADERS_TOO_LARGE)
+                self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
@@ -89,6 +110,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _await_headers(self) -> None:
         self._awaiting_headers = True
+        self._header_bytes = 0
         self._cancel_header_timer()
         self._header_timer = self.loop.call_later(self._header_seconds, self._headers_too_slow)
 

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description="Time from a connection's start (or from the end of its previous response) by "
         "which the next request's headers must have arrived; else the connection is closed.",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest accepted request line and headers together; beyond, 431 and the "
+        "connection closed.",
+    )
     keep_alive_seconds: int = Field(
         default=5, ge=1, description="An idle keep-alive connection is closed after this long."
     )

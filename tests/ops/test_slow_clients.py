@@ -282,13 +282,14 @@ def test_slow_bodies_are_answered_408_in_their_dialects_shape_and_closed(site: S
 
 def test_slow_headers_silence_idle_and_unread_bodies_are_cut_off(site: Site) -> None:
     """Headers fed one byte per second, a connection that sends nothing, an idle keep-alive
-    connection and a body the application never reads: each connection closed by the server
-    within a bound, while a normal request answers 200 meanwhile."""
+    connection, headers beyond 64 KiB (431) and a body the application never reads: each
+    connection closed by the server within a bound, while a normal request answers 200
+    meanwhile."""
     partial = b"POST /api/v1/access/check HTTP/1.1\r\nHost: keyledger\r\nX-Slow: "
     unread = request_head("GET", "/api/v1/events", site.bearer, 100_000)
     complete = b"GET /healthz HTTP/1.1\r\nHost: keyledger\r\n\r\n"
     done = threading.Event()
-    with ThreadPoolExecutor(max_workers=24) as pool:
+    with ThreadPoolExecutor(max_workers=26) as pool:
         meanwhile = pool.submit(served_meanwhile, site, done)
         slow_headers = [
             pool.submit(trickle, site.port, partial, drip=b"a", give_up=BOUND + 5)
@@ -300,6 +301,12 @@ def test_slow_headers_silence_idle_and_unread_bodies_are_cut_off(site: Site) -> 
         idle = [
             pool.submit(trickle, site.port, complete, drip=b"", give_up=BOUND + 5) for _ in range(3)
         ]
+        too_large = [
+            pool.submit(
+                trickle, site.port, partial + b"a" * 128 * 1024, drip=b"a", give_up=BOUND + 5
+            )
+            for _ in range(2)
+        ]
         unread_bodies = [
             pool.submit(trickle, site.port, unread, drip=b"x", give_up=UNREAD_BOUND + 5)
             for _ in range(3)
@@ -309,6 +316,7 @@ def test_slow_headers_silence_idle_and_unread_bodies_are_cut_off(site: Site) -> 
             "silent": [f.result() for f in silent],
             "idle": [f.result() for f in idle],
             "unread_body": [f.result() for f in unread_bodies],
+            "too_large": [f.result() for f in too_large],
         }
         done.set()
         statuses = meanwhile.result()
@@ -320,6 +328,11 @@ def test_slow_headers_silence_idle_and_unread_bodies_are_cut_off(site: Site) -> 
     for outcome in results["idle"]:
         assert outcome.status == 200 and outcome.closed, outcome
         assert outcome.seconds < 3 * KEEP_ALIVE_SECONDS + 1, outcome.seconds
+    for outcome in results["too_large"]:
+        assert outcome.status == 431 and outcome.closed, outcome.received[:200]
+        assert outcome.seconds < BOUND, outcome.seconds
+    with httpx.Client(base_url=site.base, timeout=BOUND) as http:  # a large header is fine
+        assert http.get("/healthz", headers={"X-Large": "a" * 16 * 1024}).status_code == 200
     for outcome in results["unread_body"]:
         assert outcome.status == 200 and outcome.closed, outcome
         assert outcome.seconds < UNREAD_BOUND, outcome.seconds
