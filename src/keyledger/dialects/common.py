@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 import structlog
@@ -91,12 +92,27 @@ class DialectRoute(APIRoute):
 def refuse_hostile_text(request: Request) -> None:
     """The text policy (``keyledger.inputs``) over the query string and the path parameters:
     a NUL, control character or lone surrogate is a 400 naming the parameter, before anything
-    is looked up. (Bodies: ``parse_json`` and the form readers; credentials: their readers.)"""
+    is looked up. (Bodies: ``parse_json`` and the form readers; credentials: their readers.)
+    Invalid UTF-8 there (``%ED%A0%80``: an encoded surrogate) is refused too, rather than read as
+    U+FFFD."""
+    for raw, name in (
+        (request.scope.get("query_string", b""), "query string"),
+        (_raw_path(request), "path"),
+    ):
+        try:
+            unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("is not valid UTF-8", subject=name) from None
     for name, value in (*request.query_params.multi_items(), *request.path_params.items()):
         reason = refused_character(name) or refused_character(str(value))
         if reason is not None:
             shown = "parameter name" if refused_character(name) else name
             raise InvalidInput(reason, subject=shown)
+
+
+def _raw_path(request: Request) -> bytes:
+    raw = request.scope.get("raw_path")
+    return raw if isinstance(raw, bytes) else b""
 
 
 def log_unexpected(request: Request, error: Exception) -> None:
