@@ -232,16 +232,18 @@ def _token_form(raw: bytes) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise TokenRequestError("The body must be form-encoded UTF-8.") from None
     form = dict(pairs)
+    checked_later = _CREDENTIAL_FIELDS.get(form.get("grant_type", ""), set())
     for name, value in pairs:
-        if refused_character(name) or (name not in _CREDENTIAL_FIELDS and refused_character(value)):
+        if refused_character(name) or (name not in checked_later and refused_character(value)):
             raise TokenRequestError(f"{name!r} contains a NUL or control character.")
     return form
 
 
 Issued = TypeVar("Issued")
 
-#: Checked inside the throttled attempt: a refused character there is a failed authentication.
-_CREDENTIAL_FIELDS = {"username", "password", "refresh_token"}
+#: The grant's credentials are checked inside the throttled attempt: a refused character there
+#: is a failed authentication. Anywhere else it is an invalid request.
+_CREDENTIAL_FIELDS = {"password": {"username", "password"}, "refresh_token": {"refresh_token"}}
 
 
 def _clean_credentials(*values: str, then: Callable[[], Issued]) -> Callable[[], Issued]:
