@@ -182,6 +182,8 @@ class Case:
     shape: Callable[[httpx.Response], None]
     #: Parameters the OpenAPI description does not list (Nexudus list filters are free-form).
     extra_query: tuple[str, ...] = ()
+    #: The body is also sent form-encoded (Nexudus reads both).
+    also_form: bool = False
 
 
 def _mews_shape(response: httpx.Response) -> None:
@@ -346,6 +348,7 @@ CASES: dict[str, Case] = {
             basic=(w.email, w.password),
         ),
         _nexudus_shape,
+        also_form=True,
     ),
     "nexudus_accesstokens_replace": Case(
         lambda w: Call(
@@ -365,6 +368,7 @@ CASES: dict[str, Case] = {
             basic=(w.email, w.password),
         ),
         _nexudus_shape,
+        also_form=True,
     ),
     "nexudus_accesstokens_runcommand": Case(
         lambda w: Call(
@@ -587,10 +591,13 @@ def _variants(
             leaves = list(_leaves(base.body))
             missing = _body_properties(spec, op) - set(base.body)
             for path in [*leaves, *((name,) for name in sorted(missing))]:
-                call = case.build(world)
-                assert call.body is not None
-                call.body = _replaced(call.body, path, value)
-                yield f"body {'.'.join(map(str, path))} = {label}", call
+                for form in (False, True) if case.also_form else (call_form(base),):
+                    call = case.build(world)
+                    assert call.body is not None
+                    call.body = _replaced(call.body, path, value)
+                    call.form = form
+                    kind = "form" if form else "body"
+                    yield f"{kind} {'.'.join(map(str, path))} = {label}", call
         if base.basic is not None and isinstance(value, str):
             call = case.build(world)
             call.basic = (value + "@example.com", world.password)
@@ -602,6 +609,10 @@ def _variants(
             call = case.build(world)
             call.bearer = str(value).strip() or "x"
             yield f"header Bearer = {label}", call
+
+
+def call_form(call: Call) -> bool:
+    return call.form
 
 
 def _rows(store: Store) -> tuple[int, ...]:
@@ -629,7 +640,11 @@ def served(
     )
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        yield _build_world(url, http), log
+        world = _build_world(url, http)
+        try:
+            yield world, log
+        finally:
+            world.store.dispose()
     finally:
         http.close()
         process.terminate()

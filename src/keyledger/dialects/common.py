@@ -3,6 +3,7 @@ and a bounded body reader."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import traceback
 from collections.abc import Callable, Coroutine
@@ -174,7 +175,8 @@ def parse_json(raw: bytes) -> Any:
     and lone surrogates in any string (``keyledger.inputs``), NaN and Infinity (not JSON), and
     nesting deep enough to exhaust the stack."""
     try:
-        text = raw.decode("utf-8")  # strict: json.loads(bytes) would let surrogates through
+        # Strict UTF-8 (a leading BOM allowed): json.loads(bytes) would let surrogates through.
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedJson("is not valid UTF-8") from None
     try:
