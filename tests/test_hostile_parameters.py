@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from keyledger.app import create_app
 from keyledger.callers.service import add_access_token, add_integration, add_user
@@ -658,6 +659,7 @@ def test_every_operation_has_a_case() -> None:
 
 def test_every_parameter_refuses_hostile_values(served: tuple[World, Path]) -> None:
     world, log = served
+    logged_before = log.stat().st_size
     spec = _openapi()
     refused = accepted = 0
     for operation_id, (_method, template, op) in sorted(_operations().items()):
@@ -678,7 +680,9 @@ def test_every_parameter_refuses_hostile_values(served: tuple[World, Path]) -> N
                 accepted += 1
                 label = described.rsplit(" = ", 1)[1]
                 assert label not in must_refuse, where
-    text = log.read_text(encoding="utf-8", errors="replace")
+    with open(log, "rb") as written:
+        written.seek(logged_before)
+        text = written.read().decode("utf-8", errors="replace")
     assert MARK not in text
     assert '"unexpected_error"' not in text
     assert "Traceback" not in text
@@ -688,3 +692,63 @@ def test_every_parameter_refuses_hostile_values(served: tuple[World, Path]) -> N
         refused=refused,
         accepted=accepted,
     )
+
+
+_BOOM_POSTGRESQL = (
+    "CREATE FUNCTION hostile_boom() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'hostile test fault'; END $$",
+    "CREATE TRIGGER hostile_boom BEFORE INSERT ON hotspot_sessions FOR EACH ROW "
+    "WHEN (NEW.device_id LIKE 'BOOM%') EXECUTE FUNCTION hostile_boom()",
+)
+_BOOM_SQLITE = (
+    "CREATE TRIGGER hostile_boom BEFORE INSERT ON hotspot_sessions "
+    "WHEN NEW.device_id LIKE 'BOOM%' BEGIN SELECT RAISE(ABORT, 'hostile test fault'); END",
+)
+
+
+def test_a_database_fault_is_logged_without_the_statement_values(
+    served: tuple[World, Path],
+) -> None:
+    """A database error inside a route (a trigger makes the hotspot session insert fail) is a
+    500 in the dialect's shape; the server's log names the fault, never the statement's values
+    (SQLAlchemy printed them: voucher codes, device ids)."""
+    world, log = served
+    secret = f"BOOM-{uuid.uuid4().hex}"
+    code = f"FAULT-{uuid.uuid4().hex[:10]}"
+    made = world.http.post(
+        "/api/spaces/accesstokens",
+        json={"BusinessId": world.business_id, "AccessCode": code, "MinutesIncluded": 60},
+        auth=(world.email, world.password),
+    )
+    assert made.status_code == 200, made.text
+    with world.store.write() as conn:
+        for statement in _BOOM_SQLITE if world.store.dialect == "sqlite" else _BOOM_POSTGRESQL:
+            conn.execute(text(statement))
+    try:
+        response = world.http.post(
+            "/api/v1/hotspot/sessions",
+            json={
+                "BusinessId": world.business_id,
+                "AccessCode": code,
+                "DeviceId": secret,
+            },
+            headers={"Authorization": f"Bearer {world.access_token}"},
+        )
+    finally:
+        with world.store.write() as conn:
+            conn.execute(
+                text(
+                    "DROP TRIGGER hostile_boom"
+                    + ("" if world.store.dialect == "sqlite" else " ON hotspot_sessions")
+                )
+            )
+    assert response.status_code == 500, response.text
+    _api_shape(response)
+    deadline = time.monotonic() + 10
+    while "unexpected_error" not in log.read_text(encoding="utf-8", errors="replace"):
+        assert time.monotonic() < deadline, "the fault was not logged"
+        time.sleep(0.05)
+    logged = log.read_text(encoding="utf-8", errors="replace")
+    assert secret not in logged
+    assert code not in logged
+    assert "hostile test fault" not in logged  # the database's own text is not logged either
