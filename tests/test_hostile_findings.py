@@ -332,8 +332,12 @@ def test_look_alike_codes_are_one_code(
     assert rewritten.status_code == 200, rewritten.text
 
 
-@pytest.mark.parametrize("code", ["\u200b", "AB\u200bC", " ABC", "ABC ", "A\u00adB", "\u202eAB"])
-def test_codes_with_invisible_characters_or_edge_spaces_are_refused(
+@pytest.mark.parametrize(
+    "code",
+    ["\u200b", "AB\u200bC", " ABC", "ABC ", "A\u00adB", "\u202eAB", "\ufdfa" * 20],
+    ids=["zwsp", "inner zwsp", "leading space", "trailing space", "soft hyphen", "bidi", "long"],
+)
+def test_codes_with_invisible_characters_edge_spaces_or_too_long_are_refused(
     space: NexudusTenant, code: str
 ) -> None:
     body = _nexudus_error(space.create(AccessCode=code))

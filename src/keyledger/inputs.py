@@ -68,7 +68,7 @@ def code_problem(code: str) -> str | None:
     for character in code:
         if unicodedata.category(character) in _CODE_REFUSED_CATEGORIES:
             return "may not contain control, format (zero-width) or surrogate characters"
-    if len(code_key(code)) > 255:
+    if len(normal_code(code)) > 255 or len(code_key(code)) > 255:  # NFKC can lengthen a code
         return "must have at most 255 characters"
     return None
 

@@ -31,6 +31,7 @@ from keyledger.events import service as events_service
 from keyledger.events.models import EventKind, EventQuery
 from keyledger.events.render import render_events
 from keyledger.hotspot import service as hotspot
+from keyledger.inputs import refused_character
 from keyledger.properties.models import Property
 from keyledger.resources import service as resources
 from keyledger.resources.models import Resource, ResourceDraft, ResourceKind
@@ -44,7 +45,7 @@ async def integration_caller(request: Request, context: ContextDep) -> Integrati
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
 
     def authenticate() -> IntegrationCaller:
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() != "bearer" or not token.strip() or refused_character(token):
             raise Unauthenticated("Send Authorization: Bearer <AccessToken>.")
         return authenticate_access_token(
             context.store, access_token=token.strip(), cache=context.caller_cache
