@@ -80,7 +80,8 @@ def test_integers_beyond_their_columns_are_refused(space: NexudusTenant) -> None
     _nexudus_error(replaced)
     assert _minutes(space, voucher) == (INT32_MAX, INT32_MAX)
     before = space.get().json()["TotalItems"]
-    _nexudus_error(space.command("BULK_CREATE", Count=2, Minutes=2**40))
+    bulk = _nexudus_error(space.command("BULK_CREATE", Count=2, Minutes=2**40))
+    assert bulk["Errors"][0]["PropertyName"] == "Minutes"
     assert space.get().json()["TotalItems"] == before
     for name in (
         "AccessToken_MinutesLeft",

@@ -357,6 +357,8 @@ def bulk_create(
     """``count`` new vouchers of ``minutes`` each, with random codes unique in the business."""
     if not 1 <= count <= MAX_BULK:
         raise InvalidInput(f"must be between 1 and {MAX_BULK}", subject="count", value=count)
+    if not 0 <= minutes <= MINUTES_MAX:
+        raise InvalidInput(f"must be between 0 and {MINUTES_MAX}", subject="minutes", value=minutes)
     template = VoucherFields(
         access_code="-",
         minutes_included=minutes,
