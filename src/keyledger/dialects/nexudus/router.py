@@ -226,6 +226,13 @@ def _token_error(
     )
 
 
+Issued = TypeVar("Issued")
+
+#: The grant's credentials are checked inside the throttled attempt: a refused character there
+#: is a failed authentication. Anywhere else it is an invalid request.
+_CREDENTIAL_FIELDS = {"password": {"username", "password"}, "refresh_token": {"refresh_token"}}
+
+
 def _token_form(raw: bytes) -> dict[str, str]:
     try:
         pairs = parse_qsl(raw.decode("utf-8"), max_num_fields=20, errors="strict")
@@ -237,13 +244,6 @@ def _token_form(raw: bytes) -> dict[str, str]:
         if refused_character(name) or (name not in checked_later and refused_character(value)):
             raise TokenRequestError(f"{name!r} contains a NUL or control character.")
     return form
-
-
-Issued = TypeVar("Issued")
-
-#: The grant's credentials are checked inside the throttled attempt: a refused character there
-#: is a failed authentication. Anywhere else it is an invalid request.
-_CREDENTIAL_FIELDS = {"password": {"username", "password"}, "refresh_token": {"refresh_token"}}
 
 
 def _clean_credentials(*values: str, then: Callable[[], Issued]) -> Callable[[], Issued]:
