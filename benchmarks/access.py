@@ -25,6 +25,7 @@ from sqlalchemy import text
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.access.service import check_door
 from keyledger.callers.models import Actor, Scope
+from keyledger.credentials import voucher_repository
 from keyledger.credentials.repository import insert_credentials_quietly
 from keyledger.hotspot.service import report_usage, start_session
 from keyledger.properties.models import Property
@@ -48,6 +49,8 @@ _NULLABLE = (
     "minutes_included",
     "minutes_left",
     "user_limit",
+    "code_key",
+    "description_key",
 )
 
 
@@ -102,6 +105,7 @@ def _rows(
                     **base,
                     "kind": "voucher",
                     "value": f"V{n:09d}",
+                    **voucher_repository.key_columns(f"V{n:09d}", None),
                     "perm_room": False,
                     "minutes_included": 100_000 + n % 8,
                     "minutes_left": 100_000 + n % 8,

@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.access import settle
 from keyledger.callers.models import Scope
+from keyledger.credentials import voucher_repository
 from keyledger.credentials import vouchers as voucher_service
 from keyledger.credentials.models import VoucherCondition, VoucherField, VoucherQuery
 from keyledger.credentials.repository import insert_credentials
@@ -49,6 +50,7 @@ def _fill(store: Store, property_id: int, count: int, rng: random.Random) -> lis
                 "kind": "voucher",
                 "value": code,
                 "description": f"desk {start + n}",
+                **voucher_repository.key_columns(code, f"desk {start + n}"),
                 "minutes_included": 30 * (1 + (start + n) % 8),
                 "minutes_left": 30,
                 "perm_bed": False,

@@ -14,6 +14,7 @@ from keyledger.callers import repository as callers
 from keyledger.callers.models import Actor
 from keyledger.callers.service import ACCESS_TOKEN_ROLES
 from keyledger.clock import utc_now
+from keyledger.credentials import voucher_repository
 from keyledger.credentials.models import CredentialKind
 from keyledger.credentials.repository import insert_credentials
 from keyledger.hashing import hash_password, secret_digest
@@ -250,7 +251,7 @@ def _property(
 def _value_columns(store: Store, row: dict[str, Any]) -> dict[str, Any]:
     if row["kind"] == CredentialKind.RESERVATION.value:
         return store.sealer.columns(row["uid"], row["value"])
-    return {}
+    return voucher_repository.key_columns(row["value"], row.get("description"))
 
 
 def _insert_defaults(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -31,9 +31,12 @@ from keyledger.events import service as events_service
 from keyledger.events.models import EventKind, EventQuery
 from keyledger.events.render import render_events
 from keyledger.hotspot import service as hotspot
+from keyledger.inputs import refused_character
 from keyledger.properties.models import Property
 from keyledger.resources import service as resources
 from keyledger.resources.models import Resource, ResourceDraft, ResourceKind
+from keyledger.store.schema import events as events_table
+from keyledger.store.schema import integer_bounds
 
 Model = TypeVar("Model", bound=schemas.ApiModel)
 
@@ -42,7 +45,7 @@ async def integration_caller(request: Request, context: ContextDep) -> Integrati
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
 
     def authenticate() -> IntegrationCaller:
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() != "bearer" or not token.strip() or refused_character(token):
             raise Unauthenticated("Send Authorization: Bearer <AccessToken>.")
         return authenticate_access_token(
             context.store, access_token=token.strip(), cache=context.caller_cache
@@ -310,6 +313,10 @@ def _text(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
+#: Event ids are row ids: bounded by their column (``integer_bounds``).
+_EVENT_ID_MAX = integer_bounds(events_table.c.id)[1]
+
+
 @router.get(
     "/events",
     operation_id="v1_events_list",
@@ -327,7 +334,7 @@ async def list_events(
     StartUtc: str | None = None,  # noqa: N803
     EndUtc: str | None = None,  # noqa: N803
     Limit: Annotated[int, Query(ge=1, le=1000)] = 100,  # noqa: N803
-    Cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,  # noqa: N803  (a row id)
+    Cursor: Annotated[int | None, Query(ge=1, le=_EVENT_ID_MAX)] = None,  # noqa: N803  (a row id)
 ) -> Response:
     query = EventQuery(
         credential_uid=CredentialId,

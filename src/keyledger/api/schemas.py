@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyledger.dialects.common import UtcTimestamp
+from keyledger.store.schema import BUSINESS_ID_MAX
 
 ResourceKindName = Literal["Building", "Floor", "Room", "Bed"]
 
@@ -93,7 +94,7 @@ class EventList(ApiModel):
 
 
 class SessionStart(ApiModel):
-    BusinessId: int = Field(ge=1)
+    BusinessId: int = Field(ge=1, le=BUSINESS_ID_MAX)
     AccessCode: str = Field(min_length=1, max_length=255)
     DeviceId: str = Field(min_length=1, max_length=200, description="e.g. the device's MAC")
 

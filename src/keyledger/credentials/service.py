@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from keyledger.access.collisions import refuse_collisions
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import utc_now
-from keyledger.credentials import repository
+from keyledger.credentials import repository, voucher_repository
 from keyledger.credentials.models import (
     Credential,
     CredentialKind,
@@ -319,7 +319,12 @@ def row_of(credential: Credential, sealer: ValueSealer) -> dict[str, Any]:
     if credential.kind is CredentialKind.RESERVATION:
         value_columns = sealer.columns(credential.uid, credential.value)
     else:
-        value_columns = {"value": credential.value, "value_sealed": None, "value_fp": None}
+        value_columns = {
+            "value": credential.value,
+            "value_sealed": None,
+            "value_fp": None,
+            **voucher_repository.key_columns(credential.value, credential.description),
+        }
     return {
         "uid": credential.uid,
         "property_id": credential.property.id,

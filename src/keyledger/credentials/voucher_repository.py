@@ -26,6 +26,7 @@ from keyledger.credentials.models import (
     VoucherQuery,
 )
 from keyledger.credentials.repository import CREDENTIAL_COLUMNS, in_scope, to_credential
+from keyledger.inputs import code_key, fold
 from keyledger.properties.models import Property
 from keyledger.store.schema import credentials as t
 
@@ -46,9 +47,22 @@ _COLUMN_OF: dict[VoucherField, Any] = {
     VoucherField.UPDATED_BY: t.c.updated_by,
 }
 
-#: Columns with a substring index (PostgreSQL trigram GIN, SQLite FTS5 trigram).
-_SEARCHABLE = {VoucherField.ACCESS_CODE: "value", VoucherField.DESCRIPTION: "description"}
-_fts = table("credential_search", column("rowid"), column("value"), column("description"))
+#: Searched through a normalised copy (``keyledger.inputs.fold``: NFKC, case folded) with a
+#: substring index (PostgreSQL trigram GIN, SQLite FTS5 trigram; migration 0009), so both
+#: databases fold case, accents and widths alike.
+_SEARCHABLE = {
+    VoucherField.ACCESS_CODE: "code_key",
+    VoucherField.DESCRIPTION: "description_key",
+}
+_fts = table("credential_search", column("rowid"), column("code_key"), column("description_key"))
+
+
+def key_columns(code: str, description: str | None) -> dict[str, Any]:
+    """The normalised copies stored beside a voucher's code and description."""
+    return {
+        "code_key": code_key(code),
+        "description_key": None if description is None else fold(description),
+    }
 
 
 def _escape_like(term: str) -> str:
@@ -57,14 +71,18 @@ def _escape_like(term: str) -> str:
 
 def _contains(conn: Connection, field: VoucherField, term: str) -> ColumnElement[bool]:
     """Case-insensitive substring match, through the trigram index where one serves."""
-    fts_column = _SEARCHABLE.get(field)
-    plain = not any(ch in term for ch in "%_\\")
-    if conn.dialect.name == "sqlite" and fts_column is not None and len(term) >= 3 and plain:
-        # FTS5's trigram tokenizer answers LIKE from its index (case-insensitively).
-        found = select(_fts.c.rowid).where(_fts.c[fts_column].like(f"%{term}%"))
+    key_column = _SEARCHABLE.get(field)
+    if key_column is None:
+        target = _COLUMN_OF[field]
+        return func.lower(target).like(f"%{_escape_like(term.lower())}%", escape="\\")
+    folded = fold(term)
+    plain = not any(ch in folded for ch in "%_\\")
+    if conn.dialect.name == "sqlite" and len(folded) >= 3 and plain:
+        # FTS5's trigram tokenizer answers LIKE from its index.
+        found = select(_fts.c.rowid).where(_fts.c[key_column].like(f"%{folded}%"))
         return t.c.id.in_(found)
-    target = _COLUMN_OF[field]
-    return func.lower(target).like(f"%{_escape_like(term.lower())}%", escape="\\")
+    # Both sides are folded already: PostgreSQL's LIKE (trigram index) and SQLite's agree.
+    return t.c[key_column].like(f"%{_escape_like(folded)}%", escape="\\")
 
 
 def _business_of(properties: Mapping[int, Property]) -> Any:
@@ -143,12 +161,15 @@ def live_vouchers(
 
 
 def codes_in_use(conn: Connection, *, property_id: int, codes: Sequence[str]) -> set[str]:
-    """Which of ``codes`` a live voucher of the business holds."""
+    """Which of ``codes`` a live voucher of the business holds (the same code under
+    ``code_key``: NFKC, case folded)."""
+    keys = {code: code_key(code) for code in codes}
     rows = conn.execute(
-        select(t.c.value).where(
+        select(t.c.code_key).where(
             in_scope([property_id], CredentialKind.VOUCHER),
             t.c.deleted_utc.is_(None),
-            t.c.value.in_(list(codes)),
+            t.c.code_key.in_(sorted(set(keys.values()))),
         )
     )
-    return set(rows.scalars())
+    taken = set(rows.scalars())
+    return {code for code, key in keys.items() if key in taken}

@@ -30,8 +30,10 @@ from keyledger.credentials.service import created_event, row_of
 from keyledger.errors import Conflict, CredentialNotFound, InvalidInput, RuleViolation
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
+from keyledger.inputs import code_key, code_problem, normal_code
 from keyledger.properties.models import Property
 from keyledger.store import Store
+from keyledger.store.schema import MINUTES_MAX, USER_LIMIT_MAX
 
 #: Server-made codes avoid characters people confuse (0/O, 1/I/L).
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -49,22 +51,33 @@ VOUCHER_MUTABLE = (
     "updated_utc",
     "updated_by",
     "deleted_utc",
+    "code_key",
+    "description_key",
 )
 
 
-def _check(fields: VoucherFields) -> None:
-    if not fields.access_code.strip():
-        raise InvalidInput("may not be null or empty", subject="access_code")
+def _check(fields: VoucherFields) -> VoucherFields:
+    """The fields, refused (InvalidInput) or with the code as stored (``normal_code``)."""
+    problem = code_problem(fields.access_code)
+    if problem is not None:
+        raise InvalidInput(problem, subject="access_code")
     if len(fields.access_code) > 255:
         raise InvalidInput("must have at most 255 characters", subject="access_code")
-    if fields.minutes_included < 0:
+    if not 0 <= fields.minutes_included <= MINUTES_MAX:
         raise InvalidInput(
-            "must be 0 or more", subject="minutes_included", value=fields.minutes_included
+            f"must be between 0 and {MINUTES_MAX}",
+            subject="minutes_included",
+            value=fields.minutes_included,
         )
-    if fields.user_limit is not None and fields.user_limit < 1:
-        raise InvalidInput("must be 1 or more", subject="user_limit", value=fields.user_limit)
+    if fields.user_limit is not None and not 1 <= fields.user_limit <= USER_LIMIT_MAX:
+        raise InvalidInput(
+            f"must be between 1 and {USER_LIMIT_MAX}",
+            subject="user_limit",
+            value=fields.user_limit,
+        )
     if fields.valid_from and fields.valid_to and fields.valid_to <= fields.valid_from:
         raise RuleViolation("must be after ValidFrom", subject="validity", value=fields.valid_to)
+    return replace(fields, access_code=normal_code(fields.access_code))
 
 
 def _new_voucher(
@@ -142,7 +155,7 @@ def _insert(store: Store, vouchers: Sequence[Credential], actor: Actor) -> list[
 def create_voucher(
     store: Store, *, target: Property, actor: Actor, fields: VoucherFields
 ) -> Credential:
-    _check(fields)
+    fields = _check(fields)
     return _insert(store, [_new_voucher(target, actor, fields, utc_now())], actor)[0]
 
 
@@ -167,7 +180,7 @@ def _rewrite(
             changed = [
                 replace(change(found[i]), updated_utc=now, updated_by=actor.label) for i in wanted
             ]
-            renamed = [c for c in changed if c.value != found[c.id].value]
+            renamed = [c for c in changed if code_key(c.value) != code_key(found[c.id].value)]
             if renamed:
                 taken = voucher_repository.codes_in_use(
                     conn, property_id=renamed[0].property.id, codes=[c.value for c in renamed]
@@ -206,7 +219,7 @@ def replace_voucher(
     store: Store, *, scope: Scope, actor: Actor, voucher_id: int, fields: VoucherFields
 ) -> Credential:
     """Replace every writable property; the budget shift moves ``minutes_left`` too."""
-    _check(fields)
+    fields = _check(fields)
 
     def apply(current: Credential) -> Credential:
         shift = fields.minutes_included - (current.minutes_included or 0)
@@ -259,15 +272,26 @@ def add_minutes(
     """Top up: the budget and what is left both grow by ``minutes``."""
     if not 1 <= minutes <= 10_000_000:
         raise InvalidInput("must be between 1 and 10000000", subject="minutes", value=minutes)
+
+    def top_up(current: Credential) -> Credential:
+        included = (current.minutes_included or 0) + minutes
+        if included > MINUTES_MAX:  # the column's bound: refused, nothing changed
+            raise RuleViolation(
+                f"voucher {current.id}: the budget would pass {MINUTES_MAX} minutes",
+                subject="minutes",
+                value=minutes,
+            )
+        return replace(
+            current,
+            minutes_included=included,
+            minutes_left=min((current.minutes_left or 0) + minutes, MINUTES_MAX),
+        )
+
     return _rewrite(
         store,
         scope=scope,
         voucher_ids=voucher_ids,
-        change=lambda current: replace(
-            current,
-            minutes_included=(current.minutes_included or 0) + minutes,
-            minutes_left=(current.minutes_left or 0) + minutes,
-        ),
+        change=top_up,
         actor=actor,
         via="ADD_MINUTES",
     )
@@ -333,6 +357,8 @@ def bulk_create(
     """``count`` new vouchers of ``minutes`` each, with random codes unique in the business."""
     if not 1 <= count <= MAX_BULK:
         raise InvalidInput(f"must be between 1 and {MAX_BULK}", subject="count", value=count)
+    if not 0 <= minutes <= MINUTES_MAX:
+        raise InvalidInput(f"must be between 0 and {MINUTES_MAX}", subject="minutes", value=minutes)
     template = VoucherFields(
         access_code="-",
         minutes_included=minutes,
@@ -341,7 +367,7 @@ def bulk_create(
         valid_to=valid_to,
         user_limit=user_limit,
     )
-    _check(template)
+    template = _check(template)
     now = utc_now()
     for _attempt in range(5):
         codes = list(dict.fromkeys(new_codes(count)))

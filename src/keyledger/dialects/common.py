@@ -4,21 +4,26 @@ and a bounded body reader."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 import structlog
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import ClientDisconnect
 
 from keyledger.clock import parse_utc_seconds
-from keyledger.errors import DeadlineExceeded
+from keyledger.errors import DeadlineExceeded, InvalidInput
+from keyledger.inputs import first_refused, refused_character
 from keyledger.observability.middleware import request_id_of, started_of
 from keyledger.store import deadline_scope
 
@@ -90,6 +95,7 @@ class DialectRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             timeout = request.app.state.context.settings.request_timeout_seconds
             try:
+                refuse_hostile_text(request)
                 with deadline_scope(timeout, started=started_of(request.scope)):
                     return await handler(request)
             except ClientDisconnect:
@@ -116,14 +122,69 @@ def client_disconnected(request: Request) -> Response:
     return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
+def refuse_hostile_text(request: Request) -> None:
+    """The text policy (``keyledger.inputs``) over the query string and the path parameters:
+    a NUL, control character or lone surrogate is a 400 naming the parameter, before anything
+    is looked up. (Bodies: ``parse_json`` and the form readers; credentials: their readers.)
+    Invalid UTF-8 there (``%ED%A0%80``: an encoded surrogate) is refused too, rather than read as
+    U+FFFD."""
+    for raw, name in (
+        (request.scope.get("query_string", b""), "query string"),
+        (_raw_path(request), "path"),
+    ):
+        try:
+            unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("is not valid UTF-8", subject=name) from None
+    for name, value in (*request.query_params.multi_items(), *request.path_params.items()):
+        reason = refused_character(name) or refused_character(str(value))
+        if reason is not None:
+            shown = "parameter name" if refused_character(name) else name
+            raise InvalidInput(reason, subject=shown)
+
+
+def _raw_path(request: Request) -> bytes:
+    raw = request.scope.get("raw_path")
+    return raw if isinstance(raw, bytes) else b""
+
+
 def log_unexpected(request: Request, error: Exception) -> None:
+    """One log line for a fault. A database error's message can hold the values of its
+    statement (a unique violation's DETAIL names the key): only its type, SQLSTATE and where it
+    was raised are logged, never its text."""
+    database_error = _database_error(error)
+    if database_error is None:
+        log.error(
+            "unexpected_error",
+            request_id=request_id_of(request.scope),
+            path=request.url.path,
+            error=type(error).__name__,
+            exc_info=error,
+        )
+        return
+    original = getattr(database_error, "orig", None)
     log.error(
         "unexpected_error",
         request_id=request_id_of(request.scope),
         path=request.url.path,
         error=type(error).__name__,
-        exc_info=error,
+        database_error=type(original).__name__ if original is not None else None,
+        sqlstate=getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None),
+        where=[
+            f"{frame.filename}:{frame.lineno} {frame.name}"
+            for frame in traceback.extract_tb(error.__traceback__)[-8:]
+        ],
     )
+
+
+def _database_error(error: BaseException | None) -> DBAPIError | None:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, DBAPIError):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -150,20 +211,31 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_json(raw: bytes) -> Any:
     """One JSON document, refusing what parsers usually let through: repeated keys (which one
-    would win?), NUL characters (they end strings in C and in log lines), NaN and Infinity
-    (not JSON), and nesting deep enough to exhaust the stack."""
-    if b"\\u0000" in raw:
-        raise MalformedJson("contains a NUL character (\\u0000)")
+    would win?), invalid UTF-8 (encoded surrogates included), NUL and other control characters
+    and lone surrogates in any string (``keyledger.inputs``), NaN and Infinity (not JSON), and
+    nesting deep enough to exhaust the stack."""
     try:
-        return json.loads(
-            raw, object_pairs_hook=_object_without_repeats, parse_constant=_not_a_number
+        # Strict UTF-8 (a leading BOM allowed): json.loads(bytes) would let surrogates through.
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJson("is not valid UTF-8") from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_object_without_repeats, parse_constant=_not_a_number
         )
     except RecursionError:
         raise MalformedJson("is nested too deeply") from None
     except _RepeatedKey as error:
         raise MalformedJson(f"repeats the key {error.args[0]!r}") from None
-    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+    except ValueError:  # JSONDecodeError is a ValueError
         raise MalformedJson() from None
+    # Refused characters can only arrive as escapes (\u0000, \b, \f, \ud800): raw ones are
+    # not valid JSON or not valid UTF-8. Most bodies have none, and are not walked.
+    if "\\u" in text or "\\b" in text or "\\f" in text:
+        reason = first_refused(document)
+        if reason is not None:
+            raise MalformedJson(reason.replace("NUL character", "NUL character (\\u0000)"))
+    return document
 
 
 class _RepeatedKey(Exception):

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from keyledger.credentials.models import CredentialKind
 from keyledger.credentials.repository import in_scope
+from keyledger.inputs import code_key
 from keyledger.store.schema import credentials, hotspot_sessions
 
 s = hotspot_sessions
@@ -17,7 +18,8 @@ c = credentials
 
 
 def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
-    """The live voucher with this code, locked for the transaction where the database can."""
+    """The live voucher with this code (the same under ``code_key``), locked for the
+    transaction where the database can."""
     return conn.execute(
         select(
             c.c.id,
@@ -31,7 +33,7 @@ def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
         .where(
             in_scope([property_id], CredentialKind.VOUCHER),
             c.c.deleted_utc.is_(None),
-            c.c.value == code,
+            c.c.code_key == code_key(code),
         )
         .with_for_update()
     ).first()

@@ -230,6 +230,7 @@ def build_engine(settings: Settings) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+            hide_parameters=True,  # no database error may print a statement's values
             **pool,
         )
         _configure_sqlite(engine, settings)
@@ -243,6 +244,7 @@ def build_engine(settings: Settings) -> Engine:
         pool_size=settings.database_pool_size,
         max_overflow=10,
         pool_pre_ping=True,
+        hide_parameters=True,  # no database error may print a statement's values
         pool_timeout=settings.database_connect_timeout_seconds,
         connect_args=connect_args,
     )

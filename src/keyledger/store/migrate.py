@@ -39,5 +39,14 @@ def upgrade(engine: Engine) -> None:
         conn.commit()
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (tests of migrations over older stores)."""
+    config = alembic_config()
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+        conn.commit()
+
+
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()

@@ -38,6 +38,17 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def integer_bounds(column: Column[Any]) -> tuple[int, int]:
+    """The smallest and largest integer ``column`` can hold on every database (PostgreSQL's
+    ``integer`` is 32-bit, ``bigint`` 64-bit; SQLite holds 64 bits in either). Every integer
+    input is bounded by the column it ends up in, through this one function."""
+    if isinstance(column.type, BigInteger):
+        return -(2**63), 2**63 - 1
+    if isinstance(column.type, Integer):
+        return -(2**31), 2**31 - 1
+    raise TypeError(f"{column} is not an integer column")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out; whole seconds on both databases."""
 
@@ -163,6 +174,9 @@ credentials = Table(
     Column("created_by", String(320), nullable=False),
     Column("updated_by", String(320), nullable=False),
     Column("deleted_utc", UtcDateTime, nullable=True),
+    # Vouchers: the code and description as compared and searched (keyledger.inputs.fold).
+    Column("code_key", Text, nullable=True),
+    Column("description_key", Text, nullable=True),
     # Reservation tokens (Mews): keyset pagination newest first, UpdatedUtc and CollidingUtc.
     Index(
         "ix_reservations_created",
@@ -194,11 +208,12 @@ credentials = Table(
         postgresql_where=text("kind = 'reservation'"),
     ),
     Index("ix_credentials_service_order", "service_order_id"),
-    # A voucher's code is unique among the live vouchers of its business.
+    # A voucher's code is unique among the live vouchers of its business, as a person reads it
+    # (code_key: NFKC, case folded; migration 0009).
     Index(
-        "uq_credentials_live_voucher_code",
+        "uq_credentials_live_voucher_key",
         "property_id",
-        "value",
+        "code_key",
         unique=True,
         sqlite_where=text("kind = 'voucher' AND deleted_utc IS NULL"),
         postgresql_where=text("kind = 'voucher' AND deleted_utc IS NULL"),
@@ -206,8 +221,9 @@ credentials = Table(
 )
 
 #: Structures made by raw SQL in migrations (not expressible here): the substring search of
-#: 0002 (PostgreSQL trigram GIN indexes, SQLite's FTS5 trigram table) and the per-field partial
-#: indexes of live vouchers of 0003 (NULLS FIRST on PostgreSQL).
+#: 0002, over the normalised copies since 0009 (PostgreSQL trigram GIN indexes, SQLite's FTS5
+#: trigram table), and the per-field partial indexes of live vouchers of 0003 (NULLS FIRST on
+#: PostgreSQL).
 SEARCH_OBJECTS = frozenset(
     {
         *(
@@ -231,8 +247,8 @@ SEARCH_OBJECTS = frozenset(
         "credential_search_content",
         "credential_search_docsize",
         "credential_search_config",
-        "ix_credentials_value_trgm",
-        "ix_credentials_description_trgm",
+        "ix_credentials_code_key_trgm",
+        "ix_credentials_description_key_trgm",
     }
 )
 
@@ -307,3 +323,9 @@ store_marks = Table(
     Column("name", String(64), primary_key=True),
     Column("created_utc", UtcDateTime, nullable=False),
 )
+
+
+#: Bounds of the integers clients write (``integer_bounds``).
+MINUTES_MAX = integer_bounds(credentials.c.minutes_included)[1]
+USER_LIMIT_MAX = integer_bounds(credentials.c.user_limit)[1]
+BUSINESS_ID_MAX = integer_bounds(properties.c.business_id)[1]

@@ -95,7 +95,7 @@ def test_substring_search_uses_an_index(databases: DatabaseFactory) -> None:
                 plan = conn.execute(
                     text(
                         "EXPLAIN QUERY PLAN SELECT id FROM credentials WHERE id IN "
-                        "(SELECT rowid FROM credential_search WHERE value LIKE '%c-1%')"
+                        "(SELECT rowid FROM credential_search WHERE code_key LIKE '%c-1%')"
                     )
                 ).all()
                 assert any("credential_search VIRTUAL TABLE INDEX" in str(row) for row in plan)
@@ -104,10 +104,11 @@ def test_substring_search_uses_an_index(databases: DatabaseFactory) -> None:
             with deployment.store.write() as conn:
                 conn.execute(
                     text(
-                        "INSERT INTO credentials (uid, property_id, kind, value, perm_bed, "
-                        "perm_room, perm_floor, perm_building, minutes_included, minutes_left, "
-                        "created_utc, updated_utc, created_by, updated_by) "
-                        "SELECT gen_random_uuid(), property_id, 'voucher', md5(g::text), false, "
+                        "INSERT INTO credentials (uid, property_id, kind, value, code_key, "
+                        "perm_bed, perm_room, perm_floor, perm_building, minutes_included, "
+                        "minutes_left, created_utc, updated_utc, created_by, updated_by) "
+                        "SELECT gen_random_uuid(), property_id, 'voucher', md5(g::text), "
+                        "md5(g::text), false, "
                         "false, false, false, 60, 60, now(), now(), 't', 't' "
                         "FROM generate_series(1, 20000) AS g, "
                         "(SELECT property_id FROM credentials LIMIT 1) AS p"
@@ -118,10 +119,10 @@ def test_substring_search_uses_an_index(databases: DatabaseFactory) -> None:
                 plan = conn.execute(
                     text(
                         "EXPLAIN SELECT id FROM credentials WHERE kind = 'voucher' "
-                        "AND deleted_utc IS NULL AND lower(value) LIKE '%abc-123%'"
+                        "AND deleted_utc IS NULL AND code_key LIKE '%abc-123%'"
                     )
                 ).all()
-            assert any("ix_credentials_value_trgm" in str(row) for row in plan), plan
+            assert any("ix_credentials_code_key_trgm" in str(row) for row in plan), plan
     finally:
         deployment.close()
 

@@ -19,6 +19,7 @@ from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.dialects.common import is_json_content_type, parse_json, read_body
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
 from keyledger.errors import Unauthenticated
+from keyledger.inputs import refused_character
 
 MAX_FORM_FIELDS = 200
 
@@ -29,7 +30,9 @@ def basic_credentials(header: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthenticated("Malformed Basic credentials.") from None
     email, separator, password = decoded.partition(":")
-    if not separator:
+    if not separator or refused_character(decoded) is not None:
+        # A NUL or control character is never in an e-mail or a password kept here: a failed
+        # authentication (counted against the throttle), never a look-up.
         raise Unauthenticated("Malformed Basic credentials.")
     return email, password
 
@@ -51,6 +54,8 @@ def authenticate(request: Request, context: AppContext) -> UserCaller:
             context.store, context.password_cache, email=email, password=password
         )
     if scheme == "bearer":
+        if refused_character(value) is not None:
+            raise Unauthenticated("Malformed bearer token.")
         return authenticate_bearer(context.store, token=value.strip())
     raise Unauthenticated("Unsupported authentication scheme.")
 
@@ -99,8 +104,10 @@ async def read_fields(request: Request, limit: int) -> dict[str, Any]:
             )
         except (UnicodeDecodeError, ValueError):
             raise invalid(problem("Body", "is not a valid form-encoded UTF-8 body")) from None
-        if any("\x00" in name or "\x00" in value for name, value in pairs):
-            raise invalid(problem("Body", "contains a NUL character"))
+        for name, value in pairs:
+            reason = refused_character(name) or refused_character(value)
+            if reason is not None:
+                raise invalid(problem(name if not refused_character(name) else "Body", reason))
         names = [name for name, _ in pairs]
         repeated = next((name for name in names if names.count(name) > 1), None)
         if repeated is not None:

@@ -159,3 +159,39 @@ class NexudusRoute(DialectRoute):
             status_code=mapped.status,
             headers=mapped.headers,
         )
+
+
+class TokenRequestError(Exception):
+    """A malformed ``POST /api/token`` request (RFC 6749 ``invalid_request``)."""
+
+
+#: ``POST /api/token`` answers in RFC 6749's shape: ``{"error", "error_description"}``.
+_OAUTH_ERROR = {
+    400: "invalid_request",
+    401: "invalid_grant",
+    408: "temporarily_unavailable",
+    409: "too_many_attempts",
+    413: "invalid_request",
+    415: "invalid_request",
+    503: "temporarily_unavailable",
+}
+
+
+class TokenRoute(DialectRoute):
+    """``POST /api/token`` under the same machinery as the other Nexudus routes (deadline, body
+    limit, every fault caught), answering in the OAuth error shape."""
+
+    def render_error(self, request: Request, error: Exception) -> Response:
+        if isinstance(error, TokenRequestError):
+            status, message, headers = 400, str(error), None
+        else:
+            mapped = status_of(error)
+            status, message, headers = mapped.status, mapped.message, mapped.headers
+        if status == 500:
+            log_unexpected(request, error)
+        if status == 401:  # RFC 6749: a refused grant is a 400 invalid_grant
+            status, headers = 400, None
+        code = _OAUTH_ERROR.get(status, "server_error")
+        return json_response(
+            {"error": code, "error_description": message}, status_code=status, headers=headers
+        )

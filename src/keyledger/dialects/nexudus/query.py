@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID
@@ -14,7 +13,8 @@ from uuid import UUID
 from keyledger.credentials.models import VoucherCondition, VoucherField, VoucherQuery
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
 from keyledger.dialects.nexudus.schemas import NUMBER_LIMIT
-from keyledger.dialects.nexudus.times import parse_time
+from keyledger.dialects.nexudus.times import last_second, parse_time
+from keyledger.store.schema import credentials, integer_bounds
 
 MAX_PAGE_SIZE = 1000
 
@@ -66,13 +66,25 @@ class ListRequest:
     order_field: str
 
 
-def _number(parameter: str, text: str) -> int:
+#: Filters on 32-bit columns are bounded by them (``integer_bounds``): a value no voucher can
+#: hold is refused with a 400 rather than compared (PostgreSQL cannot compare it to an integer).
+_BOUNDS = {
+    VoucherField.MINUTES_INCLUDED: integer_bounds(credentials.c.minutes_included),
+    VoucherField.MINUTES_LEFT: integer_bounds(credentials.c.minutes_left),
+    VoucherField.USER_LIMIT: integer_bounds(credentials.c.user_limit),
+}
+
+
+def _number(parameter: str, text: str, field: VoucherField | None = None) -> int:
     try:
         value = int(text.strip())
     except ValueError:
         raise invalid(problem(parameter, "is not a valid integer", text)) from None
-    if abs(value) > NUMBER_LIMIT:
-        raise invalid(problem(parameter, "is out of range", text))
+    low, high = (-NUMBER_LIMIT, NUMBER_LIMIT)
+    if field is not None:
+        low, high = _BOUNDS.get(field, (low, high))
+    if not low <= value <= high:
+        raise invalid(problem(parameter, f"is out of range ({low} to {high})", text))
     return value
 
 
@@ -93,16 +105,14 @@ def _condition(parameter: str, prop: Property, text: str) -> VoucherCondition:
     if prop.kind is Kind.TEXT:
         return VoucherCondition(prop.field, contains=text)
     if prop.kind is Kind.NUMBER:
-        return VoucherCondition(prop.field, one_of=(_number(parameter, text),))
+        return VoucherCondition(prop.field, one_of=(_number(parameter, text, prop.field),))
     if prop.kind is Kind.UUID:
         try:
             return VoucherCondition(prop.field, one_of=(UUID(text.strip()),))
         except ValueError:
             raise invalid(problem(parameter, "is not a valid uuid", text)) from None
     moment, span = _time(parameter, text)
-    return VoucherCondition(
-        prop.field, at_least=moment, at_most=moment + span - timedelta(seconds=1)
-    )
+    return VoucherCondition(prop.field, at_least=moment, at_most=last_second(moment, span))
 
 
 def _time(parameter: str, text: str) -> Any:
@@ -114,11 +124,11 @@ def _time(parameter: str, text: str) -> Any:
 
 def _bound(parameter: str, prop: Property, text: str, *, upper: bool) -> VoucherCondition:
     if prop.kind is Kind.NUMBER:
-        value: Any = _number(parameter, text)
+        value: Any = _number(parameter, text, prop.field)
     else:
         moment, span = _time(parameter, text)
         # Inclusive bounds at the precision written: To_…=2010-01-01T20:32 includes 20:32:59.
-        value = moment + span - timedelta(seconds=1) if upper else moment
+        value = last_second(moment, span) if upper else moment
     if upper:
         return VoucherCondition(prop.field, at_most=value)
     return VoucherCondition(prop.field, at_least=value)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
@@ -15,9 +16,17 @@ from keyledger.credentials.models import Credential, VoucherFields
 from keyledger.dialects.common import error_responses, json_response, read_body, request_body
 from keyledger.dialects.nexudus import commands, schemas, translate
 from keyledger.dialects.nexudus.auth import CallerDep, read_fields
-from keyledger.dialects.nexudus.errors import NexudusRoute, failure_body, invalid, problem
+from keyledger.dialects.nexudus.errors import (
+    NexudusRoute,
+    TokenRequestError,
+    TokenRoute,
+    failure_body,
+    invalid,
+    problem,
+)
 from keyledger.dialects.nexudus.query import parse_list_request
 from keyledger.errors import CredentialNotFound, TooManyFailures, Unauthenticated
+from keyledger.inputs import refused_character
 from keyledger.properties.models import Property
 
 PREFIX = "/api/spaces/accesstokens"
@@ -206,7 +215,7 @@ async def run_command(request: Request, caller: CallerDep, context: ContextDep) 
     return json_response(commands.envelope(caller, message, value))
 
 
-token_router = APIRouter(tags=[TAG])
+token_router = APIRouter(tags=[TAG], route_class=TokenRoute)
 
 
 def _token_error(
@@ -215,6 +224,37 @@ def _token_error(
     return json_response(
         {"error": error, "error_description": description}, status_code=status, headers=headers
     )
+
+
+Issued = TypeVar("Issued")
+
+#: The grant's credentials are checked inside the throttled attempt: a refused character there
+#: is a failed authentication. Anywhere else it is an invalid request.
+_CREDENTIAL_FIELDS = {"password": {"username", "password"}, "refresh_token": {"refresh_token"}}
+
+
+def _token_form(raw: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), max_num_fields=20, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise TokenRequestError("The body must be form-encoded UTF-8.") from None
+    form = dict(pairs)
+    checked_later = _CREDENTIAL_FIELDS.get(form.get("grant_type", ""), set())
+    for name, value in pairs:
+        if refused_character(name) or (name not in checked_later and refused_character(value)):
+            raise TokenRequestError(f"{name!r} contains a NUL or control character.")
+    return form
+
+
+def _clean_credentials(*values: str, then: Callable[[], Issued]) -> Callable[[], Issued]:
+    """``then``, run only when no credential holds a refused character (else a failure)."""
+
+    def attempt() -> Issued:
+        if any(refused_character(value) for value in values):
+            raise Unauthenticated("Invalid credentials.")
+        return then()
+
+    return attempt
 
 
 @token_router.post(
@@ -251,11 +291,7 @@ def _token_error(
 )
 async def token(request: Request, context: ContextDep) -> Response:
     settings = context.settings
-    raw = await read_body(request, 64 * 1024)
-    try:
-        form = dict(parse_qsl(raw.decode("utf-8"), max_num_fields=20))
-    except (UnicodeDecodeError, ValueError):
-        return _token_error(400, "invalid_request", "The body must be form-encoded.")
+    form = _token_form(await read_body(request, settings.max_body_bytes))
     grant = form.get("grant_type", "")
     lifetimes = {
         "access_seconds": settings.bearer_token_seconds,
@@ -266,12 +302,16 @@ async def token(request: Request, context: ContextDep) -> Response:
             if not form.get("username") or not form.get("password"):
                 return _token_error(400, "invalid_request", "username and password are required.")
             issued = await context.auth_throttle.attempt(
-                lambda: issue_bearer_for_password(
-                    context.store,
-                    context.password_cache,
-                    email=form["username"],
-                    password=form["password"],
-                    **lifetimes,
+                _clean_credentials(
+                    form["username"],
+                    form["password"],
+                    then=lambda: issue_bearer_for_password(
+                        context.store,
+                        context.password_cache,
+                        email=form["username"],
+                        password=form["password"],
+                        **lifetimes,
+                    ),
                 ),
                 claimed=f"nexudus-user:{form['username'].strip().lower()}",
                 address=client_address(request),
@@ -280,8 +320,11 @@ async def token(request: Request, context: ContextDep) -> Response:
             if not form.get("refresh_token"):
                 return _token_error(400, "invalid_request", "refresh_token is required.")
             issued = await context.auth_throttle.attempt(
-                lambda: refresh_bearer(
-                    context.store, refresh_token=form["refresh_token"], **lifetimes
+                _clean_credentials(
+                    form["refresh_token"],
+                    then=lambda: refresh_bearer(
+                        context.store, refresh_token=form["refresh_token"], **lifetimes
+                    ),
                 ),
                 claimed=f"nexudus-refresh:{form['refresh_token']}",
                 address=client_address(request),

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from keyledger.dialects.nexudus.times import parse_time
+from keyledger.store.schema import BUSINESS_ID_MAX, MINUTES_MAX, USER_LIMIT_MAX
 
 #: Largest integer accepted anywhere in the Nexudus dialect (ids, numbers): what a JavaScript
 #: client can hold exactly, and far inside the store's 64-bit row ids.
@@ -40,13 +41,13 @@ class NexudusModel(BaseModel):
 class VoucherInput(NexudusModel):
     """``POST /api/spaces/accesstokens``: read-only properties sent by clients are ignored."""
 
-    BusinessId: int
+    BusinessId: int = Field(ge=-BUSINESS_ID_MAX, le=BUSINESS_ID_MAX)
     AccessCode: Code
-    MinutesIncluded: int = Field(ge=0)
+    MinutesIncluded: int = Field(ge=0, le=MINUTES_MAX)
     Description: str | None = Field(default=None, max_length=4000)
     ValidFrom: NexudusTime | None = None
     ValidTo: NexudusTime | None = None
-    UserLimit: int | None = Field(default=None, ge=1)
+    UserLimit: int | None = Field(default=None, ge=1, le=USER_LIMIT_MAX)
     SystemId: str | None = Field(default=None, max_length=4000)
 
 

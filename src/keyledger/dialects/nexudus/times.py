@@ -29,4 +29,19 @@ def parse_time(text: str) -> tuple[datetime, timedelta]:
         raise ValueError("is not a valid date and time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC), span
+    try:
+        return moment.astimezone(UTC), span
+    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:59-01:00: not in year 1..9999
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
+
+
+#: The last instant keyledger can represent.
+LATEST = datetime.max.replace(microsecond=0, tzinfo=UTC)
+
+
+def last_second(moment: datetime, span: timedelta) -> datetime:
+    """The last whole second of the span written (``2020-01-01``: 23:59:59 that day); a span
+    reaching past year 9999 ends at its last second."""
+    if moment > LATEST - span:
+        return LATEST
+    return moment + span - timedelta(seconds=1)
