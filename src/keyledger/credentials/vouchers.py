@@ -155,12 +155,18 @@ def _rewrite(
     actor: Actor,
     via: str,
 ) -> list[Credential]:
-    """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing."""
+    """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing.
+
+    The vouchers are read locked (ascending id) and written in that transaction, so ``change``
+    always sees the latest committed state: no concurrent top-up, usage report or edit is lost.
+    """
     wanted = list(dict.fromkeys(voucher_ids))
     now = utc_now()
     try:
         with store.write() as conn:
-            found = voucher_repository.live_vouchers(conn, properties=scope.by_id, ids=wanted)
+            found = voucher_repository.live_vouchers(
+                conn, properties=scope.by_id, ids=wanted, lock=True
+            )
             missing = [voucher_id for voucher_id in wanted if voucher_id not in found]
             if missing:
                 raise CredentialNotFound(missing)
@@ -176,7 +182,7 @@ def _rewrite(
                     raise _code_taken(sorted(taken)[0])
             repository.rewrite_credentials(
                 conn,
-                [{"row_id": c.id, **row_of(c, store.sealer)} for c in changed],
+                [{"row_id": c.id, **row_of(c, store.sealer)} for c in sorted(changed, key=_id)],
                 columns=VOUCHER_MUTABLE,
             )
             events.append_many(
@@ -200,6 +206,10 @@ def _rewrite(
             "is in use by another voucher of this business", subject="access_code"
         ) from None
     return changed
+
+
+def _id(credential: Credential) -> int:
+    return credential.id
 
 
 def replace_voucher(
