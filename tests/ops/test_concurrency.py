@@ -212,27 +212,32 @@ def test_parallel_top_ups_are_all_kept(server: Server) -> None:
 
 
 def test_usage_reports_and_top_ups_never_give_minutes_back(server: Server) -> None:
-    """Finding 1: usage reports (60 s each) racing with top-ups: minutes left = budget + top-ups
-    minus reported minutes, the value every sequential order gives (the budget never runs out)."""
+    """Finding 1: usage reports (60 s each) on two vouchers racing with top-ups of both (their
+    Ids in either order): minutes left = budget + top-ups minus reported minutes for each, the
+    value every sequential order gives (the budget never runs out), and every request answered
+    200 (no deadlock between a group of reports and a command)."""
     space = new_space(server)
-    devices, reports, top_ups = 5, scaled(150), scaled(20)
+    devices, reports, top_ups = 3, scaled(150), scaled(20)
+    codes = [f"USAGE-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    sessions: list[str] = []
     with server.client() as http:
-        voucher_id = create_voucher(
-            http, space, MinutesIncluded=1000, UserLimit=devices, AccessCode="USAGE-RACE"
-        )
-        sessions = []
-        for device in range(devices):
-            started = http.post(
-                "/api/v1/hotspot/sessions",
-                json={
-                    "BusinessId": space.prop.business_id,
-                    "AccessCode": "USAGE-RACE",
-                    "DeviceId": f"device-{device}",
-                },
-                headers=space.bearer,
-            )
-            assert started.status_code == 200 and started.json()["Granted"], started.text
-            sessions.append(started.json()["SessionId"])
+        ids = [
+            create_voucher(http, space, MinutesIncluded=1000, UserLimit=devices, AccessCode=code)
+            for code in codes
+        ]
+        for code in codes:
+            for device in range(devices):
+                started = http.post(
+                    "/api/v1/hotspot/sessions",
+                    json={
+                        "BusinessId": space.prop.business_id,
+                        "AccessCode": code,
+                        "DeviceId": f"device-{device}",
+                    },
+                    headers=space.bearer,
+                )
+                assert started.status_code == 200 and started.json()["Granted"], started.text
+                sessions.append(started.json()["SessionId"])
 
     def report(session: str) -> Callable[[httpx.Client], int]:
         def send(http: httpx.Client) -> int:
@@ -244,21 +249,24 @@ def test_usage_reports_and_top_ups_never_give_minutes_back(server: Server) -> No
 
         return send
 
+    # Sessions alternate between the vouchers: reports of both share group commits.
+    order = [sessions[n // 2 + (n % 2) * devices] for n in range(2 * devices)]
     calls: list[Callable[[httpx.Client], int]] = [
-        report(sessions[n % devices]) for n in range(reports)
+        report(order[n % len(order)]) for n in range(reports)
     ]
     for n in range(top_ups):
-        calls.insert(
-            n * (len(calls) // top_ups), command(space, "ADD_MINUTES", [voucher_id], Minutes=1)
-        )
+        top_up = command(space, "ADD_MINUTES", ids if n % 2 else ids[::-1], Minutes=1)
+        calls.insert(n * (len(calls) // top_ups), top_up)
     answers: list[int] = []
     for start in range(0, len(calls), PARALLEL * 2):
         answers += race(server, calls[start : start + PARALLEL * 2])
     assert answers == [200] * len(calls)
+    used = Counter(order[n % len(order)] in sessions[:devices] for n in range(reports))
     with server.client() as http:
-        found = voucher(http, space, voucher_id)
-    assert found["MinutesIncluded"] == 1000 + top_ups
-    assert found["MinutesLeft"] == 1000 + top_ups - reports
+        found = [voucher(http, space, voucher_id) for voucher_id in ids]
+    for state, first in zip(found, (True, False), strict=True):
+        assert state["MinutesIncluded"] == 1000 + top_ups
+        assert state["MinutesLeft"] == 1000 + top_ups - used[first]
     record_figures(
         f"concurrency_usage_and_top_ups_{server.dialect}", reports=reports, top_ups=top_ups
     )

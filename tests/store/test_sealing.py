@@ -302,6 +302,9 @@ def test_a_store_from_before_fingerprints_is_upgraded_and_checks_doors(
         with deployment.store.write() as conn:
             conn.execute(update(credentials).values(value_fp=None))
             conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+            # Undo what came after 0007 too (0008: bearer families).
+            conn.execute(text("DROP INDEX ix_bearer_tokens_family_uid"))
+            conn.execute(text("ALTER TABLE bearer_tokens DROP COLUMN family_uid"))
             if conn.dialect.name == "sqlite":  # as 0002 once did: door values in the index too
                 conn.execute(
                     text("INSERT INTO credential_search(credential_search) VALUES ('rebuild')")

@@ -193,32 +193,34 @@ def refresh_bearer(
         raise Unauthenticated(_INVALID_REFRESH)
     digest = secret_digest(refresh_token)
     now = utc_now()
-    replayed = False
-    with store.write() as conn:
+
+    def work(conn: Connection) -> IssuedBearer | None:
         found = repository.bearer_by_refresh(conn, digest)
         if found is None or not digests_match(str(found.digest), digest):
             raise Unauthenticated(_INVALID_REFRESH)
         if found.revoked_utc is not None:
             _revoke_family(conn, found, now=now)
-            replayed = True
-        else:
-            if found.expires_utc <= now:
-                raise Unauthenticated(_INVALID_REFRESH)
-            user = repository.lock_user(conn, int(found.user_id))
-            if user is None or user.disabled_utc is not None or not user.api_access:
-                raise Unauthenticated("The user has no API access.")
-            if repository.revoke_bearer(conn, int(found.id), now=now) != 1:
-                raise Unauthenticated(_INVALID_REFRESH)  # a concurrent refresh rotated it
-            return _insert_pair(
-                conn,
-                user_id=int(found.user_id),
-                family_uid=found.family_uid,
-                access_seconds=access_seconds,
-                refresh_seconds=refresh_seconds,
-                now=now,
-            )
-    assert replayed  # the family's revocation is committed; the request is still refused
-    raise Unauthenticated(_INVALID_REFRESH)
+            return None  # committed; the request is still refused
+        if found.expires_utc <= now:
+            raise Unauthenticated(_INVALID_REFRESH)
+        user = repository.lock_user(conn, int(found.user_id))
+        if user is None or user.disabled_utc is not None or not user.api_access:
+            raise Unauthenticated("The user has no API access.")
+        if repository.revoke_bearer(conn, int(found.id), now=now) != 1:
+            raise Unauthenticated(_INVALID_REFRESH)  # a concurrent refresh rotated it
+        return _insert_pair(
+            conn,
+            user_id=int(found.user_id),
+            family_uid=found.family_uid,
+            access_seconds=access_seconds,
+            refresh_seconds=refresh_seconds,
+            now=now,
+        )
+
+    issued = store.write_retrying(work)
+    if issued is None:
+        raise Unauthenticated(_INVALID_REFRESH)
+    return issued
 
 
 def _revoke_family(conn: Connection, found: Any, *, now: datetime) -> None:

@@ -112,7 +112,8 @@ def add_reservation_tokens(
     for index, draft in enumerate(drafts):
         _check_validity(draft.valid_from, draft.valid_to, label=f"Item {index}")
     now = utc_now()
-    with store.write() as conn:
+
+    def work(conn: Connection) -> list[Credential]:
         targets = _target_properties(conn, scope=scope, drafts=drafts, enterprise_id=enterprise_id)
         created = [
             Credential(
@@ -146,7 +147,9 @@ def add_reservation_tokens(
         _refuse_collisions(conn, store.sealer, scope, list(enumerate(created)))
         repository.insert_credentials_quietly(conn, [row_of(c, store.sealer) for c in created])
         events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
-    return created
+        return created
+
+    return store.write_retrying(work)
 
 
 def update_reservation_tokens(
@@ -163,7 +166,8 @@ def update_reservation_tokens(
     else:
         expected = None
     now = utc_now()
-    with store.write() as conn:
+
+    def work(conn: Connection) -> list[Credential]:
         current = repository.by_uids(
             conn,
             properties=scope.by_id,
@@ -234,8 +238,10 @@ def update_reservation_tokens(
                 actor=actor,
                 now=now,
             )
-    final = {**current, **touched}
-    return [final[result.uid] for result in results]
+        final = {**current, **touched}
+        return [final[result.uid] for result in results]
+
+    return store.write_retrying(work)
 
 
 def created_event(credential: Credential) -> dict[str, Any]:
@@ -283,7 +289,8 @@ def delete_reservation_tokens(
 ) -> None:
     """Mark tokens deleted; already deleted ones stay as they are (a retry is safe)."""
     wanted = list(dict.fromkeys(credential_ids))
-    with store.write() as conn:
+
+    def work(conn: Connection) -> None:
         found = repository.by_uids(
             conn,
             properties=scope.by_id,
@@ -313,6 +320,8 @@ def delete_reservation_tokens(
             actor=actor,
             now=now,
         )
+
+    store.write_retrying(work)
 
 
 RESERVATION_MUTABLE = (

@@ -10,8 +10,9 @@ transaction right after that turn, then answers each of them:
 * work whose request deadline (``deadline_scope``) has passed before its turn is not run (the
   caller gets ``DeadlineExceeded``), so a timed-out request changes nothing;
 * when one piece raises, the group is rolled back and every piece is run again in a transaction
-  of its own, so one bad request never takes the others down with it. Work must therefore only
-  touch the connection it is given (it may run twice; only one run is ever committed).
+  of its own, so one bad request never takes the others down with it; a piece alone that
+  PostgreSQL aborts as a deadlock victim runs once more. Work must therefore only touch the
+  connection it is given (it may run several times; only one run is ever committed).
 
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from keyledger.errors import DeadlineExceeded
+from keyledger.errors import DeadlineExceeded, WriteConflict
 from keyledger.store.engine import Store, current_deadline
 
 Result = TypeVar("Result")
@@ -75,14 +76,16 @@ class GroupWriter:
             return False
         return True
 
-    def _commit(self, group: list[_Work]) -> None:
+    def _commit(self, group: list[_Work], *, retried: bool = False) -> None:
         if not group:
             return
         try:
             with self._store.write() as conn:
                 results = [item.run(conn) for item in group]
         except Exception as error:  # noqa: BLE001 - handed to the callers
-            if len(group) == 1:
+            if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
+                self._commit(group, retried=True)  # a deadlock victim: once more
+            elif len(group) == 1:
                 _settle(group[0], error=error)
             else:  # find the culprit: every piece again, alone
                 for item in group:
