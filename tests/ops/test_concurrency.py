@@ -517,6 +517,56 @@ def test_delete_batches_in_opposite_orders(server: Server) -> None:
     assert event_count(server, "credential.deleted", property_id=space.prop.id) == len(ids)
 
 
+# --- the resource tree ------------------------------------------------------------------------
+
+
+def test_a_parent_is_not_deleted_under_a_new_child(server: Server) -> None:
+    """Saving a floor under a building races with deleting the building: one of the two wins
+    (the other is refused: 409 "has children", or the parent is gone), never both, so no
+    resource is left under a deleted parent."""
+    space = new_space(server)
+
+    def save(floor: uuid.UUID, building: uuid.UUID) -> Callable[[httpx.Client], int]:
+        def send(http: httpx.Client) -> int:
+            return http.put(
+                f"/api/v1/resources/{floor}",
+                json={"Kind": "Floor", "Name": "F", "ParentId": str(building)},
+                headers=space.bearer,
+            ).status_code
+
+        return send
+
+    def delete(building: uuid.UUID) -> Callable[[httpx.Client], int]:
+        def send(http: httpx.Client) -> int:
+            return http.delete(f"/api/v1/resources/{building}", headers=space.bearer).status_code
+
+        return send
+
+    pairs = PARALLEL
+    for _ in range(ROUNDS):
+        buildings = [uuid.uuid4() for _ in range(pairs)]
+        with server.client() as http:
+            for building in buildings:
+                saved = http.put(
+                    f"/api/v1/resources/{building}",
+                    json={"Kind": "Building", "Name": "B"},
+                    headers=space.bearer,
+                )
+                assert saved.status_code == 200, saved.text
+        calls: list[Callable[[httpx.Client], int]] = []
+        for building in buildings:
+            calls += [save(uuid.uuid4(), building), delete(building)]
+        answers = race(server, calls)
+        for n in range(pairs):
+            outcome = (answers[2 * n], answers[2 * n + 1])
+            assert outcome in {(200, 409), (400, 204), (409, 204), (422, 204)}, answers
+    with server.client() as http:
+        listed = http.get("/api/v1/resources", headers=space.bearer).json()["Resources"]
+    uids = {r["Id"] for r in listed}
+    for resource in listed:
+        assert resource["ParentId"] is None or resource["ParentId"] in uids
+
+
 # --- door checks and hotspot sessions ---------------------------------------------------------
 
 
@@ -733,11 +783,13 @@ def _hammer(
     time.sleep(0.3)
     change()
     changed_at.append(time.monotonic())
-    while len(late) < 40:
+    deadline = time.monotonic() + 60
+    while len(late) < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
     for thread in threads:
         thread.join(timeout=60)
+    assert len(late) >= 40, f"only {len(late)} requests after the change (a client died?)"
     return counts["ok"], counts["refused"], late
 
 
