@@ -571,44 +571,51 @@ def test_a_parent_is_not_deleted_under_a_new_child(server: Server) -> None:
 
 
 def test_refused_door_checks_lock_the_reader_once(server: Server) -> None:
-    """Parallel refused checks at one reader: exactly the refusal past the limit (10) locks
-    it, once, and the reader answers Throttled afterwards."""
+    """Parallel refused checks at four readers at once: at each, exactly the refusal past the
+    limit (10) locks it, once, and the reader answers Throttled afterwards."""
     space = new_space(server)
-    reader = str(uuid.uuid4())
-    with server.client() as http:
-        saved = http.put(
-            f"/api/v1/resources/{reader}",
-            json={"Kind": "Room", "Name": "Room 1"},
-            headers=space.bearer,
-        )
-        assert saved.status_code == 200, saved.text
+    readers = 4
 
-    def check(http: httpx.Client) -> str:
-        response = http.post(
-            "/api/v1/access/check",
-            json={
-                "ResourceId": reader,
-                "Type": "PinCode",
-                "Value": "no-such-pin#",
-                "At": "2030-01-02T12:00:00Z",
-            },
-            headers=space.bearer,
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["Reason"])
-
-    reasons = race(server, [check] * (2 * PARALLEL))
-    assert set(reasons) <= {"UnknownCredential", "Throttled"}
-    assert event_count(server, "reader.throttled", property_id=space.prop.id) == 1
-    with server.store.read() as conn:
-        details = conn.execute(
-            select(events.c.details).where(
-                events.c.kind == "reader.throttled", events.c.property_id == space.prop.id
+    def check(reader: str) -> Callable[[httpx.Client], str]:
+        def send(http: httpx.Client) -> str:
+            response = http.post(
+                "/api/v1/access/check",
+                json={
+                    "ResourceId": reader,
+                    "Type": "PinCode",
+                    "Value": "no-such-pin#",
+                    "At": "2030-01-02T12:00:00Z",
+                },
+                headers=space.bearer,
             )
-        ).scalar_one()
-    assert details["RefusedChecks"] == 11
-    with server.client() as http:
-        assert check(http) == "Throttled"
+            assert response.status_code == 200, response.text
+            return str(response.json()["Reason"])
+
+        return send
+
+    for _ in range(ROUNDS):
+        uids = [str(uuid.uuid4()) for _ in range(readers)]
+        with server.client() as http:
+            for uid in uids:
+                saved = http.put(
+                    f"/api/v1/resources/{uid}",
+                    json={"Kind": "Room", "Name": "Room"},
+                    headers=space.bearer,
+                )
+                assert saved.status_code == 200, saved.text
+        reasons = race(server, [check(uid) for _ in range(PARALLEL) for uid in uids])
+        assert set(reasons) <= {"UnknownCredential", "Throttled"}
+        with server.store.read() as conn:
+            locks = conn.execute(
+                select(events.c.resource_uid, events.c.details).where(
+                    events.c.kind == "reader.throttled",
+                    events.c.resource_uid.in_([uuid.UUID(uid) for uid in uids]),
+                )
+            ).all()
+        assert sorted(str(uid) for uid, _ in locks) == sorted(uids)  # each locked once
+        assert [details["RefusedChecks"] for _, details in locks] == [11] * readers
+        with server.client() as http:
+            assert {check(uid)(http) for uid in uids} == {"Throttled"}
 
 
 def test_parallel_starts_respect_the_user_limit(server: Server) -> None:
