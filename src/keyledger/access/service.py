@@ -105,6 +105,14 @@ def decide(
     )
 
 
+def record_locks(decision: Decision) -> list[int]:
+    """The advisory locks ``record`` takes for a decision (a group commit takes those of all its
+    pieces first, in key order, so two groups never wait for each other in a cycle)."""
+    if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
+        return []
+    return [advisory_key("reader", decision.reader_uid.bytes)]
+
+
 def record(
     conn: Connection,
     *,
@@ -132,7 +140,7 @@ def record(
     # Refusals at one reader are counted one writer at a time (an advisory lock per reader on
     # PostgreSQL; SQLite's write lock already), so exactly the refusal that passes the limit
     # locks the reader, once.
-    serialise_on(conn, [advisory_key("reader", decision.reader_uid.bytes)])
+    serialise_on(conn, record_locks(decision))
     refused = events.refused_checks_since(
         conn, reader_uid=decision.reader_uid, since=now - timedelta(seconds=policy.window_seconds)
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 
 from keyledger.errors import DeadlineExceeded, WriteConflict
 from keyledger.store.engine import Store, current_deadline
+from keyledger.store.locks import serialise_on
 
 Result = TypeVar("Result")
 
@@ -41,6 +42,7 @@ class _Work:
     run: Callable[[Connection], Any]
     deadline: float | None
     future: asyncio.Future[Any]
+    locks: Sequence[int] = ()
 
 
 class GroupWriter:
@@ -49,11 +51,14 @@ class GroupWriter:
         self._pending: list[_Work] = []
         self.groups = 0  # committed groups, for tests and benchmarks
 
-    async def run(self, work: Callable[[Connection], Result]) -> Result:
+    async def run(
+        self, work: Callable[[Connection], Result], *, locks: Sequence[int] = ()
+    ) -> Result:
         """Run ``work`` in a write transaction shared with the other requests of this loop
-        turn; its result once committed."""
+        turn; its result once committed. ``locks`` are advisory lock keys (``store/locks.py``)
+        that ``work`` takes: the group takes those of all its pieces first, in key order."""
         loop = asyncio.get_running_loop()
-        item = _Work(work, current_deadline(), loop.create_future())
+        item = _Work(work, current_deadline(), loop.create_future(), locks)
         if not self._pending:
             # A fresh context: the group must not run under the first request's deadline.
             loop.call_soon(self._flush, context=contextvars.Context())
@@ -81,6 +86,7 @@ class GroupWriter:
             return
         try:
             with self._store.write() as conn:
+                serialise_on(conn, (key for item in group for key in item.locks))
                 results = [item.run(conn) for item in group]
         except Exception as error:  # noqa: BLE001 - handed to the callers
             if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
