@@ -78,3 +78,8 @@ class TooManyFailures(DomainError):
 
 class StoreUnavailable(DomainError):
     """The database cannot be reached (or stays busy): nothing was changed; retry shortly."""
+
+
+class WriteConflict(StoreUnavailable):
+    """PostgreSQL chose this transaction as the victim of a deadlock or serialization failure:
+    nothing was changed, and running it again may succeed (``Store.write_retrying``)."""

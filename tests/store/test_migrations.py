@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import insert, select
 
+from keyledger.callers.service import add_user
+from keyledger.clock import utc_now
+from keyledger.properties.service import add_property
 from keyledger.settings import Settings
 from keyledger.store import Store
-from keyledger.store.migrate import current_revision, head_revision, is_current, upgrade
-from keyledger.store.schema import SEARCH_OBJECTS, metadata
+from keyledger.store.migrate import (
+    current_revision,
+    downgrade,
+    head_revision,
+    is_current,
+    upgrade,
+)
+from keyledger.store.schema import SEARCH_OBJECTS, bearer_tokens, metadata
 from tests.support import DatabaseFactory
+
+PASSWORD = "a long password"
 
 
 def test_migrated_schema_equals_the_declared_schema(databases: DatabaseFactory) -> None:
@@ -25,5 +37,45 @@ def test_migrated_schema_equals_the_declared_schema(databases: DatabaseFactory) 
             )
             differences = compare_metadata(context, metadata)
         assert differences == []
+    finally:
+        store.dispose()
+
+
+def test_0008_makes_each_existing_bearer_pair_a_family_of_its_own(
+    databases: DatabaseFactory,
+) -> None:
+    """Pairs issued before refresh families each become a family of their own (a replay then
+    revokes only what descended from that pair)."""
+    store = Store(Settings(database_url=databases.new_url()))
+    try:
+        prop = add_property(store, name="Before families")
+        user_id = add_user(
+            store,
+            email="old@example.com",
+            password=PASSWORD,
+            business_ids=[prop.business_id],
+            roles=["AccessToken-List"],
+        )["UserId"]
+        now = utc_now()
+        downgrade(store.engine, "0007")  # 0009, then 0008, undone by their own downgrades
+        with store.write() as conn:
+            for n in range(3):
+                conn.execute(
+                    insert(bearer_tokens).values(
+                        user_id=user_id,
+                        access_digest=f"a{n}",
+                        refresh_digest=f"r{n}",
+                        access_expires_utc=now,
+                        refresh_expires_utc=now,
+                        created_utc=now,
+                    )
+                )
+        upgrade(store.engine)
+        assert is_current(store.engine)
+        with store.read() as conn:
+            families = conn.execute(select(bearer_tokens.c.family_uid)).scalars().all()
+        assert len(families) == 3
+        assert len(set(families)) == 3
+        assert None not in families
     finally:
         store.dispose()

@@ -21,6 +21,7 @@ from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.resources.models import Resource, ResourceKind
 from keyledger.store import Store
+from keyledger.store.locks import advisory_key, serialise_on
 
 
 def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
@@ -104,6 +105,14 @@ def decide(
     )
 
 
+def record_locks(decision: Decision) -> list[int]:
+    """The advisory locks ``record`` takes for a decision (a group commit takes those of all its
+    pieces first, in key order, so two groups never wait for each other in a cycle)."""
+    if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
+        return []
+    return [advisory_key("reader", decision.reader_uid.bytes)]
+
+
 def record(
     conn: Connection,
     *,
@@ -128,6 +137,10 @@ def record(
     )
     if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
         return
+    # Refusals at one reader are counted one writer at a time (an advisory lock per reader on
+    # PostgreSQL; SQLite's write lock already), so exactly the refusal that passes the limit
+    # locks the reader, once.
+    serialise_on(conn, record_locks(decision))
     refused = events.refused_checks_since(
         conn, reader_uid=decision.reader_uid, since=now - timedelta(seconds=policy.window_seconds)
     )

@@ -202,7 +202,8 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
             actor=caller.actor,
             policy=policy,
             now=now,
-        )
+        ),
+        locks=access.record_locks(decision),
     )
     return json_response(
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -198,10 +199,12 @@ def insert_bearer(
     access_expires: datetime,
     refresh_expires: datetime,
     now: datetime,
+    family_uid: UUID,
 ) -> None:
     conn.execute(
         insert(bearer_tokens),
         {
+            "family_uid": family_uid,
             "user_id": user_id,
             "access_digest": access_digest,
             "refresh_digest": refresh_digest,
@@ -234,11 +237,30 @@ def bearer_by_refresh(conn: Connection, digest: str) -> Any:
             bearer_tokens.c.refresh_digest.label("digest"),
             bearer_tokens.c.refresh_expires_utc.label("expires_utc"),
             bearer_tokens.c.revoked_utc,
+            bearer_tokens.c.family_uid,
         ).where(bearer_tokens.c.refresh_digest == digest)
     ).first()
 
 
+def revoke_family(conn: Connection, family_uid: UUID, *, now: datetime) -> int:
+    """Revoke every live pair descended from one password grant; how many there were."""
+    result = conn.execute(
+        update(bearer_tokens)
+        .where(bearer_tokens.c.family_uid == family_uid, bearer_tokens.c.revoked_utc.is_(None))
+        .values(revoked_utc=now)
+    )
+    return int(result.rowcount)
+
+
+def lock_user(conn: Connection, user_id: int) -> Any:
+    """The user's row, locked for the transaction (``FOR UPDATE`` on PostgreSQL): a refresh
+    and an admin change of the user (disable, new password) take turns."""
+    return conn.execute(_USER.where(users.c.id == user_id).with_for_update()).first()
+
+
 def revoke_bearer(conn: Connection, bearer_id: int, *, now: datetime) -> int:
+    """Revoke one pair if it is still live (a compare-and-set): 1 for the caller that revoked
+    it, 0 for every other."""
     result = conn.execute(
         update(bearer_tokens)
         .where(bearer_tokens.c.id == bearer_id, bearer_tokens.c.revoked_utc.is_(None))

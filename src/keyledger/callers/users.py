@@ -14,13 +14,19 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection
 
 from keyledger.callers import repository
-from keyledger.callers.models import IssuedBearer, Membership, UserCaller
+from keyledger.callers.models import Actor, IssuedBearer, Membership, UserCaller
 from keyledger.clock import utc_now
 from keyledger.errors import Unauthenticated
+from keyledger.events import repository as events
+from keyledger.events.models import EventKind
 from keyledger.hashing import digests_match, new_api_token, secret_digest, verify_password
 from keyledger.store import Store
 
@@ -123,21 +129,26 @@ def _live(found: Any, digest: str) -> bool:
     )
 
 
-def _issue(
-    store: Store, *, user_id: int, access_seconds: int, refresh_seconds: int
+def _insert_pair(
+    conn: Connection,
+    *,
+    user_id: int,
+    family_uid: UUID,
+    access_seconds: int,
+    refresh_seconds: int,
+    now: datetime,
 ) -> IssuedBearer:
     access, refresh = new_api_token(), new_api_token()
-    now = utc_now()
-    with store.write() as conn:
-        repository.insert_bearer(
-            conn,
-            user_id=user_id,
-            access_digest=secret_digest(access),
-            refresh_digest=secret_digest(refresh),
-            access_expires=now + timedelta(seconds=access_seconds),
-            refresh_expires=now + timedelta(seconds=refresh_seconds),
-            now=now,
-        )
+    repository.insert_bearer(
+        conn,
+        user_id=user_id,
+        access_digest=secret_digest(access),
+        refresh_digest=secret_digest(refresh),
+        access_expires=now + timedelta(seconds=access_seconds),
+        refresh_expires=now + timedelta(seconds=refresh_seconds),
+        now=now,
+        family_uid=family_uid,
+    )
     return IssuedBearer(access_token=access, refresh_token=refresh, expires_in=access_seconds)
 
 
@@ -150,29 +161,81 @@ def issue_bearer_for_password(
     access_seconds: int,
     refresh_seconds: int,
 ) -> IssuedBearer:
+    """A new pair, the first of a new family (see ``refresh_bearer``)."""
     caller = authenticate_password(store, cache, email=email, password=password)
-    return _issue(
-        store,
-        user_id=caller.user_id,
-        access_seconds=access_seconds,
-        refresh_seconds=refresh_seconds,
-    )
+    with store.write() as conn:
+        return _insert_pair(
+            conn,
+            user_id=caller.user_id,
+            family_uid=uuid.uuid4(),
+            access_seconds=access_seconds,
+            refresh_seconds=refresh_seconds,
+            now=utc_now(),
+        )
+
+
+_INVALID_REFRESH = "Invalid or expired refresh token."
 
 
 def refresh_bearer(
     store: Store, *, refresh_token: str, access_seconds: int, refresh_seconds: int
 ) -> IssuedBearer:
-    """Exchange a refresh token for a new pair; the old pair stops working (rotation)."""
+    """Exchange a refresh token for a new pair of the same family; the old pair stops working.
+
+    The rotation is a compare-and-set in the transaction that issues the new pair (the user's
+    row locked first, then the pair revoked only if still live), so of concurrent refreshes of
+    one token exactly one gets a pair. A refresh token that was already rotated when this
+    request read it is a replay (OAuth 2.0 Security BCP, refresh token rotation): every pair of
+    its family is revoked, an event says so, and the answer is the usual invalid grant. A
+    request that read the token live but lost the compare-and-set to a concurrent refresh is
+    refused alone (the same client retrying in parallel)."""
     if not 0 < len(refresh_token) <= MAX_SECRET_LENGTH:
-        raise Unauthenticated("Invalid refresh token.")
+        raise Unauthenticated(_INVALID_REFRESH)
     digest = secret_digest(refresh_token)
-    with store.write() as conn:
+    now = utc_now()
+
+    def work(conn: Connection) -> IssuedBearer | None:
         found = repository.bearer_by_refresh(conn, digest)
-        if not _live(found, digest) or found.expires_utc <= utc_now():
-            raise Unauthenticated("Invalid or expired refresh token.")
-        repository.revoke_bearer(conn, int(found.id), now=utc_now())
-        user_id = int(found.user_id)
-    _caller(store, user_id)  # a disabled user gets no new token
-    return _issue(
-        store, user_id=user_id, access_seconds=access_seconds, refresh_seconds=refresh_seconds
+        if found is None or not digests_match(str(found.digest), digest):
+            raise Unauthenticated(_INVALID_REFRESH)
+        if found.revoked_utc is not None:
+            _revoke_family(conn, found, now=now)
+            return None  # committed; the request is still refused
+        if found.expires_utc <= now:
+            raise Unauthenticated(_INVALID_REFRESH)
+        user = repository.lock_user(conn, int(found.user_id))
+        if user is None or user.disabled_utc is not None or not user.api_access:
+            raise Unauthenticated("The user has no API access.")
+        if repository.revoke_bearer(conn, int(found.id), now=now) != 1:
+            raise Unauthenticated(_INVALID_REFRESH)  # a concurrent refresh rotated it
+        return _insert_pair(
+            conn,
+            user_id=int(found.user_id),
+            family_uid=found.family_uid,
+            access_seconds=access_seconds,
+            refresh_seconds=refresh_seconds,
+            now=now,
+        )
+
+    issued = store.write_retrying(work)
+    if issued is None:
+        raise Unauthenticated(_INVALID_REFRESH)
+    return issued
+
+
+def _revoke_family(conn: Connection, found: Any, *, now: datetime) -> None:
+    revoked = repository.revoke_family(conn, found.family_uid, now=now)
+    user_id = int(found.user_id)
+    events.append_many(
+        conn,
+        [
+            {
+                "kind": EventKind.USER_REFRESH_TOKEN_REUSED,
+                "property_id": prop.id,
+                "details": {"UserId": user_id, "BearerTokensRevoked": revoked},
+            }
+            for prop, _ in repository.memberships_of(conn, user_id)
+        ],
+        actor=Actor.system(),
+        now=now,
     )

@@ -234,10 +234,16 @@ def by_uids(
     kind: CredentialKind,
     uids: Sequence[UUID],
     sealer: ValueSealer | None = None,
+    lock: bool = False,
 ) -> dict[UUID, Credential]:
-    rows = conn.execute(
-        select(*CREDENTIAL_COLUMNS).where(in_scope(list(properties), kind), t.c.uid.in_(list(uids)))
+    """The credentials of these uids in scope; ``lock`` also locks their rows for the
+    transaction, in ascending id order (the one order every multi-row write takes)."""
+    statement = select(*CREDENTIAL_COLUMNS).where(
+        in_scope(list(properties), kind), t.c.uid.in_(list(uids))
     )
+    if lock:
+        statement = statement.order_by(t.c.id).with_for_update()
+    rows = conn.execute(statement)
     found = (to_credential(row, properties, sealer) for row in rows)
     return {credential.uid: credential for credential in found}
 

@@ -29,6 +29,7 @@ from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
 from keyledger.sealing import ValueSealer
 from keyledger.store import Store
+from keyledger.store.locks import advisory_key, serialise_on
 
 
 def _check_validity(valid_from: datetime, valid_to: datetime, *, label: str) -> None:
@@ -111,7 +112,8 @@ def add_reservation_tokens(
     for index, draft in enumerate(drafts):
         _check_validity(draft.valid_from, draft.valid_to, label=f"Item {index}")
     now = utc_now()
-    with store.write() as conn:
+
+    def work(conn: Connection) -> list[Credential]:
         targets = _target_properties(conn, scope=scope, drafts=drafts, enterprise_id=enterprise_id)
         created = [
             Credential(
@@ -145,7 +147,9 @@ def add_reservation_tokens(
         _refuse_collisions(conn, store.sealer, scope, list(enumerate(created)))
         repository.insert_credentials_quietly(conn, [row_of(c, store.sealer) for c in created])
         events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
-    return created
+        return created
+
+    return store.write_retrying(work)
 
 
 def update_reservation_tokens(
@@ -162,13 +166,15 @@ def update_reservation_tokens(
     else:
         expected = None
     now = utc_now()
-    with store.write() as conn:
+
+    def work(conn: Connection) -> list[Credential]:
         current = repository.by_uids(
             conn,
             properties=scope.by_id,
             kind=CredentialKind.RESERVATION,
             uids=list({change.credential_id for change in changes}),
             sealer=store.sealer,
+            lock=True,
         )
         missing = [c.credential_id for c in changes if c.credential_id not in current]
         if missing:
@@ -212,7 +218,10 @@ def update_reservation_tokens(
         if touched:
             repository.rewrite_credentials(
                 conn,
-                [{"row_id": c.id, **row_of(c, store.sealer)} for c in touched.values()],
+                [
+                    {"row_id": c.id, **row_of(c, store.sealer)}
+                    for c in sorted(touched.values(), key=lambda c: c.id)
+                ],
                 columns=RESERVATION_MUTABLE,
             )
             events.append_many(
@@ -229,8 +238,10 @@ def update_reservation_tokens(
                 actor=actor,
                 now=now,
             )
-    final = {**current, **touched}
-    return [final[result.uid] for result in results]
+        final = {**current, **touched}
+        return [final[result.uid] for result in results]
+
+    return store.write_retrying(work)
 
 
 def created_event(credential: Credential) -> dict[str, Any]:
@@ -248,6 +259,18 @@ def created_event(credential: Credential) -> dict[str, Any]:
 def _refuse_collisions(
     conn: Connection, sealer: ValueSealer, scope: Scope, written: Sequence[tuple[int, Credential]]
 ) -> None:
+    """The collision rule, serialised: two writers of one value in one property (same value
+    fingerprint) take turns, each deciding on what the other committed (on PostgreSQL an
+    advisory lock per property and fingerprint, in key order; SQLite's write lock serialises
+    already). Every write that can create a collision (add, an update of value, validity or
+    permissions) comes through here."""
+    serialise_on(
+        conn,
+        (
+            advisory_key("collision", credential.property.id, sealer.fingerprint(credential.value))
+            for _, credential in written
+        ),
+    )
     by_property: dict[int, list[tuple[int, Credential]]] = {}
     for index, credential in written:
         by_property.setdefault(credential.property.id, []).append((index, credential))
@@ -266,20 +289,22 @@ def delete_reservation_tokens(
 ) -> None:
     """Mark tokens deleted; already deleted ones stay as they are (a retry is safe)."""
     wanted = list(dict.fromkeys(credential_ids))
-    with store.write() as conn:
+
+    def work(conn: Connection) -> None:
         found = repository.by_uids(
             conn,
             properties=scope.by_id,
             kind=CredentialKind.RESERVATION,
             uids=wanted,
             sealer=store.sealer,
+            lock=True,
         )
         missing = [uid for uid in wanted if uid not in found]
         if missing:
             raise CredentialNotFound(missing)
         now = utc_now()
         repository.mark_deleted(
-            conn, row_ids=[c.id for c in found.values()], now=now, actor_label=actor.label
+            conn, row_ids=sorted(c.id for c in found.values()), now=now, actor_label=actor.label
         )
         events.append_many(
             conn,
@@ -295,6 +320,8 @@ def delete_reservation_tokens(
             actor=actor,
             now=now,
         )
+
+    store.write_retrying(work)
 
 
 RESERVATION_MUTABLE = (

@@ -147,15 +147,23 @@ def select_voucher_page(
 
 
 def live_vouchers(
-    conn: Connection, *, properties: Mapping[int, Property], ids: Sequence[int]
+    conn: Connection,
+    *,
+    properties: Mapping[int, Property],
+    ids: Sequence[int],
+    lock: bool = False,
 ) -> dict[int, Credential]:
-    rows = conn.execute(
-        select(*CREDENTIAL_COLUMNS).where(
-            in_scope(list(properties), CredentialKind.VOUCHER),
-            t.c.deleted_utc.is_(None),
-            t.c.id.in_(list(ids)),
-        )
+    """The live vouchers of these ids in scope; ``lock`` also locks their rows for the
+    transaction (``FOR UPDATE`` on PostgreSQL), in ascending id order, so a read-modify-write
+    of minutes or fields never loses a concurrent one and two writers never deadlock."""
+    statement = select(*CREDENTIAL_COLUMNS).where(
+        in_scope(list(properties), CredentialKind.VOUCHER),
+        t.c.deleted_utc.is_(None),
+        t.c.id.in_(list(ids)),
     )
+    if lock:
+        statement = statement.order_by(t.c.id).with_for_update()
+    rows = conn.execute(statement)
     found = (to_credential(row, properties) for row in rows)
     return {credential.id: credential for credential in found}
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from keyledger.callers.models import Actor, Scope
@@ -168,51 +169,65 @@ def _rewrite(
     actor: Actor,
     via: str,
 ) -> list[Credential]:
-    """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing."""
+    """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing.
+
+    The vouchers are read locked (ascending id) and written in that transaction, so ``change``
+    always sees the latest committed state: no concurrent top-up, usage report or edit is lost.
+    """
     wanted = list(dict.fromkeys(voucher_ids))
     now = utc_now()
+
+    def work(conn: Connection) -> list[Credential]:
+        found = voucher_repository.live_vouchers(
+            conn, properties=scope.by_id, ids=wanted, lock=True
+        )
+        missing = [voucher_id for voucher_id in wanted if voucher_id not in found]
+        if missing:
+            raise CredentialNotFound(missing)
+        changed = [
+            replace(change(found[i]), updated_utc=now, updated_by=actor.label) for i in wanted
+        ]
+        renamed = [c for c in changed if code_key(c.value) != code_key(found[c.id].value)]
+        if renamed:
+            taken = voucher_repository.codes_in_use(
+                conn, property_id=renamed[0].property.id, codes=[c.value for c in renamed]
+            )
+            if taken:
+                raise _code_taken(sorted(taken)[0])
+        repository.rewrite_credentials(
+            conn,
+            [{"row_id": c.id, **row_of(c, store.sealer)} for c in sorted(changed, key=_id)],
+            columns=VOUCHER_MUTABLE,
+        )
+        events.append_many(
+            conn,
+            [
+                {
+                    "kind": EventKind.CREDENTIAL_DELETED
+                    if c.deleted_utc is not None
+                    else EventKind.CREDENTIAL_UPDATED,
+                    "property_id": c.property.id,
+                    "credential_uid": c.uid,
+                    "details": {"Via": via, "Changed": events.changed_fields(found[c.id], c)},
+                }
+                for c in changed
+            ],
+            actor=actor,
+            now=now,
+        )
+        return changed
+
     try:
-        with store.write() as conn:
-            found = voucher_repository.live_vouchers(conn, properties=scope.by_id, ids=wanted)
-            missing = [voucher_id for voucher_id in wanted if voucher_id not in found]
-            if missing:
-                raise CredentialNotFound(missing)
-            changed = [
-                replace(change(found[i]), updated_utc=now, updated_by=actor.label) for i in wanted
-            ]
-            renamed = [c for c in changed if code_key(c.value) != code_key(found[c.id].value)]
-            if renamed:
-                taken = voucher_repository.codes_in_use(
-                    conn, property_id=renamed[0].property.id, codes=[c.value for c in renamed]
-                )
-                if taken:
-                    raise _code_taken(sorted(taken)[0])
-            repository.rewrite_credentials(
-                conn,
-                [{"row_id": c.id, **row_of(c, store.sealer)} for c in changed],
-                columns=VOUCHER_MUTABLE,
-            )
-            events.append_many(
-                conn,
-                [
-                    {
-                        "kind": EventKind.CREDENTIAL_DELETED
-                        if c.deleted_utc is not None
-                        else EventKind.CREDENTIAL_UPDATED,
-                        "property_id": c.property.id,
-                        "credential_uid": c.uid,
-                        "details": {"Via": via, "Changed": events.changed_fields(found[c.id], c)},
-                    }
-                    for c in changed
-                ],
-                actor=actor,
-                now=now,
-            )
+        changed = store.write_retrying(work)
     except IntegrityError:
         raise Conflict(
             "is in use by another voucher of this business", subject="access_code"
         ) from None
     return changed
+
+
+def _id(credential: Credential) -> int:
+    return credential.id
 
 
 def replace_voucher(

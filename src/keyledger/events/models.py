@@ -28,6 +28,7 @@ class EventKind(StrEnum):
     USER_ENABLED = "user.enabled"
     USER_DISABLED = "user.disabled"
     USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
+    USER_REFRESH_TOKEN_REUSED = "user.refresh_token_reused"  # noqa: S105 - an event name
     HOTSPOT_SESSION_STARTED = "hotspot.session_started"
     HOTSPOT_USAGE = "hotspot.usage"
     HOTSPOT_SESSION_ENDED = "hotspot.session_ended"

@@ -39,6 +39,11 @@ def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
     ).first()
 
 
+def lock_voucher(conn: Connection, *, credential_id: int) -> None:
+    """Lock a voucher's row for the transaction where the database can (``FOR UPDATE``)."""
+    conn.execute(select(c.c.id).where(c.c.id == credential_id).with_for_update()).first()
+
+
 def open_devices(conn: Connection, *, credential_id: int, idle_since: datetime) -> dict[str, Any]:
     """Open sessions (ended never, reported after ``idle_since``) by device."""
     rows = conn.execute(

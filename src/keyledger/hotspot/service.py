@@ -110,6 +110,13 @@ def report_usage(
     found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
     if found is None:
         raise SessionNotFound(f"No session {session_uid} in scope.", subject="session")
+    if conn.dialect.name == "postgresql":
+        # Every write of a voucher's sessions holds the voucher's row first (start_session locks
+        # it too): lock it, then read the session again, so a concurrent end or usage report of
+        # this session is seen (one order, voucher then session: no deadlock). SQLite's write
+        # lock serialises these transactions already.
+        repository.lock_voucher(conn, credential_id=found.credential_id)
+        found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
     idle = found.last_report_utc <= now - timedelta(seconds=idle_seconds)
     if found.ended_utc is not None or idle:
         raise RuleViolation(f"Session {session_uid} has ended; start a new one.", subject="session")

@@ -15,6 +15,7 @@ from keyledger.properties.models import Property
 from keyledger.resources import repository
 from keyledger.resources.models import Resource, ResourceDraft
 from keyledger.store import Store
+from keyledger.store.locks import advisory_key, serialise_on
 
 
 def _check_tree(tree: Mapping[UUID, Resource], changed: Sequence[UUID]) -> None:
@@ -51,6 +52,10 @@ def save_resources(
     now = utc_now()
     saved: list[Resource] = []
     with store.write() as conn:
+        # A property's tree is checked whole, then written: its writers take turns (an advisory
+        # lock per property on PostgreSQL, in key order), so a save under a parent and the
+        # parent's deletion never both succeed.
+        serialise_on(conn, (advisory_key("tree", prop.id) for prop in batches))
         for prop, drafts in batches.items():
             tree = {uid: r for (_, uid), r in repository.tree_of(conn, [prop.id]).items()}
             for draft in drafts:
@@ -106,6 +111,7 @@ def delete_resource(store: Store, *, scope: Scope, actor: Actor, uid: UUID) -> N
         found = repository.find(conn, property_ids=scope.property_ids, uid=uid)
         if found is None:
             raise ResourceNotFound(f"No resource {uid} in scope.", subject="resource")
+        serialise_on(conn, [advisory_key("tree", found.property_id)])
         tree = repository.tree_of(conn, [found.property_id])
         children = [r.uid for r in tree.values() if r.parent_uid == uid]
         if children:

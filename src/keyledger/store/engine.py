@@ -17,21 +17,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from keyledger.errors import DeadlineExceeded, StoreUnavailable
+from keyledger.errors import DeadlineExceeded, StoreUnavailable, WriteConflict
 from keyledger.sealing import ValueSealer
 from keyledger.settings import Settings
 
 log = structlog.get_logger("keyledger.store")
+
+Result = TypeVar("Result")
 
 _deadline: ContextVar[float | None] = ContextVar("keyledger_deadline", default=None)
 
@@ -95,6 +97,22 @@ class Store:
         with self._write_turn.held(_remaining()), self._transaction(self._writer) as conn:
             yield conn
 
+    def write_retrying(self, work: Callable[[Connection], Result]) -> Result:
+        """``work`` in a write transaction; run once more in a new one when PostgreSQL aborted
+        the first as a deadlock victim or on a serialization failure (``WriteConflict``).
+
+        Writes take their locks in one canonical order (docs/architecture.md, "Concurrent
+        writes"), so this is a second line of defence, e.g. against a group commit of hotspot
+        reports that locks vouchers in arrival order. ``work`` must only touch the connection
+        it is given (it may run twice; only one run is ever committed)."""
+        try:
+            with self.write() as conn:
+                return work(conn)
+        except WriteConflict:
+            log.info("write_retried")
+            with self.write() as conn:
+                return work(conn)
+
     @contextmanager
     def _transaction(self, engine: Engine) -> Iterator[Connection]:
         remaining = _remaining()
@@ -113,6 +131,11 @@ class Store:
         except DBAPIError as error:
             if _deadline.get() is not None and _is_interruption(error):
                 raise DeadlineExceeded("The request ran past its processing time limit.") from error
+            if _is_write_conflict(error):
+                log.warning("write_conflict", error=type(error.orig).__name__)
+                raise WriteConflict(
+                    "The credential store is unavailable; nothing was changed. Retry shortly."
+                ) from error
             if _is_unavailability(error):
                 # The database is down, unreachable or busy past busy_timeout: nothing was
                 # committed, and the caller can retry (the pool reconnects by itself).
@@ -211,6 +234,15 @@ def _is_unavailability(error: DBAPIError) -> bool:
     if isinstance(original, sqlite3.OperationalError):
         return any(text in str(original).lower() for text in _SQLITE_UNAVAILABLE)
     return isinstance(error, OperationalError)  # PostgreSQL: connection failures
+
+
+#: PostgreSQL's SQLSTATEs of a transaction aborted to resolve a conflict: serialization_failure,
+#: deadlock_detected.
+_WRITE_CONFLICTS = {"40001", "40P01"}
+
+
+def _is_write_conflict(error: DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in _WRITE_CONFLICTS
 
 
 def _is_interruption(error: DBAPIError) -> bool:

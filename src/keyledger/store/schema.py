@@ -314,6 +314,9 @@ bearer_tokens = Table(
     Column("refresh_expires_utc", UtcDateTime, nullable=False),
     Column("created_utc", UtcDateTime, nullable=False),
     Column("revoked_utc", UtcDateTime, nullable=True),
+    # The password grant this pair descends from (refreshes pass it on): replaying a rotated
+    # refresh token revokes every pair of its family.
+    Column("family_uid", Uuid, nullable=False, index=True),
 )
 
 # Marks of one-off provisioning (e.g. demo data), so a restart never repeats it.

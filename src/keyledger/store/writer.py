@@ -10,8 +10,9 @@ transaction right after that turn, then answers each of them:
 * work whose request deadline (``deadline_scope``) has passed before its turn is not run (the
   caller gets ``DeadlineExceeded``), so a timed-out request changes nothing;
 * when one piece raises, the group is rolled back and every piece is run again in a transaction
-  of its own, so one bad request never takes the others down with it. Work must therefore only
-  touch the connection it is given (it may run twice; only one run is ever committed).
+  of its own, so one bad request never takes the others down with it; a piece alone that
+  PostgreSQL aborts as a deadlock victim runs once more. Work must therefore only touch the
+  connection it is given (it may run several times; only one run is ever committed).
 
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
@@ -23,14 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from keyledger.errors import DeadlineExceeded
+from keyledger.errors import DeadlineExceeded, WriteConflict
 from keyledger.store.engine import Store, current_deadline
+from keyledger.store.locks import serialise_on
 
 Result = TypeVar("Result")
 
@@ -40,6 +42,7 @@ class _Work:
     run: Callable[[Connection], Any]
     deadline: float | None
     future: asyncio.Future[Any]
+    locks: Sequence[int] = ()
 
 
 class GroupWriter:
@@ -48,11 +51,14 @@ class GroupWriter:
         self._pending: list[_Work] = []
         self.groups = 0  # committed groups, for tests and benchmarks
 
-    async def run(self, work: Callable[[Connection], Result]) -> Result:
+    async def run(
+        self, work: Callable[[Connection], Result], *, locks: Sequence[int] = ()
+    ) -> Result:
         """Run ``work`` in a write transaction shared with the other requests of this loop
-        turn; its result once committed."""
+        turn; its result once committed. ``locks`` are advisory lock keys (``store/locks.py``)
+        that ``work`` takes: the group takes those of all its pieces first, in key order."""
         loop = asyncio.get_running_loop()
-        item = _Work(work, current_deadline(), loop.create_future())
+        item = _Work(work, current_deadline(), loop.create_future(), locks)
         if not self._pending:
             # A fresh context: the group must not run under the first request's deadline.
             loop.call_soon(self._flush, context=contextvars.Context())
@@ -75,14 +81,17 @@ class GroupWriter:
             return False
         return True
 
-    def _commit(self, group: list[_Work]) -> None:
+    def _commit(self, group: list[_Work], *, retried: bool = False) -> None:
         if not group:
             return
         try:
             with self._store.write() as conn:
+                serialise_on(conn, (key for item in group for key in item.locks))
                 results = [item.run(conn) for item in group]
         except Exception as error:  # noqa: BLE001 - handed to the callers
-            if len(group) == 1:
+            if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
+                self._commit(group, retried=True)  # a deadlock victim: once more
+            elif len(group) == 1:
                 _settle(group[0], error=error)
             else:  # find the culprit: every piece again, alone
                 for item in group:

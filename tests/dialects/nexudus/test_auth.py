@@ -189,6 +189,11 @@ def test_bearer_flow_with_refresh_rotation(
     reused = _token(space, grant_type="refresh_token", refresh_token=body["refresh_token"])
     assert reused.status_code == 400
     assert reused.json()["error"] == "invalid_grant"
+    # Replaying a rotated refresh token revokes its family: the fresh pair too.
+    assert with_bearer(fresh["access_token"]).status_code == 401
+    fresh = _token(
+        space, grant_type="password", username=space.email, password=space.password
+    ).json()
     with shared_deployment.store.write() as conn:
         conn.execute(update(bearer_tokens).values(access_expires_utc=utc_now()))
     expired = with_bearer(fresh["access_token"])
