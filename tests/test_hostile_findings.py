@@ -335,8 +335,34 @@ def test_look_alike_codes_are_one_code(
 
 @pytest.mark.parametrize(
     "code",
-    ["\u200b", "AB\u200bC", " ABC", "ABC ", "A\u00adB", "\u202eAB", "\ufdfa" * 20],
-    ids=["zwsp", "inner zwsp", "leading space", "trailing space", "soft hyphen", "bidi", "long"],
+    [
+        "\u200b",
+        "AB\u200bC",
+        " ABC",
+        "ABC ",
+        "A\u00adB",
+        "\u202eAB",
+        "\ufdfa" * 20,
+        "ZQTEST1\ufe0f",
+        "ZQ\u034fTEST1",
+        "AB\u3164",
+        "X\U000e0100",
+        "\u0405QTEST1",
+    ],
+    ids=[
+        "zwsp",
+        "inner zwsp",
+        "leading space",
+        "trailing space",
+        "soft hyphen",
+        "bidi",
+        "long",
+        "variation selector",
+        "grapheme joiner",
+        "hangul filler",
+        "ideographic variation selector",
+        "cyrillic among latin",
+    ],
 )
 def test_codes_with_invisible_characters_edge_spaces_or_too_long_are_refused(
     space: NexudusTenant, code: str
@@ -375,6 +401,44 @@ def test_hotspot_log_in_takes_the_code_as_a_person_types_it(
             "AccessCode": "wifi-" + NFD.lower(),
             "DeviceId": "d",
         },
+        headers={"Authorization": f"Bearer {hotel.access_token}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["MinutesLeft"] == 30
+
+
+def test_a_raw_del_in_json_is_refused_like_an_escaped_one(shared_deployment: Deployment) -> None:
+    """DEL (0x7f) is valid JSON and valid UTF-8 when sent raw: it is refused all the same."""
+    space = make_nexudus_tenant(shared_deployment)
+    before = _written(shared_deployment)
+    body = f'{{"BusinessId": {space.business_id}, "AccessCode": "12\x7f34", "MinutesIncluded": 5}}'
+    response = shared_deployment.http.post(
+        "/api/spaces/accesstokens",
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+        auth=space.auth,
+    )
+    _nexudus_error(response)
+    assert _written(shared_deployment) == before
+
+
+def test_a_single_script_code_in_any_script_is_a_code(space: NexudusTenant) -> None:
+    for code in ("東京タワー1", "ΑΒΓ-1", "한국123", "Café-9"):
+        assert space.create(AccessCode=code).status_code == 200, code
+
+
+def test_hotspot_log_in_ignores_spaces_a_keyboard_adds(shared_deployment: Deployment) -> None:
+    hotel = make_tenant(shared_deployment)
+    space = NexudusTenant(
+        shared_deployment.http,
+        *add_user_to(shared_deployment, [hotel.business_id]),
+        hotel.business_id,
+        hotel.enterprise_id,
+    )
+    space.create_id(AccessCode="SPACE-42", MinutesIncluded=30)
+    response = shared_deployment.http.post(
+        "/api/v1/hotspot/sessions",
+        json={"BusinessId": hotel.business_id, "AccessCode": " space-42 ", "DeviceId": "d"},
         headers={"Authorization": f"Bearer {hotel.access_token}"},
     )
     assert response.status_code == 200, response.text

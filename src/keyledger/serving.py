@@ -11,7 +11,8 @@ here carries two timers (docs/architecture.md, "Slow clients and a hung Redis"):
   request's headers must be complete within ``header_read_seconds``, else the connection is
   closed (no answer: there is no request yet to answer in any dialect);
 - body: from the end of the headers, the whole request must be received within
-  ``body_read_seconds`` plus a grace period, else the connection is closed. The application
+  ``body_read_seconds`` plus a grace period plus one second per ``body_min_bytes_per_second``
+  received, else the connection is closed. The application
   answers a slow body it reads at ``body_read_seconds``; this is the backstop for a body it does
   not read (or reads no more, after answering).
 
@@ -19,8 +20,9 @@ The headers are also bounded in size (``max_header_bytes``; httptools, unlike h1
 bound, and uvicorn's ``h11_max_incomplete_event_size`` applies to h11 only): beyond, a plain 431
 (no request exists yet to answer in a dialect's shape) and the connection closed.
 
-And a worker holding more than ``max_connections`` connections closes idle keep-alive ones,
-oldest first, to make room for a new one; when none is idle the new connection is closed.
+And a worker holding more than ``max_connections`` connections closes connections that wait for
+a request's headers (idle keep-alive ones and new silent ones), longest waiting first, to make
+room for a new one; when none waits the new connection is closed.
 """
 
 from __future__ import annotations
@@ -60,13 +62,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         settings = get_settings()
         self._header_seconds = settings.header_read_seconds
         self._body_seconds = settings.body_read_seconds + BODY_GRACE_SECONDS
+        self._body_rate = settings.body_min_bytes_per_second
+        self._body_started = 0.0
+        self._body_received = 0
         self._max_connections = settings.max_connections
         self._max_header_bytes = settings.max_header_bytes
         self._header_bytes = 0
         self._header_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
         self._awaiting_headers = False
-        self._opened = self.loop.time()
+        self._waiting_since = self.loop.time()
 
     # The header deadline: armed whenever the connection waits for a request's headers.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -79,6 +84,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self._body_timer is not None:  # a body arriving: its deadline moves with its size
+            self._body_received += len(data)
+            self._arm_body_timer()
         # Still waiting for the end of the headers after this chunk: all of it was headers.
         if self._awaiting_headers and not self.transport.is_closing():
             self._header_bytes += len(data)
@@ -90,8 +98,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         self._cancel_header_timer()
-        self._cancel_body_timer()
-        self._body_timer = self.loop.call_later(self._body_seconds, self._body_too_slow)
+        self._body_started = self.loop.time()
+        self._body_received = 0
+        self._arm_body_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -108,8 +117,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_body_timer()
         super().connection_lost(exc)
 
+    def _arm_body_timer(self) -> None:
+        """The body's deadline: ``body_read_seconds`` plus the grace, plus one second per
+        ``body_min_bytes_per_second`` received so far (the rule ``read_body`` applies)."""
+        self._cancel_body_timer()
+        due = self._body_started + self._body_seconds + self._body_received / self._body_rate
+        self._body_timer = self.loop.call_at(due, self._body_too_slow)
+
     def _await_headers(self) -> None:
         self._awaiting_headers = True
+        self._waiting_since = self.loop.time()
         self._header_bytes = 0
         self._cancel_header_timer()
         self._header_timer = self.loop.call_later(self._header_seconds, self._headers_too_slow)
@@ -138,8 +155,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # The connection cap.
     def _make_room(self) -> bool:
-        """Whether this new connection may stay: at most ``max_connections`` open per worker,
-        idle keep-alive ones closed, oldest first, to make room."""
+        """Whether this new connection may stay: at most ``max_connections`` open per worker;
+        connections waiting for a request's headers (idle keep-alive ones, and new ones that
+        have sent nothing yet) are closed, longest waiting first, to make room, so silent
+        connections cannot lock a worker out."""
         if len(self.connections) <= self._max_connections:
             return True
         open_ = [other for other in self.connections if not other.transport.is_closing()]
@@ -152,9 +171,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 for other in open_
                 if isinstance(other, GuardedHttpToolsProtocol)
                 and other is not self
-                and other.timeout_keep_alive_task is not None
+                and other._awaiting_headers
             ),
-            key=lambda other: other._opened,
+            key=lambda other: other._waiting_since,
         )
         for other in idle[:excess]:
             other.transport.close()

@@ -84,8 +84,16 @@ class Settings(BaseSettings):
     body_read_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="Time from the end of the headers by which the whole request body must have "
-        "arrived; a slower body is answered 408 in the dialect's shape and the connection closed.",
+        description="Grace time from the end of the headers; past it the request body must keep "
+        "arriving at KEYLEDGER_BODY_MIN_BYTES_PER_SECOND on average (a body of n bytes may take "
+        "this time plus n divided by that rate); a slower body is answered 408 in the dialect's "
+        "shape and the connection closed.",
+    )
+    body_min_bytes_per_second: int = Field(
+        default=8192,
+        ge=1,
+        description="The average rate below which a request body arriving past "
+        "KEYLEDGER_BODY_READ_SECONDS is cut off (8 KiB/s: a 64 kbit/s link).",
     )
     header_read_seconds: float = Field(
         default=10.0,

@@ -495,3 +495,55 @@ def test_idle_keep_alive_connections_are_capped_per_worker(
         stop(server)
     assert still_open <= 2 * 5, still_open
     record_figures("connection_cap", idle_connections=len(held), still_open=still_open)
+
+
+def test_a_slow_but_steady_body_is_served(site: Site) -> None:
+    """A 48 KiB getAll body sent at about 16 KiB/s takes longer than the 2 s grace time but keeps
+    the minimum rate (8 KiB/s): it is answered 200, not cut off."""
+    padded = json.dumps(site.get_all)[:-1] + " " * (48 * 1024) + "}"
+    body = padded.encode()
+    head = request_head(
+        "POST", f"{MEWS_PATH}/getAll", {"Content-Type": "application/json"}, len(body)
+    )
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", site.port), timeout=30) as sock:
+        sock.sendall(head)
+        for offset in range(0, len(body), 4096):
+            sock.sendall(body[offset : offset + 4096])
+            time.sleep(0.25)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    took = time.monotonic() - started
+    assert took > BODY_SECONDS  # the body did outlast the grace time
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_silent_connections_do_not_lock_a_worker_out(
+    sqlite_databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    """With at most 5 connections per worker and a long header deadline, 24 connections that
+    never send a byte are closed to make room, longest waiting first: a new request answers."""
+    site, server = make_site(
+        sqlite_databases.new_url(),
+        tmp_path / "serve.log",
+        max_connections="5",
+        header_read_seconds="60",
+    )
+    held: list[socket.socket] = []
+    try:
+        for _ in range(24):
+            held.append(socket.create_connection(("127.0.0.1", site.port), timeout=10))
+        time.sleep(0.5)
+        with httpx.Client(base_url=site.base, timeout=10) as http:
+            assert http.post(f"{MEWS_PATH}/getAll", json=site.get_all).status_code == 200
+        time.sleep(0.5)
+        still_open = sum(not closed_by_server(sock) for sock in held)
+    finally:
+        for sock in held:
+            sock.close()
+        stop(server)
+    assert still_open <= 2 * 5, still_open

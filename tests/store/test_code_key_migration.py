@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+from keyledger.callers.models import Actor, Scope
+from keyledger.credentials import vouchers
+from keyledger.credentials.models import VoucherFields
 from keyledger.properties.service import add_property
 from keyledger.settings import Settings
 from keyledger.store import Store
@@ -79,5 +82,30 @@ def test_0009_keeps_the_oldest_of_look_alike_codes(databases: DatabaseFactory) -
         assert keys[5][1] == "abc-1"  # deleted: no live collision
         assert keys[6][1] == "other"
         assert {row[2] for row in keys} == {unicodedata.normalize("NFC", "le café")}
+        # A voucher set apart stays editable: its key is kept as long as its code is.
+        scope, actor = Scope(properties=(prop,)), Actor.system()
+        topped = vouchers.add_minutes(
+            store, scope=scope, actor=actor, voucher_ids=[ids[1], ids[2]], minutes=5
+        )
+        assert [v.minutes_left for v in topped] == [65, 65]
+        vouchers.expire_now(store, scope=scope, actor=actor, voucher_ids=[ids[1]])
+        with store.read() as conn:
+            kept = conn.execute(
+                text("SELECT code_key FROM credentials WHERE id = :id"), {"id": ids[1]}
+            ).scalar_one()
+        assert kept == f"abc-1\x1f#{ids[1]}"
+        # … and renaming it to a free code gives it that code's key.
+        vouchers.replace_voucher(
+            store,
+            scope=scope,
+            actor=actor,
+            voucher_id=ids[2],
+            fields=VoucherFields(access_code="ABC-2", minutes_included=60),
+        )
+        with store.read() as conn:
+            renamed = conn.execute(
+                text("SELECT code_key FROM credentials WHERE id = :id"), {"id": ids[2]}
+            ).scalar_one()
+        assert renamed == "abc-2"
     finally:
         store.dispose()

@@ -161,9 +161,25 @@ def issue_bearer_for_password(
     access_seconds: int,
     refresh_seconds: int,
 ) -> IssuedBearer:
-    """A new pair, the first of a new family (see ``refresh_bearer``)."""
+    """A new pair, the first of a new family (see ``refresh_bearer``).
+
+    The pair is issued under the user's row lock, and only while the password hash is the one
+    that was current before the check: a new password or a disabled user committed while the
+    password was being checked refuses the grant instead of issuing a pair the change's
+    revocation never saw."""
+    with store.read() as conn:
+        before = repository.user_by_email(conn, email.strip().lower())
     caller = authenticate_password(store, cache, email=email, password=password)
     with store.write() as conn:
+        user = repository.lock_user(conn, caller.user_id)
+        if (
+            before is None
+            or user is None
+            or user.disabled_utc is not None
+            or not user.api_access
+            or str(user.password_hash) != str(before.password_hash)
+        ):
+            raise Unauthenticated("Invalid e-mail or password.")
         return _insert_pair(
             conn,
             user_id=caller.user_id,
@@ -198,12 +214,14 @@ def refresh_bearer(
         found = repository.bearer_by_refresh(conn, digest)
         if found is None or not digests_match(str(found.digest), digest):
             raise Unauthenticated(_INVALID_REFRESH)
+        # The user first, in every path: a rotation of this family in flight commits before
+        # the family is revoked below, so the pair it issues is revoked too.
+        user = repository.lock_user(conn, int(found.user_id))
         if found.revoked_utc is not None:
             _revoke_family(conn, found, now=now)
             return None  # committed; the request is still refused
         if found.expires_utc <= now:
             raise Unauthenticated(_INVALID_REFRESH)
-        user = repository.lock_user(conn, int(found.user_id))
         if user is None or user.disabled_utc is not None or not user.api_access:
             raise Unauthenticated("The user has no API access.")
         if repository.revoke_bearer(conn, int(found.id), now=now) != 1:

@@ -55,6 +55,7 @@ VOUCHER_MUTABLE = (
     "code_key",
     "description_key",
 )
+_KEEPING_KEY = tuple(name for name in VOUCHER_MUTABLE if name != "code_key")
 
 
 def _check(fields: VoucherFields) -> VoucherFields:
@@ -194,11 +195,19 @@ def _rewrite(
             )
             if taken:
                 raise _code_taken(sorted(taken)[0])
-        repository.rewrite_credentials(
-            conn,
-            [{"row_id": c.id, **row_of(c, store.sealer)} for c in sorted(changed, key=_id)],
-            columns=VOUCHER_MUTABLE,
-        )
+        # The code's key is written only when the code changes: a key migration 0009 set apart
+        # for a look-alike of an older code stays as it is, so the voucher can still be edited.
+        renamed_ids = {c.id for c in renamed}
+        for columns, part in (
+            (VOUCHER_MUTABLE, [c for c in changed if c.id in renamed_ids]),
+            (_KEEPING_KEY, [c for c in changed if c.id not in renamed_ids]),
+        ):
+            if part:
+                repository.rewrite_credentials(
+                    conn,
+                    [{"row_id": c.id, **row_of(c, store.sealer)} for c in sorted(part, key=_id)],
+                    columns=columns,
+                )
         events.append_many(
             conn,
             [

@@ -45,13 +45,15 @@ class BodyTooLarge(Exception):
 
 
 class BodyReadTimeout(DeadlineExceeded):
-    """The request body did not arrive within ``body_read_seconds`` of the headers (a slow or
+    """The request body did not arrive within ``body_read_seconds`` of the headers, plus the time
+    its size needs at ``body_min_bytes_per_second`` (a slow or
     stalled client); nothing was read into the store, and the connection is closed after the
     answer."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__(
-            f"The request body did not arrive within {seconds:g} s; nothing of it was kept."
+            f"The request body did not arrive within {seconds:g} s (and the time its size needs "
+            "at the minimum rate); nothing of it was kept."
         )
 
 
@@ -188,24 +190,32 @@ def _database_error(error: BaseException | None) -> DBAPIError | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes (``BodyTooLarge``), arrived within
-    ``body_read_seconds`` of the request's start (``BodyReadTimeout``)."""
+    """The whole body, at most ``limit`` bytes (``BodyTooLarge``), arriving in time
+    (``BodyReadTimeout``): within ``body_read_seconds`` of the request's start plus one second
+    per ``body_min_bytes_per_second`` received, so a slow but steady client can send a large
+    body while one that trickles bytes is cut off."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
-    seconds = request.app.state.context.settings.body_read_seconds
-    remaining = started_of(request.scope) + seconds - time.monotonic()
+    settings = request.app.state.context.settings
+    grace, rate = settings.body_read_seconds, settings.body_min_bytes_per_second
+    started = started_of(request.scope)
     chunks: list[bytes] = []
     size = 0
-    try:
-        async with asyncio.timeout(max(remaining, 0.0)):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(limit)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise BodyReadTimeout(seconds) from None
+    stream = request.stream().__aiter__()
+    while True:
+        remaining = started + grace + size / rate - time.monotonic()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise BodyReadTimeout(grace) from None
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -229,9 +239,10 @@ def parse_json(raw: bytes) -> Any:
         raise MalformedJson(f"repeats the key {error.args[0]!r}") from None
     except ValueError:  # JSONDecodeError is a ValueError
         raise MalformedJson() from None
-    # Refused characters can only arrive as escapes (\u0000, \b, \f, \ud800): raw ones are
-    # not valid JSON or not valid UTF-8. Most bodies have none, and are not walked.
-    if "\\u" in text or "\\b" in text or "\\f" in text:
+    # Refused characters arrive as escapes (\u0000, \b, \f, \ud800) or as a raw DEL (valid
+    # JSON and UTF-8); other raw ones are not valid JSON or not valid UTF-8. Most bodies have
+    # none, and are not walked.
+    if "\\u" in text or "\\b" in text or "\\f" in text or "\x7f" in text:
         reason = first_refused(document)
         if reason is not None:
             raise MalformedJson(reason.replace("NUL character", "NUL character (\\u0000)"))

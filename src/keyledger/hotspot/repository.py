@@ -33,7 +33,7 @@ def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
         .where(
             in_scope([property_id], CredentialKind.VOUCHER),
             c.c.deleted_utc.is_(None),
-            c.c.code_key == code_key(code),
+            c.c.code_key == code_key(code.strip()),  # a phone keyboard adds a space
         )
         .with_for_update()
     ).first()
