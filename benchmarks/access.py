@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from keyledger.access.collisions import reach_check
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.access.service import check_door
 from keyledger.callers.models import Actor, Scope
@@ -133,7 +134,12 @@ def seed(store: Store, credentials: int, *, voucher_every: int = 2) -> Seeded:
         ResourceDraft(floor, building, ResourceKind.FLOOR, "F"),
         *[ResourceDraft(room, floor, ResourceKind.ROOM, f"R{n}") for n, room in enumerate(rooms)],
     ]
-    save_resources(store, actor=Actor.system(), batches={prop: drafts})
+    save_resources(
+        store,
+        actor=Actor.system(),
+        batches={prop: drafts},
+        on_reach_change=reach_check(store.sealer),
+    )
     now = datetime.now(UTC).replace(microsecond=0)
     for start in range(0, credentials, BATCH):
         with store.write() as conn:

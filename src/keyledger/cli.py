@@ -360,6 +360,7 @@ def rotate_key(decrypt: bool, vacuum: bool, batch_size: int) -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 def import_resources(file: Any) -> None:
     """Create or replace resources from CSV (EnterpriseId,Id,ParentId,Kind,Name), atomically."""
+    from keyledger.access.collisions import reach_check
     from keyledger.callers.models import Actor
     from keyledger.properties.service import list_properties as listing
     from keyledger.resources import csvio
@@ -367,7 +368,9 @@ def import_resources(file: Any) -> None:
 
     store = _store()
     batches = csvio.parse(file.read(), {p.enterprise_id: p for p in listing(store)})
-    saved = save_resources(store, actor=Actor.system(), batches=batches)
+    saved = save_resources(
+        store, actor=Actor.system(), batches=batches, on_reach_change=reach_check(store.sealer)
+    )
     _emit({"Imported": len(saved)})
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, insert, select, text
 
+from keyledger.access.collisions import reach_check
 from keyledger.callers import repository as callers
 from keyledger.callers.models import Actor
 from keyledger.callers.service import ACCESS_TOKEN_ROLES
@@ -176,7 +177,12 @@ def _provision_building(store: Store) -> None:
         hotel = properties.by_enterprise_ids(conn, [HOTEL])
     if done or not hotel:
         return
-    save_resources(store, actor=Actor.system(), batches={hotel[0]: DEMO_BUILDING})
+    save_resources(
+        store,
+        actor=Actor.system(),
+        batches={hotel[0]: DEMO_BUILDING},
+        on_reach_change=reach_check(store.sealer),
+    )
     with store.write() as conn:
         conn.execute(insert(store_marks), {"name": RESOURCES_MARK, "created_utc": utc_now()})
 

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from keyledger.properties.service import set_collision_check
-from tests.api.test_resources import building
+from tests.api.test_resources import building, put, v1
 from tests.dialects.mews.test_errors import assert_error
 from tests.support import Deployment, Tenant, token_parameters
 
@@ -121,3 +121,33 @@ def test_the_rule_can_be_switched_off_per_property(
     assert tenant.mews("add", ResourceAccessTokenParameters=same).status_code == 403
     set_collision_check(shared_deployment.store, enterprise_id=tenant.enterprise_id, enabled=False)
     assert tenant.mews("add", ResourceAccessTokenParameters=same).status_code == 200
+
+
+def test_a_tree_change_that_would_make_a_collision_is_refused(tenant: Tenant) -> None:
+    """Two tokens of one PIN with the Floor flag at rooms of two floors share no door; moving
+    one room onto the other floor (or creating the room a token names, under that floor) would
+    give them the floor's door: refused (409, the rule's message), the tree as it was."""
+    tree = building(tenant)
+    second_floor, third_floor, new_room = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for floor in (second_floor, third_floor):
+        assert put(tenant, floor, "Floor", tree["building"]).status_code == 200
+    assert put(tenant, new_room, "Room", second_floor).status_code == 200
+    unplaced = uuid.uuid4()
+    added = tenant.mews(
+        "add",
+        ResourceAccessTokenParameters=[
+            params("4545#", tree["room"], floor=True),
+            params("4545#", new_room, floor=True),
+            params("4545#", unplaced, floor=True),  # a room the tree does not hold yet
+        ],
+    )
+    assert added.status_code == 200, added.text
+    moved = put(tenant, new_room, "Room", tree["floor"])
+    assert moved.status_code == 409, moved.text
+    assert "would let two active tokens with the same Type and Value" in moved.json()["Message"]
+    assert v1(tenant, "GET", f"/resources/{new_room}").json()["ParentId"] == str(second_floor)
+    created = put(tenant, unplaced, "Room", tree["floor"])
+    assert created.status_code == 409, created.text
+    assert v1(tenant, "GET", f"/resources/{unplaced}").status_code == 404
+    # On a floor where no token of that value is, the same room may go.
+    assert put(tenant, unplaced, "Room", third_floor).status_code == 200

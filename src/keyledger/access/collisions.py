@@ -9,7 +9,7 @@ property) and both carry the permission flag of that reader's kind.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -109,6 +109,54 @@ def refuse_collisions(
             if earlier.uid != credential.uid and overlapping(credential, earlier, tree):
                 raise _collision(index, credential, f"item {earlier_index} of this request")
         seen.setdefault(key, []).append((index, credential))
+
+
+def reach_check(sealer: ValueSealer) -> Callable[[Connection, Property, Collection[UUID]], None]:
+    """The collision rule for a change of the resource tree (``resources.service``'s
+    ``on_reach_change``): a resource created, moved or changed in kind changes what the tokens
+    held at it and below it reach, so two tokens with one value that never shared a door could
+    come to share one. Those tokens are checked again against the property's, on the tree as
+    written in this transaction; the tree writer holds the tree's lock, and every token writer
+    reads the tree under it (shared), so neither decides on a tree the other is changing."""
+
+    def check(conn: Connection, prop: Property, changed: Collection[UUID]) -> None:
+        if not changed or not properties_repository.collision_check(conn, prop.id):
+            return
+        nodes = resources.tree_of(conn, [prop.id]).values()
+        children: dict[UUID, list[UUID]] = {}
+        for node in nodes:
+            if node.parent_uid is not None:
+                children.setdefault(node.parent_uid, []).append(node.uid)
+        below, stack = set(changed), list(changed)
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                if child not in below:
+                    below.add(child)
+                    stack.append(child)
+        held = credentials.active_reservation_tokens_at(
+            conn,
+            properties={prop.id: prop},
+            property_id=prop.id,
+            resource_ids=sorted(below),
+            sealer=sealer,
+        )
+        try:
+            refuse_collisions(
+                conn,
+                prop=prop,
+                properties={prop.id: prop},
+                written=list(enumerate(held)),
+                sealer=sealer,
+            )
+        except RuleViolation:
+            raise RuleViolation(
+                "This change of the resource tree would let two active tokens with the same "
+                "Type and Value, valid at the same time, open the same door; change or delete "
+                "one of them first.",
+                subject="collision",
+            ) from None
+
+    return check
 
 
 def _collision(index: int, credential: Credential, other: str) -> RuleViolation:

@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from keyledger.access import service as access
+from keyledger.access.collisions import reach_check
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.api import schemas
 from keyledger.api.errors import ApiRoute
@@ -154,7 +155,10 @@ async def put_resource(
         uid=resource_id, parent_uid=body.ParentId, kind=ResourceKind(body.Kind), name=body.Name
     )
     (saved,) = resources.save_resources(
-        context.store, actor=caller.actor, batches={target: [draft]}
+        context.store,
+        actor=caller.actor,
+        batches={target: [draft]},
+        on_reach_change=reach_check(context.store.sealer),
     )
     return json_response(render_resource(saved, caller.scope))
 

@@ -317,3 +317,24 @@ def reservation_tokens_with_values(
         _WITH_VALUES, {"property_id": property_id, "fingerprints": sealer.fingerprints(values)}
     )
     return [to_credential(row, properties, sealer) for row in rows]
+
+
+def active_reservation_tokens_at(
+    conn: Connection,
+    *,
+    properties: Mapping[int, Property],
+    property_id: int,
+    resource_ids: Sequence[UUID],
+    sealer: ValueSealer,
+) -> list[Credential]:
+    """The live reservation tokens of a property held at one of ``resource_ids``."""
+    if not resource_ids:
+        return []
+    rows = conn.execute(
+        select(*CREDENTIAL_COLUMNS).where(
+            in_scope([property_id], CredentialKind.RESERVATION),
+            t.c.deleted_utc.is_(None),
+            t.c.resource_id.in_(list(resource_ids)),
+        )
+    )
+    return [to_credential(row, properties, sealer) for row in rows]

@@ -29,7 +29,7 @@ from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
 from keyledger.sealing import ValueSealer
 from keyledger.store import Store
-from keyledger.store.locks import advisory_key, serialise_on
+from keyledger.store.locks import advisory_key, serialise_on, share_on
 
 
 def _check_validity(valid_from: datetime, valid_to: datetime, *, label: str) -> None:
@@ -274,6 +274,8 @@ def _refuse_collisions(
     by_property: dict[int, list[tuple[int, Credential]]] = {}
     for index, credential in written:
         by_property.setdefault(credential.property.id, []).append((index, credential))
+    # The reach of a token is read from the resource tree: it must not change meanwhile.
+    share_on(conn, (advisory_key("tree", property_id) for property_id in by_property))
     for property_id, items in by_property.items():
         refuse_collisions(
             conn,

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from uuid import UUID
+
+from sqlalchemy import Connection
 
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import utc_now
@@ -45,8 +47,18 @@ def _check_tree(tree: Mapping[UUID, Resource], changed: Sequence[UUID]) -> None:
             )
 
 
+#: Called in the write transaction with the resources whose place in the tree changed (new,
+#: moved, or of another kind): the access rules that depend on the tree check them
+#: (``access.collisions.reach_check``). Required, so that no caller can skip them.
+ReachCheck = Callable[[Connection, Property, Collection[UUID]], None]
+
+
 def save_resources(
-    store: Store, *, actor: Actor, batches: Mapping[Property, Sequence[ResourceDraft]]
+    store: Store,
+    *,
+    actor: Actor,
+    batches: Mapping[Property, Sequence[ResourceDraft]],
+    on_reach_change: ReachCheck,
 ) -> list[Resource]:
     """Create or replace resources of one or more properties, atomically."""
     now = utc_now()
@@ -58,6 +70,7 @@ def save_resources(
         serialise_on(conn, (advisory_key("tree", prop.id) for prop in batches))
         for prop, drafts in batches.items():
             tree = {uid: r for (_, uid), r in repository.tree_of(conn, [prop.id]).items()}
+            before = dict(tree)
             for draft in drafts:
                 tree[draft.uid] = Resource(
                     prop.id, draft.uid, draft.parent_uid, draft.kind, draft.name
@@ -66,6 +79,17 @@ def save_resources(
             for draft in drafts:
                 repository.upsert(conn, tree[draft.uid], now=now)
                 saved.append(tree[draft.uid])
+            on_reach_change(
+                conn,
+                prop,
+                [
+                    draft.uid
+                    for draft in drafts
+                    if draft.uid not in before
+                    or (before[draft.uid].parent_uid, before[draft.uid].kind)
+                    != (draft.parent_uid, draft.kind)
+                ],
+            )
             events.append_many(
                 conn,
                 [

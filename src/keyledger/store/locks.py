@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, bindparam, text
 
 _ADVISORY = text("SELECT pg_advisory_xact_lock(:key)").bindparams(bindparam("key"))
+_ADVISORY_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)").bindparams(bindparam("key"))
 
 
 def advisory_key(namespace: str, *parts: bytes | str | int) -> int:
@@ -36,3 +37,13 @@ def serialise_on(conn: Connection, keys: Iterable[int]) -> None:
         return
     for key in sorted(set(keys)):
         conn.execute(_ADVISORY, {"key": key})
+
+
+def share_on(conn: Connection, keys: Iterable[int]) -> None:
+    """Hold the advisory locks ``keys`` in shared mode until the transaction ends (writers that
+    only read the thing, such as the collision rule reading a property's resource tree, take
+    turns with one that changes it, not with each other); nothing on SQLite."""
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        conn.execute(_ADVISORY_SHARED, {"key": key})
