@@ -443,3 +443,20 @@ def test_hotspot_log_in_ignores_spaces_a_keyboard_adds(shared_deployment: Deploy
     )
     assert response.status_code == 200, response.text
     assert response.json()["MinutesLeft"] == 30
+
+
+def test_unknown_paths_and_methods_answer_in_the_dialects_shape(
+    shared_deployment: Deployment,
+) -> None:
+    """No framework ``{"detail": …}`` body anywhere: /api/v1 answers its own 404 shape, the
+    token endpoint an RFC 6749 body for a method other than POST."""
+    http = shared_deployment.http
+    for method, path in (("GET", "/api/v1/nosuch"), ("DELETE", "/api/v1/hotspot/sessions")):
+        response = http.request(method, path)
+        assert response.status_code == 404, response.text
+        body = response.json()
+        assert (body["Status"], body["Error"]) == (404, "NotFound")
+        assert body["RequestId"] == response.headers["request-id"]
+    response = http.get("/api/token")
+    _token_error(response, 405, "invalid_request")
+    assert response.headers["allow"] == "POST"

@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(nexudus.token_router)
     app.include_router(nexudus.unknown_router)
     app.include_router(api.router)
+    app.include_router(api.unknown_router)
     app.include_router(operations)
     app.add_middleware(RequestObserver)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ from keyledger.events.models import EventKind, EventQuery
 from keyledger.events.render import render_events
 from keyledger.hotspot import service as hotspot
 from keyledger.inputs import refused_character
+from keyledger.observability.middleware import request_id_of
 from keyledger.properties.models import Property
 from keyledger.resources import service as resources
 from keyledger.resources.models import Resource, ResourceDraft, ResourceKind
@@ -370,3 +371,26 @@ REQUEST_SCHEMAS: tuple[type[schemas.ApiModel], ...] = (
     schemas.UsageReport,
     schemas.EndReport,
 )
+
+
+#: Every other path and method under /api/v1 answers 404 in this API's shape (not the
+#: framework's ``{"detail": …}``).
+unknown_router = APIRouter(tags=["keyledger"], route_class=ApiRoute)
+
+
+@unknown_router.api_route(
+    "/api/v1/{rest:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+    operation_id="v1_unknown",
+)
+async def unknown(request: Request) -> Response:
+    return json_response(
+        {
+            "Status": 404,
+            "Error": "NotFound",
+            "Message": f"No operation at {request.url.path} ({request.method}).",
+            "RequestId": request_id_of(request.scope),
+        },
+        status_code=404,
+    )

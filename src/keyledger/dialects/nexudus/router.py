@@ -351,6 +351,19 @@ async def token(request: Request, context: ContextDep) -> Response:
 
 
 #: Every other path or method under /api/spaces/ answers 404 in the Nexudus envelope.
+@token_router.api_route(
+    "/api/token",
+    methods=["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+    operation_id="nexudus_token_other_methods",
+)
+async def token_other_methods() -> Response:
+    """The token endpoint takes POST only: any other method is an RFC 6749 error body."""
+    return _token_error(
+        405, "invalid_request", "The token endpoint takes POST only.", {"Allow": "POST"}
+    )
+
+
 unknown_router = APIRouter(tags=[TAG], route_class=NexudusRoute)
 
 
