@@ -11,6 +11,7 @@ from keyledger import __version__
 from keyledger.api import router as api
 from keyledger.auth_throttle import FailedAuthThrottle
 from keyledger.callers.cache import CallerCache
+from keyledger.callers.permissions import check_covered
 from keyledger.callers.users import PasswordCache
 from keyledger.context import AppContext
 from keyledger.dialects.mews import router as mews
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(api.router)
     app.include_router(operations)
     app.add_middleware(RequestObserver)
+    check_covered(
+        getattr(route, "operation_id", None) for route in (*mews.router.routes, *api.router.routes)
+    )
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 

@@ -157,7 +157,8 @@ def test_admin_changes_are_events_and_the_cli_prints_them(
         "property.created",
     ]
     assert all(
-        e["Actor"] == {"Kind": "system", "Id": None, "Label": "System"} for e in printed["Events"]
+        e["Actor"] == {"Kind": "system", "Id": None, "Label": "System", "AccessTokenId": None}
+        for e in printed["Events"]
     )
     everything = ok(url, "admin", "events", "--kind", "integration.created")
     assert [e["Details"]["Name"] for e in everything["Events"]] == ["I"]

@@ -60,6 +60,7 @@ def append_many(
                 "actor_kind": actor.kind.value,
                 "actor_id": actor.id,
                 "actor_label": actor.label,
+                "actor_token_id": actor.token_id,
                 "credential_uid": entry.get("credential_uid"),
                 "resource_uid": entry.get("resource_uid"),
                 "outcome": entry.get("outcome"),
@@ -129,6 +130,7 @@ def select_events(
             events.c.actor_kind,
             events.c.actor_id,
             events.c.actor_label,
+            events.c.actor_token_id,
             events.c.credential_uid,
             events.c.resource_uid,
             events.c.outcome,
@@ -147,10 +149,11 @@ def select_events(
             actor_kind=ActorKind(row[4]),
             actor_id=row[5],
             actor_label=row[6],
-            credential_uid=row[7],
-            resource_uid=row[8],
-            outcome=row[9],
-            details=row[10] or {},
+            actor_token_id=row[7],
+            credential_uid=row[8],
+            resource_uid=row[9],
+            outcome=row[10],
+            details=row[11] or {},
         )
         for row in rows
     ]
