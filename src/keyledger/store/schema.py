@@ -108,8 +108,8 @@ connections = Table(
     Column("created_utc", UtcDateTime, nullable=False),
     Column("revoked_utc", UtcDateTime, nullable=True),
     # What the token may do: a JSON list of scope names (callers/permissions.py), fixed when it
-    # is made (migration 0010 gave every older token all of them).
-    Column("scopes", JSON, nullable=False),
+    # is made (migration 0010 gave every older token all of them; a row that names none: none).
+    Column("scopes", JSON, nullable=False, server_default=text("'[]'")),
 )
 
 connection_properties = Table(

@@ -1,7 +1,8 @@
 """access token scopes: what each access token may do, and which token an event's actor used
 
-Adds ``connections.scopes`` (a JSON list of scope names, not null): every token made before
-scopes existed gets all seven, so it keeps working exactly as before. Adds
+Adds ``connections.scopes`` (a JSON list of scope names, not null, by default ``[]``: a row
+written without naming its scopes may do nothing): every token made before scopes existed gets
+all seven, so it keeps working exactly as before. Adds
 ``events.actor_token_id`` (nullable): the access token an integration acted with; older events
 have none. The list of scope names is a copy, not an import: the migration stays what it was
 when the code moves on.
@@ -35,11 +36,16 @@ EVERY_SCOPE = [
 
 
 def upgrade() -> None:
-    op.add_column("connections", sa.Column("scopes", sa.JSON(), nullable=True))
+    # Added NOT NULL with a default that grants nothing, then every existing token is given
+    # every scope. No batch mode: rebuilding ``connections`` on SQLite fails while
+    # ``connection_properties`` rows point at it (foreign keys are on), and an ALTER TABLE ADD
+    # COLUMN with a default needs no rebuild on either database.
+    op.add_column(
+        "connections",
+        sa.Column("scopes", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    )
     table = sa.table("connections", sa.column("scopes", sa.JSON))
     op.get_bind().execute(sa.update(table).values(scopes=EVERY_SCOPE))
-    with op.batch_alter_table("connections", schema=None) as batch_op:
-        batch_op.alter_column("scopes", existing_type=sa.JSON(), nullable=False)
     op.add_column("events", sa.Column("actor_token_id", sa.BigInteger(), nullable=True))
 
 
@@ -47,5 +53,4 @@ def downgrade() -> None:
     # Not batch mode: rebuilding ``events`` on SQLite would drop its immutability triggers
     # (SQLite 3.35+ drops a column in place).
     op.drop_column("events", "actor_token_id")
-    with op.batch_alter_table("connections", schema=None) as batch_op:
-        batch_op.drop_column("scopes")
+    op.drop_column("connections", "scopes")
