@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
 from keyledger.callers.models import Actor, ActorKind
+from keyledger.credentials.models import Credential, CredentialKind
 from keyledger.events.models import Event, EventKind, EventQuery
 from keyledger.store.schema import events
 
@@ -159,19 +160,33 @@ def select_events(
     ]
 
 
-_TRACKED = (
-    "value",
-    "valid_from",
-    "valid_to",
-    "permissions",
-    "description",
-    "minutes_included",
-    "minutes_left",
-    "user_limit",
-    "system_id",
-)
+#: The tracked fields of each credential kind, named as the API property the caller used: a kind
+#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
+#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column.
+_TRACKED: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
+    CredentialKind.RESERVATION: (
+        ("value", "Value"),
+        ("valid_from", "ValidityStartUtc"),
+        ("valid_to", "ValidityEndUtc"),
+        ("permissions", "Permissions"),
+    ),
+    CredentialKind.VOUCHER: (
+        ("value", "AccessCode"),
+        ("valid_from", "ValidFrom"),
+        ("valid_to", "ValidTo"),
+        ("description", "Description"),
+        ("minutes_included", "MinutesIncluded"),
+        ("minutes_left", "MinutesLeft"),
+        ("user_limit", "UserLimit"),
+        ("system_id", "SystemId"),
+    ),
+}
 
 
-def changed_fields(before: Any, after: Any) -> list[str]:
-    """The names (never the values) of the tracked properties that differ."""
-    return [name for name in _TRACKED if getattr(before, name) != getattr(after, name)]
+def changed_fields(before: Credential, after: Credential) -> list[str]:
+    """The API names (never the values) of the tracked properties that differ."""
+    return [
+        name
+        for field, name in _TRACKED[after.kind]
+        if getattr(before, field) != getattr(after, field)
+    ]
