@@ -14,7 +14,7 @@ import pytest
 
 from keyledger.api import router as api
 from keyledger.callers.permissions import OPERATION_PERMISSIONS, Permission
-from keyledger.callers.service import add_access_token, add_integration
+from keyledger.callers.service import add_access_token, add_integration, list_access_tokens
 from keyledger.dialects.mews import router as mews
 from keyledger.properties.service import add_property
 from tests.cli.test_admin import ok, run
@@ -323,6 +323,13 @@ def test_events_name_the_access_token_and_its_scopes(shared_deployment: Deployme
     assert {e["Actor"]["Kind"] for e in saved} == {"integration"}
     (full_id,) = {e["Actor"]["AccessTokenId"] for e in saved}
     assert by_id[full_id] == [p.value for p in Permission]
+    listed = {
+        row["id"]: row
+        for row in list_access_tokens(shared_deployment.store)
+        if row["enterprise_ids"] == [world.enterprise_id]
+    }
+    assert {token_id: row["scopes"] for token_id, row in listed.items()} == by_id
+    assert {row["integration_name"] for row in listed.values()} == {"scoped"}
 
 
 @pytest.fixture
