@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from keyledger import __version__
 from keyledger.api import router as api
 from keyledger.auth_throttle import FailedAuthThrottle
 from keyledger.callers.cache import CallerCache
+from keyledger.callers.permissions import check_covered
 from keyledger.callers.users import PasswordCache
 from keyledger.context import AppContext
 from keyledger.dialects.mews import router as mews
@@ -70,9 +74,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below from the package's own copy of Swagger UI, not a CDN
         redoc_url=None,
     )
+    add_swagger_ui(app)
     app.router.redirect_slashes = False
     app.state.context = context
     app.include_router(mews.router)
@@ -84,8 +89,31 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(api.unknown_router)
     app.include_router(operations)
     app.add_middleware(RequestObserver)
+    check_covered(
+        getattr(route, "operation_id", None) for route in (*mews.router.routes, *api.router.routes)
+    )
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
+
+
+#: Where Swagger UI's files are served from (``swagger-ui-bundle-v2`` ships them).
+DOCS_ASSETS = "/docs/assets"
+
+
+def add_swagger_ui(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI's script and style sheet from the installed package, so the
+    page works on a box without Internet access (FastAPI's default loads them from a CDN)."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="keyledger — Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:

@@ -230,16 +230,54 @@ def enable_integration(client_token: str | None, integration_id: int | None) -> 
 @admin.command("add-access-token")
 @click.option("--client-token", required=True)
 @click.option("--enterprise", "enterprises", type=click.UUID, multiple=True, required=True)
-def add_access_token(client_token: str, enterprises: tuple[UUID, ...]) -> None:
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="What the token may do (repeatable): credentials:read, credentials:write, "
+    "resources:read, resources:write, access:check, hotspot, events:read. None: all of them.",
+)
+def add_access_token(
+    client_token: str, enterprises: tuple[UUID, ...], scopes: tuple[str, ...]
+) -> None:
     """Connect an integration to enterprises; several make a portfolio token. Printed once."""
     from keyledger.callers.service import add_access_token as add
 
-    issued = add(_store(), client_token=client_token, enterprise_ids=list(enterprises))
+    issued = add(
+        _store(), client_token=client_token, enterprise_ids=list(enterprises), scopes=scopes
+    )
     _emit(
         {
             "AccessTokenId": issued.id,
             "AccessToken": issued.secret,
             "EnterpriseIds": [str(e) for e in issued.enterprise_ids],
+            "Scopes": list(issued.scopes),
+        }
+    )
+
+
+@admin.command("list-access-tokens")
+def list_access_tokens() -> None:
+    """List every access token: id, integration, enterprises, scopes (never the token)."""
+    from keyledger.callers.service import list_access_tokens as listing
+    from keyledger.clock import format_utc
+
+    _emit(
+        {
+            "AccessTokens": [
+                {
+                    "AccessTokenId": row["id"],
+                    "IntegrationId": row["integration_id"],
+                    "IntegrationName": row["integration_name"],
+                    "EnterpriseIds": [str(e) for e in row["enterprise_ids"]],
+                    "Scopes": row["scopes"],
+                    "CreatedUtc": format_utc(row["created_utc"]),
+                    "RevokedUtc": None
+                    if row["revoked_utc"] is None
+                    else format_utc(row["revoked_utc"]),
+                }
+                for row in listing(_store())
+            ]
         }
     )
 

@@ -25,8 +25,8 @@ NFD = unicodedata.normalize("NFD", "Café-1")
 def test_0009_keeps_the_oldest_of_look_alike_codes(databases: DatabaseFactory) -> None:
     store = Store(Settings(database_url=databases.new_url()))
     try:
+        prop = add_property(store, name="Before 0009")  # by today's code, then step back
         downgrade(store.engine, "0007")
-        prop = add_property(store, name="Before 0009")
         now = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
         rows = [  # (code, deleted): the live ones collide three ways, the deleted one not counted
             ("ABC-1", None),

@@ -79,3 +79,39 @@ def test_0008_makes_each_existing_bearer_pair_a_family_of_its_own(
         assert None not in families
     finally:
         store.dispose()
+
+
+def test_0010_gives_every_existing_access_token_every_scope(databases: DatabaseFactory) -> None:
+    """Tokens made before scopes keep working exactly as before: they hold all seven."""
+    from keyledger.callers.permissions import EVERY_PERMISSION
+    from keyledger.callers.service import (
+        add_access_token,
+        add_integration,
+        authenticate_access_token,
+    )
+    from keyledger.store.schema import connections
+
+    store = Store(Settings(database_url=databases.new_url()))
+    try:
+        prop = add_property(store, name="Before scopes")
+        client = add_integration(store, name="old").secret
+        issued = add_access_token(
+            store, client_token=client, enterprise_ids=[prop.enterprise_id], scopes=["hotspot"]
+        )
+        downgrade(store.engine, "0009")  # the token as it was before scopes: no column
+        upgrade(store.engine)
+        assert is_current(store.engine)
+        with store.read() as conn:
+            assert conn.execute(select(connections.c.scopes)).scalar_one() == [
+                "credentials:read",
+                "credentials:write",
+                "resources:read",
+                "resources:write",
+                "access:check",
+                "hotspot",
+                "events:read",
+            ]
+        caller = authenticate_access_token(store, access_token=issued.secret)
+        assert caller.permissions == EVERY_PERMISSION
+    finally:
+        store.dispose()

@@ -6,6 +6,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from keyledger.callers.permissions import MissingPermission
 from keyledger.dialects.common import (
     BodyTooLarge,
     DialectRoute,
@@ -56,6 +57,8 @@ def classify(error: Exception) -> tuple[int, str, str]:
         return 429, "TooManyFailures", error.message
     if isinstance(error, StoreUnavailable):
         return 503, "Unavailable", error.message
+    if isinstance(error, MissingPermission):
+        return 403, "MissingScope", error.message
     if isinstance(error, Forbidden):
         return 403, "Forbidden", error.message
     if isinstance(error, ResourceNotFound | CredentialNotFound | SessionNotFound):

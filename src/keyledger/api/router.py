@@ -16,6 +16,7 @@ from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.api import schemas
 from keyledger.api.errors import ApiRoute
 from keyledger.callers.models import IntegrationCaller, Scope
+from keyledger.callers.permissions import Permission, required_for
 from keyledger.callers.service import authenticate_access_token
 from keyledger.clock import format_utc, parse_utc_seconds, utc_now
 from keyledger.context import AppContext, ContextDep, client_address
@@ -53,9 +54,11 @@ async def integration_caller(request: Request, context: ContextDep) -> Integrati
             context.store, access_token=token.strip(), cache=context.caller_cache
         )
 
-    return await context.auth_throttle.attempt(
+    caller = await context.auth_throttle.attempt(
         authenticate, claimed=f"v1:{token.strip()}", address=client_address(request)
     )
+    caller.require(required_for(request.scope["route"].operation_id))  # 403 MissingScope
+    return caller
 
 
 CallerDep = Annotated[IntegrationCaller, Depends(integration_caller)]
@@ -72,7 +75,8 @@ _ERRORS = error_responses(
     {
         400: "Invalid input.",
         401: "Missing, unknown or revoked AccessToken.",
-        403: "An enterprise outside the token's scope.",
+        403: "An enterprise outside the token's scope (`OutOfScope`), or an operation outside "
+        "the token's scopes (`MissingScope`, naming the scope).",
         404: "No such resource in scope.",
         409: "A rule refused the change.",
         413: "The body is larger than KEYLEDGER_MAX_BODY_BYTES.",
@@ -214,8 +218,9 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
         {
             "Granted": decision.granted,
             "Reason": decision.reason.value,
+            # Which credential matched is shown only to a token that may read credentials.
             "CredentialId": None
-            if decision.credential_uid is None
+            if decision.credential_uid is None or not caller.holds(Permission.CREDENTIALS_READ)
             else str(decision.credential_uid),
             "ResourceId": str(decision.reader_uid),
             "At": format_utc(decision.at),

@@ -74,6 +74,7 @@ class EventActor(ApiModel):
     Kind: Literal["integration", "user", "system"]
     Id: int | None
     Label: str
+    AccessTokenId: int | None
 
 
 class EventOut(ApiModel):

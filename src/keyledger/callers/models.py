@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
 
+from keyledger.callers.permissions import EVERY_PERMISSION, MissingPermission, Permission
 from keyledger.errors import Forbidden, OutOfScope
 from keyledger.properties.models import Property
 
@@ -17,11 +18,13 @@ class ActorKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who made a change: recorded as ``created_by`` / ``updated_by``."""
+    """Who made a change: recorded as ``created_by`` / ``updated_by``; for an integration also
+    the access token it used (``token_id``), whose scopes are fixed when it is made."""
 
     kind: ActorKind
     id: int | None
     label: str
+    token_id: int | None = None
 
     @classmethod
     def system(cls) -> Actor:
@@ -75,12 +78,24 @@ class IntegrationCaller:
     integration_name: str
     connection_id: int
     scope: Scope
+    permissions: frozenset[Permission] = EVERY_PERMISSION
 
     @property
     def actor(self) -> Actor:
         return Actor(
-            kind=ActorKind.INTEGRATION, id=self.integration_id, label=self.integration_name
+            kind=ActorKind.INTEGRATION,
+            id=self.integration_id,
+            label=self.integration_name,
+            token_id=self.connection_id,
         )
+
+    def holds(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        """Refuse (``MissingPermission``, a ``Forbidden``) unless the token has ``permission``."""
+        if permission not in self.permissions:
+            raise MissingPermission(permission)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +153,4 @@ class IssuedSecret:
     secret: str
     name: str | None = None
     enterprise_ids: tuple[UUID, ...] = ()
+    scopes: tuple[str, ...] = ()

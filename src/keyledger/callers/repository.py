@@ -66,12 +66,18 @@ def insert_connection(
     integration_id: int,
     digest: str,
     property_ids: Sequence[int],
+    scopes: Sequence[str],
     now: datetime,
 ) -> int:
     connection_id = int(
         conn.execute(
             insert(connections).returning(connections.c.id),
-            {"integration_id": integration_id, "access_token_digest": digest, "created_utc": now},
+            {
+                "integration_id": integration_id,
+                "access_token_digest": digest,
+                "created_utc": now,
+                "scopes": list(scopes),
+            },
         ).scalar_one()
     )
     conn.execute(
@@ -88,8 +94,44 @@ def connection_by_digest(conn: Connection, digest: str) -> Any:
             connections.c.integration_id,
             connections.c.access_token_digest,
             connections.c.revoked_utc,
+            connections.c.scopes,
         ).where(connections.c.access_token_digest == digest)
     ).first()
+
+
+def list_connections(conn: Connection) -> list[dict[str, Any]]:
+    """Every access token (never its digest): id, integration, scopes, enterprises, times."""
+    rows = conn.execute(
+        select(
+            connections.c.id,
+            connections.c.integration_id,
+            integrations.c.name,
+            connections.c.scopes,
+            connections.c.created_utc,
+            connections.c.revoked_utc,
+        )
+        .join(integrations, integrations.c.id == connections.c.integration_id)
+        .order_by(connections.c.id)
+    ).all()
+    links = conn.execute(
+        select(connection_properties.c.connection_id, connection_properties.c.property_id)
+    ).all()
+    found = {p.id: p for p in by_ids(conn, list({link[1] for link in links}))}
+    enterprises: dict[int, list[UUID]] = {}
+    for connection_id, property_id in links:
+        enterprises.setdefault(int(connection_id), []).append(found[property_id].enterprise_id)
+    return [
+        {
+            "id": int(row.id),
+            "integration_id": int(row.integration_id),
+            "integration_name": str(row.name),
+            "scopes": list(row.scopes),
+            "enterprise_ids": sorted(enterprises.get(int(row.id), []), key=str),
+            "created_utc": row.created_utc,
+            "revoked_utc": row.revoked_utc,
+        }
+        for row in rows
+    ]
 
 
 def connection_properties_of(conn: Connection, connection_id: int) -> list[Property]:

@@ -13,6 +13,12 @@ from sqlalchemy import Connection
 from keyledger.callers import repository
 from keyledger.callers.cache import CallerCache
 from keyledger.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
+from keyledger.callers.permissions import (
+    EVERY_PERMISSION,
+    Permission,
+    ordered,
+    parse_permissions,
+)
 from keyledger.clock import utc_now
 from keyledger.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.events import repository as events
@@ -88,10 +94,13 @@ def add_access_token(
     client_token: str,
     enterprise_ids: Sequence[UUID],
     access_token: str | None = None,
+    scopes: Sequence[str] = (),
 ) -> IssuedSecret:
-    """Connect an integration to one property, or several (a portfolio access token)."""
+    """Connect an integration to one property, or several (a portfolio access token), with the
+    scopes named (none named: every scope, callers/permissions.py)."""
     if not enterprise_ids:
         raise InvalidInput("Name at least one enterprise.", subject="enterprise")
+    scope_names = ordered(parse_permissions(scopes))
     wanted = list(dict.fromkeys(enterprise_ids))
     token = access_token or new_api_token()
     digest = secret_digest(token)
@@ -111,6 +120,7 @@ def add_access_token(
             integration_id=int(integration.id),
             digest=digest,
             property_ids=[found[e].id for e in wanted],
+            scopes=scope_names,
             now=now,
         )
         events.append_many(
@@ -122,6 +132,7 @@ def add_access_token(
                     "details": {
                         "AccessTokenId": connection_id,
                         "IntegrationId": int(integration.id),
+                        "Scopes": scope_names,
                     },
                 }
                 for e in wanted
@@ -129,7 +140,15 @@ def add_access_token(
             actor=Actor.system(),
             now=now,
         )
-    return IssuedSecret(id=connection_id, secret=token, enterprise_ids=tuple(wanted))
+    return IssuedSecret(
+        id=connection_id, secret=token, enterprise_ids=tuple(wanted), scopes=tuple(scope_names)
+    )
+
+
+def list_access_tokens(store: Store) -> list[dict[str, Any]]:
+    """Every access token with its integration, enterprises and scopes; never a secret."""
+    with store.read() as conn:
+        return repository.list_connections(conn)
 
 
 def revoke_access_token(
@@ -209,7 +228,16 @@ def _caller(conn: Connection, integration: Any, connection: Any) -> IntegrationC
         integration_name=str(integration.name),
         connection_id=int(connection.id),
         scope=Scope(tuple(sorted(properties, key=lambda p: p.id))),
+        permissions=_permissions(connection.scopes),
     )
+
+
+def _permissions(names: Any) -> frozenset[Permission]:
+    """The stored scopes; a name this version does not know grants nothing (fail closed)."""
+    if not isinstance(names, list):
+        return frozenset()
+    known = {p.value for p in EVERY_PERMISSION}
+    return frozenset(Permission(name) for name in names if name in known)
 
 
 def authenticate_access_token(

@@ -43,6 +43,7 @@ class Event:
     actor_kind: ActorKind
     actor_id: int | None
     actor_label: str
+    actor_token_id: int | None
     credential_uid: UUID | None
     resource_uid: UUID | None
     outcome: str | None

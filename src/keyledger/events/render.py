@@ -24,6 +24,7 @@ def render_events(events: Sequence[Event], properties: Mapping[int, Property]) -
                     "Kind": event.actor_kind.value,
                     "Id": event.actor_id,
                     "Label": event.actor_label,
+                    "AccessTokenId": event.actor_token_id,
                 },
                 "CredentialId": None if event.credential_uid is None else str(event.credential_uid),
                 "ResourceId": None if event.resource_uid is None else str(event.resource_uid),

@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
 from keyledger.callers.models import Actor, ActorKind
+from keyledger.credentials.models import Credential, CredentialKind
 from keyledger.events.models import Event, EventKind, EventQuery
 from keyledger.store.schema import events
 
@@ -60,6 +61,7 @@ def append_many(
                 "actor_kind": actor.kind.value,
                 "actor_id": actor.id,
                 "actor_label": actor.label,
+                "actor_token_id": actor.token_id,
                 "credential_uid": entry.get("credential_uid"),
                 "resource_uid": entry.get("resource_uid"),
                 "outcome": entry.get("outcome"),
@@ -129,6 +131,7 @@ def select_events(
             events.c.actor_kind,
             events.c.actor_id,
             events.c.actor_label,
+            events.c.actor_token_id,
             events.c.credential_uid,
             events.c.resource_uid,
             events.c.outcome,
@@ -147,28 +150,43 @@ def select_events(
             actor_kind=ActorKind(row[4]),
             actor_id=row[5],
             actor_label=row[6],
-            credential_uid=row[7],
-            resource_uid=row[8],
-            outcome=row[9],
-            details=row[10] or {},
+            actor_token_id=row[7],
+            credential_uid=row[8],
+            resource_uid=row[9],
+            outcome=row[10],
+            details=row[11] or {},
         )
         for row in rows
     ]
 
 
-_TRACKED = (
-    "value",
-    "valid_from",
-    "valid_to",
-    "permissions",
-    "description",
-    "minutes_included",
-    "minutes_left",
-    "user_limit",
-    "system_id",
-)
+#: The tracked fields of each credential kind, named as the API property the caller used: a kind
+#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
+#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column.
+_TRACKED: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
+    CredentialKind.RESERVATION: (
+        ("value", "Value"),
+        ("valid_from", "ValidityStartUtc"),
+        ("valid_to", "ValidityEndUtc"),
+        ("permissions", "Permissions"),
+    ),
+    CredentialKind.VOUCHER: (
+        ("value", "AccessCode"),
+        ("valid_from", "ValidFrom"),
+        ("valid_to", "ValidTo"),
+        ("description", "Description"),
+        ("minutes_included", "MinutesIncluded"),
+        ("minutes_left", "MinutesLeft"),
+        ("user_limit", "UserLimit"),
+        ("system_id", "SystemId"),
+    ),
+}
 
 
-def changed_fields(before: Any, after: Any) -> list[str]:
-    """The names (never the values) of the tracked properties that differ."""
-    return [name for name in _TRACKED if getattr(before, name) != getattr(after, name)]
+def changed_fields(before: Credential, after: Credential) -> list[str]:
+    """The API names (never the values) of the tracked properties that differ."""
+    return [
+        name
+        for field, name in _TRACKED[after.kind]
+        if getattr(before, field) != getattr(after, field)
+    ]

@@ -1,5 +1,10 @@
 """One pure-ASGI middleware: a Request-Id on every response, a JSON log line and metrics.
 
+Every response also gets ``X-Content-Type-Options: nosniff`` (a browser never reads a JSON error
+as a script or page) and, except Swagger UI's page and files, ``Cache-Control: no-store``:
+responses carry PINs, voucher codes and secrets (Mews getAll, Nexudus lists, ``/api/token``), and
+one header on every response cannot be forgotten on the next route that carries one.
+
 The log line carries method, path (never the query string: it can hold credential values),
 status, duration, dialect and operation; never a header or a body.
 """
@@ -18,6 +23,14 @@ from keyledger.observability.metrics import LATENCY, REQUESTS
 log = structlog.get_logger("keyledger.request")
 
 REQUEST_ID_HEADER = b"request-id"
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+NO_STORE = (b"cache-control", b"no-store")
+#: Static documentation (Swagger UI's page and files): no credential, may be cached.
+CACHEABLE_PREFIX = "/docs"
+
+
+def _cacheable(path: str) -> bool:
+    return path == CACHEABLE_PREFIX or path.startswith(CACHEABLE_PREFIX + "/")
 
 
 def request_id_of(scope: Scope) -> str:
@@ -51,13 +64,21 @@ class RequestObserver:
         state["request_id"] = request_id
         state["started"] = started
         status = 500
+        cacheable = _cacheable(str(scope.get("path", "")))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = list(message.get("headers", []))
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if cacheable or name.lower() != NO_STORE[0]
+                ]
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                headers.append(NOSNIFF)
+                if not cacheable:
+                    headers.append(NO_STORE)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -107,6 +107,9 @@ connections = Table(
     Column("access_token_digest", String(64), nullable=False, unique=True),
     Column("created_utc", UtcDateTime, nullable=False),
     Column("revoked_utc", UtcDateTime, nullable=True),
+    # What the token may do: a JSON list of scope names (callers/permissions.py), fixed when it
+    # is made (migration 0010 gave every older token all of them; a row that names none: none).
+    Column("scopes", JSON, nullable=False, server_default=text("'[]'")),
 )
 
 connection_properties = Table(
@@ -291,6 +294,7 @@ events = Table(
     Column("actor_kind", String(16), nullable=False),
     Column("actor_id", BigInteger, nullable=True),
     Column("actor_label", String(320), nullable=False),
+    Column("actor_token_id", BigInteger, nullable=True),  # the access token used (0010)
     Column("credential_uid", Uuid, nullable=True),
     Column("resource_uid", Uuid, nullable=True),
     Column("outcome", String(32), nullable=True),

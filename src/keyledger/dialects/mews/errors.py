@@ -21,6 +21,7 @@ from keyledger.errors import (
     Conflict,
     DeadlineExceeded,
     DomainError,
+    Forbidden,
     InvalidInput,
     OutOfScope,
     RuleViolation,
@@ -124,7 +125,7 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
             subject = error.subject or "request"
             name = _PROPERTY_OF_SUBJECT.get(operation, {}).get(subject, subject)
             return 400, f"Invalid {name}: {error.message}", None
-        if isinstance(error, OutOfScope | RuleViolation | Conflict):
+        if isinstance(error, Forbidden | OutOfScope | RuleViolation | Conflict):
             return 403, error.message, None
         if isinstance(error, DeadlineExceeded):
             return (

@@ -1,7 +1,8 @@
 """Mews Connector API: ``POST /api/connector/v1/resourceAccessTokens/{getAll,add,update,delete}``.
 
 Each request is read in this order: body (413, ``Invalid JSON``), credentials in the body (401),
-rate limit per AccessToken (429), then the operation's own properties (400).
+rate limit per AccessToken (429), the token's scopes (403, callers/permissions.py), then the
+operation's own properties (400).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import APIRouter, Depends, Request, Response
 
 from keyledger.callers.models import IntegrationCaller
+from keyledger.callers.permissions import required_for
 from keyledger.callers.service import authenticate_integration
 from keyledger.context import ContextDep, client_address
 from keyledger.credentials import service
@@ -71,6 +73,7 @@ def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
                 f"Too many requests for this AccessToken; retry after {retry_after} s.",
                 headers={"Retry-After": str(retry_after)},
             )
+        caller.require(required_for(request.scope["route"].operation_id))
         return MewsCall(caller=caller, body=model.model_validate(payload))
 
     return dependency
@@ -96,7 +99,8 @@ _ERRORS = error_responses(
     {
         400: "Malformed request: `Invalid <Property>`.",
         401: "Missing, unknown, revoked or disabled ClientToken/AccessToken/Client.",
-        403: "A business rule refused the request (validity, deleted token, scope).",
+        403: "A business rule refused the request (validity, deleted token, enterprise), or the "
+        "AccessToken lacks the operation's scope (the message names it).",
         408: "The request ran past the processing time limit; nothing was kept.",
         413: "The body is larger than the configured limit.",
         429: "Rate limit per AccessToken; see the Retry-After header.",
