@@ -103,7 +103,13 @@ def test_usage_takes_minutes_and_shows_in_nexudus(shared_deployment: Deployment)
     voucher = space.create_id(AccessCode="USE", MinutesIncluded=10, UserLimit=2)
     session = start(hotel, "USE", "dev-1")["SessionId"]
     first = report(hotel, session, 90).json()
-    assert first == {"SessionId": session, "SecondsLeft": 510, "MinutesLeft": 9, "Ended": False}
+    assert first == {
+        "SessionId": session,
+        "SecondsLeft": 510,
+        "MinutesLeft": 9,
+        "Ended": False,
+        "EndReason": None,
+    }
     record = space.get(f"/{voucher}").json()
     assert record["MinutesLeft"] == 9
     assert record["LastAccess"] is not None
