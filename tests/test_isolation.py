@@ -628,7 +628,7 @@ def test_callers_holding_the_same_resource_id_change_nothing_of_the_owner(
                 caller.http.post(
                     "/api/v1/access/check",
                     json={
-                        "EnterpriseId": caller.enterprise,
+                        **({"EnterpriseId": caller.enterprise} if caller.more_enterprises else {}),
                         "ResourceId": owner.room,
                         "Type": "PinCode",
                         "Value": f"{n}#",
