@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -241,7 +240,11 @@ def report_usage(
     reason = EndReason.NO_MINUTES_LEFT if seconds_left <= 0 else EndReason.ENDED if end else None
     ended = reason is not None
     repository.touch(
-        conn, session_id=found.id, now=now, end=ended, reason=None if reason is None else reason
+        conn,
+        session_id=found.id,
+        now=now,
+        end=ended,
+        reason=None if reason is None else reason.value,
     )
     events.append(
         conn,
@@ -277,7 +280,8 @@ def report_usage(
     )
 
 
-_WITHDRAWN: frozenset[Any] = frozenset(
+#: End reasons a report answers with (200, ``Ended``) rather than refusing (409).
+_WITHDRAWN: frozenset[str] = frozenset(
     {
         EndReason.DELETED.value,
         EndReason.EXPIRED.value,
