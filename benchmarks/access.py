@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from keyledger.access.collisions import reach_check
+from keyledger.access.guessing import GuessBudget
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.access.service import check_door
 from keyledger.callers.models import Actor, Scope
@@ -218,6 +219,8 @@ def run(*, credentials: int, database_url: str | None, repeat: int) -> None:
                 access_code=f"V{rng.choice(vouchers):09d}",
                 device_id=f"d{n}",
                 idle_seconds=3600,
+                caller="benchmark",
+                budget=GuessBudget(),
             )
         sessions.append(decision.session_uid)
 

@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from keyledger.app import create_app
 from keyledger.settings import Settings
-from keyledger.store.schema import credentials, hotspot_sessions, properties, resources
+from keyledger.store.schema import credentials, events, hotspot_sessions, properties, resources
 from tests.support import (
     MEWS_PATH,
     DatabaseFactory,
@@ -62,6 +62,7 @@ class Caller:
     nexudus: dict[str, str] | None  # headers for the Nexudus dialect
     enterprise: str
     business: int
+    more_enterprises: list[str] = field(default_factory=list)  # a portfolio's other ones
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,7 @@ def _callers(deployment: Deployment) -> list[Caller]:
             None,
             str(portfolio.enterprise_id),
             portfolio.business_id,
+            [str(e) for e in portfolio.extra_enterprises],
         ),
         Caller(
             "Nexudus Basic",
@@ -416,3 +418,229 @@ def test_no_caller_learns_or_touches_anything_of_another_property(
                 )
                 assert _records_of(deployment, owner) == before, (operation, caller.name)
     assert checked >= 40
+
+
+# Same ids in two properties (issue 12). Resources have client-chosen ids in /api/v1, so property
+# B can hold a resource with the very uid A's room has; credential ids (Mews ``Id``) and session
+# ids are made by the server and unique across properties (a unique index each), so they cannot
+# be shared: B can only name A's, which the matrix above covers.
+
+
+def _bearer(tenant: Tenant) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenant.access_token}"}
+
+
+def _put(tenant: Tenant, uid: str, kind: str, enterprise: uuid.UUID | None = None) -> None:
+    body: dict[str, Any] = {"Kind": kind, "Name": kind}
+    if enterprise is not None:
+        body["EnterpriseId"] = str(enterprise)
+    put = tenant.http.put(f"/api/v1/resources/{uid}", json=body, headers=_bearer(tenant))
+    assert put.status_code == 200, put.text
+
+
+def _pin(tenant: Tenant, room: str, enterprise: uuid.UUID | None = None) -> str:
+    value = f"{uuid.uuid4().int % 10**8:08d}#"
+    extra: dict[str, Any] = {} if enterprise is None else {"EnterpriseId": str(enterprise)}
+    added = tenant.mews(
+        "add",
+        **extra,
+        ResourceAccessTokenParameters=[
+            token_parameters(
+                value=value,
+                start="2020-01-01T00:00:00Z",
+                end="2090-01-01T00:00:00Z",
+                ResourceId=room,
+            )
+        ],
+    )
+    assert added.status_code == 200, added.text
+    return value
+
+
+def _check(
+    tenant: Tenant, room: str, value: str, enterprise: uuid.UUID | None = None
+) -> httpx.Response:
+    body: dict[str, Any] = {"ResourceId": room, "Type": "PinCode", "Value": value}
+    if enterprise is not None:
+        body["EnterpriseId"] = str(enterprise)
+    return tenant.http.post("/api/v1/access/check", json=body, headers=_bearer(tenant))
+
+
+def _events_at(tenant: Tenant, room: str) -> list[tuple[str, str | None, str]]:
+    listed = tenant.http.get(
+        "/api/v1/events", params={"ResourceId": room, "Limit": 1000}, headers=_bearer(tenant)
+    )
+    assert listed.status_code == 200, listed.text
+    return [(e["Kind"], e["Outcome"], e["EnterpriseId"]) for e in listed.json()["Events"]]
+
+
+@pytest.fixture
+def pair(databases: DatabaseFactory) -> Iterator[Deployment]:
+    deployment = deploy(databases.new_url(), nexudus_rate_limit=0, mews_rate_limit=0)
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+def test_a_property_holding_the_same_reader_id_never_touches_the_other(pair: Deployment) -> None:
+    a, b = make_tenant(pair), make_tenant(pair)
+    room = str(uuid.uuid4())
+    _put(a, room, "Room")
+    guest = _pin(a, room)
+    assert _check(a, room, guest).json()["Granted"] is True
+    a_before = _events_at(a, room)
+    # B names the same uid: its own room, made by PUT (B never sees A's).
+    assert b.http.get(f"/api/v1/resources/{room}", headers=_bearer(b)).status_code == 404
+    _put(b, room, "Room")
+    b_guest = _pin(b, room)
+    refused = [_check(b, room, f"{n}#").json()["Reason"] for n in range(12)]
+    assert refused[:10] == ["UnknownCredential"] * 10 and refused[-1] == "Throttled"
+    assert _check(b, room, b_guest).json()["Reason"] == "Throttled"  # B's reader is locked
+    # A's reader: not locked, A's guest let in, B's guest unknown there, A's log untouched by B.
+    assert _check(a, room, guest).json()["Granted"] is True
+    assert _check(a, room, b_guest).json()["Reason"] == "UnknownCredential"
+    assert _check(b, room, guest).json()["Reason"] == "Throttled"  # never A's decision
+    a_after = _events_at(a, room)
+    assert a_after[2:] == a_before
+    assert [kind for kind, _, _ in a_after] == ["access.checked"] * 3 + ["resource.saved"]
+    assert {enterprise for _, _, enterprise in a_after} == {str(a.enterprise_id)}
+    b_events = _events_at(b, room)
+    assert ("reader.throttled", "Throttled", str(b.enterprise_id)) in b_events
+    assert {enterprise for _, _, enterprise in b_events} == {str(b.enterprise_id)}
+    # B deletes its room: A's stays, and A's answers do not change.
+    assert b.http.delete(f"/api/v1/resources/{room}", headers=_bearer(b)).status_code == 204
+    assert a.http.get(f"/api/v1/resources/{room}", headers=_bearer(a)).status_code == 200
+    assert _check(a, room, guest).json()["Granted"] is True
+    assert _check(b, room, b_guest).status_code == 404
+
+
+def test_a_portfolio_token_never_decides_across_its_properties(pair: Deployment) -> None:
+    portfolio = make_tenant(pair, properties=2)
+    first, second = portfolio.enterprise_id, portfolio.extra_enterprises[0]
+    room = str(uuid.uuid4())
+    for enterprise in (first, second):
+        _put(portfolio, room, "Room", enterprise)
+    first_pin, second_pin = _pin(portfolio, room, first), _pin(portfolio, room, second)
+
+    def names_enterprise(response: httpx.Response) -> None:
+        assert response.status_code == 400, response.text
+        assert "EnterpriseId" in response.json()["Message"], response.text
+
+    # Every operation on the shared uid asks which property; none picks one.
+    names_enterprise(_check(portfolio, room, first_pin))
+    names_enterprise(portfolio.http.get(f"/api/v1/resources/{room}", headers=_bearer(portfolio)))
+    names_enterprise(portfolio.http.delete(f"/api/v1/resources/{room}", headers=_bearer(portfolio)))
+    names_enterprise(
+        portfolio.http.put(
+            f"/api/v1/resources/{room}",
+            json={"Kind": "Room", "Name": "X"},
+            headers=_bearer(portfolio),
+        )
+    )
+    # Named, each property decides with its own credentials only, and files its own events.
+    assert _check(portfolio, room, first_pin, first).json()["Granted"] is True
+    assert _check(portfolio, room, second_pin, first).json()["Reason"] == "UnknownCredential"
+    assert _check(portfolio, room, second_pin, second).json()["Granted"] is True
+    assert _check(portfolio, room, first_pin, second).json()["Reason"] == "UnknownCredential"
+    checked = [
+        (outcome, e) for kind, outcome, e in _events_at(portfolio, room) if kind == "access.checked"
+    ]
+    assert sorted(checked) == sorted(
+        [
+            ("Granted", str(first)),
+            ("UnknownCredential", str(first)),
+            ("Granted", str(second)),
+            ("UnknownCredential", str(second)),
+        ]
+    )
+    # Locking the second property's reader leaves the first's open.
+    for n in range(11):
+        _check(portfolio, room, f"{n}#", second)
+    assert _check(portfolio, room, second_pin, second).json()["Reason"] == "Throttled"
+    assert _check(portfolio, room, first_pin, first).json()["Granted"] is True
+    throttled = [e for kind, _, e in _events_at(portfolio, room) if kind == "reader.throttled"]
+    assert throttled == [str(second)]
+    # A delete naming one property removes only that property's room.
+    deleted = portfolio.http.delete(
+        f"/api/v1/resources/{room}",
+        params={"EnterpriseId": str(second)},
+        headers=_bearer(portfolio),
+    )
+    assert deleted.status_code == 204, deleted.text
+    got = portfolio.http.get(f"/api/v1/resources/{room}", headers=_bearer(portfolio))
+    assert got.status_code == 200 and got.json()["EnterpriseId"] == str(first)
+    assert _check(portfolio, room, first_pin).json()["Granted"] is True  # no longer ambiguous
+
+
+def _events_of(deployment: Deployment, owner: Owner) -> list[Any]:
+    with deployment.store.read() as conn:
+        prop = conn.execute(
+            select(properties.c.id).where(properties.c.enterprise_id == owner.tenant.enterprise_id)
+        ).scalar_one()
+        return [tuple(r) for r in conn.execute(select(events).where(events.c.property_id == prop))]
+
+
+def test_callers_holding_the_same_resource_id_change_nothing_of_the_owner(
+    world: tuple[Deployment, Owner, list[Caller]],
+) -> None:
+    """The matrix again, with every caller holding a resource of the owner's room uid first
+    (and portfolio tokens one in each property): every operation, three times over, and the
+    owner's records, event log and reader stay as they were."""
+    deployment, owner, callers = world
+    before, logged = _records_of(deployment, owner), _events_of(deployment, owner)
+    ids = Ids(
+        owner.token_id,
+        owner.service_order,
+        owner.voucher_id,
+        owner.voucher_code,
+        owner.room,
+        owner.session,
+        str(owner.tenant.enterprise_id),
+        owner.tenant.business_id,
+    )
+    for caller in callers:
+        if caller.bearer is None:
+            continue
+        headers = {"Authorization": f"Bearer {caller.bearer}"}
+        for enterprise in [caller.enterprise, *caller.more_enterprises]:
+            put = caller.http.put(
+                f"/api/v1/resources/{owner.room}",
+                json={"EnterpriseId": enterprise, "Kind": "Room", "Name": "Same id"},
+                headers=headers,
+            )
+            assert put.status_code == 200, put.text
+    checked = 0
+    for _ in range(2):
+        for operation, probes in MATRIX.items():
+            for probe in probes:
+                for caller in callers:
+                    try:
+                        answer = probe(caller, ids)
+                    except pytest.skip.Exception:
+                        continue
+                    checked += 1
+                    assert answer.status_code < 500, (operation, caller.name, answer.text)
+    assert checked >= 80
+    for caller in callers:  # and more refusals at the uid than lock a reader
+        if caller.bearer is not None:
+            for n in range(11):
+                caller.http.post(
+                    "/api/v1/access/check",
+                    json={
+                        **({"EnterpriseId": caller.enterprise} if caller.more_enterprises else {}),
+                        "ResourceId": owner.room,
+                        "Type": "PinCode",
+                        "Value": f"{n}#",
+                    },
+                    headers={"Authorization": f"Bearer {caller.bearer}"},
+                )
+    assert _records_of(deployment, owner) == before
+    assert _events_of(deployment, owner) == logged
+    # The owner's reader is not locked: an unknown code there is still just unknown.
+    owner_check = owner.tenant.http.post(
+        "/api/v1/access/check",
+        json={"ResourceId": owner.room, "Type": "PinCode", "Value": "13579#"},
+        headers={"Authorization": f"Bearer {owner.tenant.access_token}"},
+    )
+    assert owner_check.json()["Reason"] == "UnknownCredential", owner_check.text

@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     )
     reader_failure_window_seconds: int = Field(default=300, ge=1)
     reader_cooldown_seconds: int = Field(default=300, ge=1)
+    guess_budget_per_caller: int = Field(
+        default=300,
+        ge=1,
+        description="Refused codes (door checks and hotspot starts) of one access token across "
+        "every reader and property within the guess window; past it the token's checks and "
+        "starts answer Throttled until the window ends (docs/access.md).",
+    )
+    guess_budget_per_property: int = Field(
+        default=1500,
+        ge=1,
+        description="Refused codes at one property across every access token within the guess "
+        "window; past it every check and start there answers Throttled until the window ends.",
+    )
+    guess_window_seconds: int = Field(
+        default=3600, ge=60, description="The fixed window of the guessing budgets."
+    )
     hotspot_idle_seconds: int = Field(
         default=600, ge=1, description="A hotspot session with no report this long is over."
     )

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from keyledger.callers.service import add_access_token
 from keyledger.store.schema import events
 from tests.api.test_resources import building, v1
 from tests.dialects.mews.test_operations import add
@@ -220,3 +221,31 @@ def test_unknown_reader_and_bad_input(tenant: Tenant) -> None:
         ).status_code
         == 400
     )
+
+
+def test_a_hit_at_the_wrong_door_counts_against_the_guessing_budget(
+    databases: DatabaseFactory,
+) -> None:
+    """NoPermission confirms a code exists, so it is a miss like UnknownCredential: once the
+    token's budget is used up, even the guest's own door answers Throttled to it, and another
+    token of the property is still answered."""
+    deployment = deploy(databases.new_url(), guess_budget_per_caller=3)
+    try:
+        hotel = make_tenant(deployment)
+        tree = building(hotel)
+        token(hotel, "2468#", tree["room"], room=True)
+        assert reasons(hotel, "2468#", tree["floor"], tree["other_room"]) == ["NoPermission"] * 2
+        assert check(hotel, tree["room"], "2468#")["Reason"] == "Granted"  # not a miss
+        assert check(hotel, tree["bed"], "2468#")["Reason"] == "NoPermission"  # the third
+        throttled = check(hotel, tree["room"], "2468#")
+        assert (throttled["Reason"], throttled["CredentialId"]) == ("Throttled", None)
+        assert throttled["ThrottledUntil"] is not None
+        other = add_access_token(
+            deployment.store, client_token=hotel.client_token, enterprise_ids=[hotel.enterprise_id]
+        )
+        controller = Tenant(
+            hotel.http, hotel.client_token, other.secret, hotel.enterprise_id, hotel.business_id
+        )
+        assert check(controller, tree["room"], "2468#")["Reason"] == "Granted"
+    finally:
+        deployment.close()

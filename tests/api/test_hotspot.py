@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import select
 
+from keyledger.store.schema import credentials, events
 from tests.support import (
     DatabaseFactory,
     Deployment,
@@ -103,7 +108,13 @@ def test_usage_takes_minutes_and_shows_in_nexudus(shared_deployment: Deployment)
     voucher = space.create_id(AccessCode="USE", MinutesIncluded=10, UserLimit=2)
     session = start(hotel, "USE", "dev-1")["SessionId"]
     first = report(hotel, session, 90).json()
-    assert first == {"SessionId": session, "SecondsLeft": 510, "MinutesLeft": 9, "Ended": False}
+    assert first == {
+        "SessionId": session,
+        "SecondsLeft": 510,
+        "MinutesLeft": 9,
+        "Ended": False,
+        "EndReason": None,
+    }
     record = space.get(f"/{voucher}").json()
     assert record["MinutesLeft"] == 9
     assert record["LastAccess"] is not None
@@ -167,3 +178,102 @@ def test_concurrent_reports_never_go_below_zero(databases: DatabaseFactory) -> N
     minutes_left, statuses = _concurrent_reports(databases, minutes=10)
     assert statuses == [200] * 50
     assert minutes_left == 0
+
+
+def _minutes_left(deployment: Deployment, voucher: int) -> tuple[int, int]:
+    with deployment.store.read() as conn:
+        row = conn.execute(
+            select(credentials.c.minutes_left, credentials.c.usage_seconds).where(
+                credentials.c.id == voucher
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def _ended_events(deployment: Deployment, sessions: list[str]) -> list[tuple[str, str]]:
+    with deployment.store.read() as conn:
+        rows = conn.execute(
+            select(events.c.outcome, events.c.details).where(
+                events.c.kind == "hotspot.session_ended"
+            )
+        )
+        found = [(row[1]["SessionId"], row[0]) for row in rows]
+    return sorted(f for f in found if f[0] in sessions)
+
+
+@pytest.mark.parametrize(
+    ("withdraw", "reason"),
+    [
+        (lambda space, voucher: space.delete(voucher), "Deleted"),
+        (lambda space, voucher: space.command("EXPIRE_NOW", [voucher]), "Expired"),
+        (
+            lambda space, voucher: space.put(
+                Id=voucher, BusinessId=space.business_id, AccessCode="WD", MinutesIncluded=0
+            ),
+            "NoMinutesLeft",
+        ),
+    ],
+    ids=["delete", "expire-now", "no-minutes"],
+)
+def test_a_withdrawn_voucher_ends_its_open_sessions_at_once(
+    shared_deployment: Deployment,
+    withdraw: Callable[[NexudusTenant, int], httpx.Response],
+    reason: str,
+) -> None:
+    hotel, space = hotspot_pair(shared_deployment)
+    voucher = space.create_id(AccessCode="WD", MinutesIncluded=30, UserLimit=2)
+    sessions = [start(hotel, "WD", device)["SessionId"] for device in ("dev-1", "dev-2")]
+    assert report(hotel, sessions[0], 60).json()["Ended"] is False
+    before = _minutes_left(shared_deployment, voucher)
+    withdrawn = withdraw(space, voucher)
+    assert withdrawn.status_code == 200, withdrawn.text
+    for session in sessions:
+        for _ in range(2):  # the next report says why, and so does any later one
+            answer = report(hotel, session, 120)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert (body["Ended"], body["EndReason"], body["SecondsLeft"]) == (True, reason, 0)
+    # Nothing was taken after the withdrawal, and each session ended once, with the reason.
+    after = _minutes_left(shared_deployment, voucher)
+    assert after[0] == 0 if reason == "NoMinutesLeft" else after == before
+    assert _ended_events(shared_deployment, sessions) == sorted((s, reason) for s in sessions)
+    assert start(hotel, "WD", "dev-3")["Granted"] is False
+
+
+def test_a_voucher_used_up_by_one_device_ends_the_others(shared_deployment: Deployment) -> None:
+    hotel, space = hotspot_pair(shared_deployment)
+    voucher = space.create_id(AccessCode="USEUP", MinutesIncluded=2, UserLimit=2)
+    first, second = (start(hotel, "USEUP", d)["SessionId"] for d in ("dev-1", "dev-2"))
+    used_up = report(hotel, first, 150).json()
+    assert (used_up["Ended"], used_up["EndReason"], used_up["SecondsLeft"]) == (
+        True,
+        "NoMinutesLeft",
+        0,
+    )
+    spent = _minutes_left(shared_deployment, voucher)
+    assert spent[0] == 0
+    other = report(hotel, second, 30).json()
+    assert (other["Ended"], other["EndReason"], other["MinutesLeft"]) == (True, "NoMinutesLeft", 0)
+    assert _minutes_left(shared_deployment, voucher) == spent
+    assert _ended_events(shared_deployment, [first, second]) == sorted(
+        [(first, "NoMinutesLeft"), (second, "NoMinutesLeft")]
+    )
+
+
+def test_a_session_whose_voucher_runs_past_its_validity_ends_as_expired(
+    databases: DatabaseFactory,
+) -> None:
+    deployment = deploy(databases.new_url())
+    try:
+        hotel, space = hotspot_pair(deployment)
+        soon = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        voucher = space.create_id(AccessCode="SOON", MinutesIncluded=30, ValidTo=soon)
+        session = start(hotel, "SOON", "dev-1")["SessionId"]
+        before = _minutes_left(deployment, voucher)
+        while datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") <= soon:
+            time.sleep(0.2)
+        body = report(hotel, session, 60).json()
+        assert (body["Ended"], body["EndReason"]) == (True, "Expired")
+        assert _minutes_left(deployment, voucher) == before
+    finally:
+        deployment.close()

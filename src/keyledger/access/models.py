@@ -44,6 +44,8 @@ class Decision:
     reader_uid: UUID
     property_id: int
     throttled_until: datetime | None = None
+    #: The access token that asked (the guessing budget it counts against).
+    caller: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ def _statement() -> Select[Any]:
         select(func.max(events.c.occurred_utc))
         .where(
             events.c.resource_uid == reader.c.uid,
+            events.c.property_id == reader.c.property_id,
             events.c.kind == EventKind.READER_THROTTLED.value,
             events.c.occurred_utc > bindparam("since"),
         )
@@ -96,9 +97,10 @@ def door_view(
     value: str,
     since: datetime,
     sealer: ValueSealer,
-) -> DoorView | None:
-    """What a check of ``token_type``/``value`` at ``reader_uid`` needs; None when the reader
-    is not a resource of ``property_ids``."""
+) -> list[DoorView]:
+    """What a check of ``token_type``/``value`` at ``reader_uid`` needs: one view per property
+    of ``property_ids`` holding a resource ``reader_uid`` (none: no such reader; several: the
+    uid is ambiguous, each property's reader is another reader)."""
     rows = conn.execute(
         _DOOR,
         {
@@ -109,8 +111,19 @@ def door_view(
             "since": since,
         },
     ).all()
-    if not rows:
-        return None
+    views: list[DoorView] = []
+    for reader_property in dict.fromkeys(row._mapping["reader_property_id"] for row in rows):
+        views.append(
+            _view(
+                [r for r in rows if r._mapping["reader_property_id"] == reader_property],
+                properties,
+                sealer,
+            )
+        )
+    return views
+
+
+def _view(rows: Sequence[Any], properties: Mapping[int, Property], sealer: ValueSealer) -> DoorView:
     first = rows[0]._mapping
     reader = Resource(
         property_id=first["reader_property_id"],

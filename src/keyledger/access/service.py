@@ -1,7 +1,12 @@
 """Door checks. A credential opens a reader when it is active, valid at that instant, has the
 permission flag of the reader's kind, and the reader is the credential's resource or one of its
 ancestors (a credential without a resource: the flags apply across its property). Every check is
-recorded; more than ``policy.failures`` refusals at one reader within the window lock it."""
+recorded; more than ``policy.failures`` refusals at one reader within the window lock it, and every
+refusal counts against the caller's and the property's guessing budgets (``guessing.py``).
+
+A reader is a resource of one property: the same uid in another property is another reader, with
+its own failures, lock and events. A portfolio token naming a uid that several of its properties
+hold must say which (``EnterpriseId``); nothing picks one."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.access import repository
+from keyledger.access import guessing, repository
+from keyledger.access.guessing import GuessBudget, Guesser
 from keyledger.access.models import REFUSAL_ORDER, Decision, DoorCheck, ReaderPolicy, Reason
 from keyledger.access.repository import DoorView
 from keyledger.callers.models import Actor, Scope
@@ -20,6 +26,7 @@ from keyledger.errors import ResourceNotFound
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.resources.models import Resource, ResourceKind
+from keyledger.resources.service import ambiguous_resource
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
 
@@ -65,11 +72,18 @@ def _decide(view: DoorView, check: DoorCheck) -> tuple[Reason, UUID | None]:
 
 
 def decide(
-    store: Store, *, scope: Scope, check: DoorCheck, policy: ReaderPolicy, now: datetime
+    store: Store,
+    *,
+    scope: Scope,
+    check: DoorCheck,
+    policy: ReaderPolicy,
+    now: datetime,
+    caller: str,
+    budget: GuessBudget,
 ) -> Decision:
     """The answer to a door check, from one consistent read (``record`` keeps it)."""
     with store.read() as conn:
-        view = repository.door_view(
+        views = repository.door_view(
             conn,
             properties=scope.by_id,
             property_ids=scope.property_ids,
@@ -79,9 +93,29 @@ def decide(
             since=now - timedelta(seconds=policy.cooldown_seconds),
             sealer=store.sealer,
         )
-    if view is None:
-        raise ResourceNotFound(
-            f"No reader resource {check.reader_uid} in scope.", subject="resource"
+        if not views:
+            raise ResourceNotFound(
+                f"No reader resource {check.reader_uid} in scope.", subject="resource"
+            )
+        if len(views) > 1:
+            raise ambiguous_resource(check.reader_uid)
+        (view,) = views
+        budget_until = guessing.throttled_until(
+            conn,
+            guesser=Guesser(caller, view.reader.property_id),
+            budget=budget,
+            now=now,
+        )
+    if budget_until is not None:
+        return Decision(
+            granted=False,
+            reason=Reason.THROTTLED,
+            credential_uid=None,
+            at=check.at,
+            reader_uid=view.reader.uid,
+            property_id=view.reader.property_id,
+            throttled_until=budget_until,
+            caller=caller,
         )
     if view.locked_since is not None:
         return Decision(
@@ -92,6 +126,7 @@ def decide(
             reader_uid=view.reader.uid,
             property_id=view.reader.property_id,
             throttled_until=view.locked_since + timedelta(seconds=policy.cooldown_seconds),
+            caller=caller,
         )
     reason, credential_uid = _decide(view, check)
     return Decision(
@@ -102,15 +137,24 @@ def decide(
         reader_uid=view.reader.uid,
         property_id=view.reader.property_id,
         throttled_until=None,
+        caller=caller,
     )
+
+
+def _guesser(decision: Decision) -> Guesser:
+    return Guesser(decision.caller, decision.property_id)
 
 
 def record_locks(decision: Decision) -> list[int]:
     """The advisory locks ``record`` takes for a decision (a group commit takes those of all its
-    pieces first, in key order, so two groups never wait for each other in a cycle)."""
+    pieces first, in key order, so two groups never wait for each other in a cycle): the reader
+    (its property and uid) and the guessing budgets of a refusal."""
     if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
         return []
-    return [advisory_key("reader", decision.reader_uid.bytes)]
+    return [
+        advisory_key("reader", decision.property_id, decision.reader_uid.bytes),
+        *guessing.lock_keys(_guesser(decision)),
+    ]
 
 
 def record(
@@ -121,9 +165,11 @@ def record(
     actor: Actor,
     policy: ReaderPolicy,
     now: datetime,
+    budget: GuessBudget,
 ) -> None:
     """Append the decision to the event log; a refusal that makes more than
-    ``policy.failures`` at this reader within the window locks the reader."""
+    ``policy.failures`` at this reader within the window locks the reader, and counts against
+    the guessing budgets."""
     events.append(
         conn,
         kind=EventKind.ACCESS_CHECKED,
@@ -141,13 +187,18 @@ def record(
     # PostgreSQL; SQLite's write lock already), so exactly the refusal that passes the limit
     # locks the reader, once.
     serialise_on(conn, record_locks(decision))
+    guessing.count_miss(conn, guesser=_guesser(decision), budget=budget, actor=actor, now=now)
     refused = events.refused_checks_since(
-        conn, reader_uid=decision.reader_uid, since=now - timedelta(seconds=policy.window_seconds)
+        conn,
+        property_id=decision.property_id,
+        reader_uid=decision.reader_uid,
+        since=now - timedelta(seconds=policy.window_seconds),
     )
     if refused <= policy.failures:
         return
     if events.last_throttled(
         conn,
+        property_id=decision.property_id,
         reader_uid=decision.reader_uid,
         since=now - timedelta(seconds=policy.cooldown_seconds),
     ):
@@ -166,11 +217,32 @@ def record(
 
 
 def check_door(
-    store: Store, *, scope: Scope, actor: Actor, check: DoorCheck, policy: ReaderPolicy
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    check: DoorCheck,
+    policy: ReaderPolicy,
+    caller: str | None = None,
+    budget: GuessBudget | None = None,
 ) -> Decision:
-    """Decide and record in one call (the API records through the group writer instead)."""
+    """Decide and record in one call (the API records through the group writer instead);
+    ``caller`` defaults to the actor."""
     now = utc_now()
-    decision = decide(store, scope=scope, check=check, policy=policy, now=now)
+    who = caller or f"{actor.kind.value}:{actor.id}"
+    budget = budget or GuessBudget()
+    decision = decide(
+        store, scope=scope, check=check, policy=policy, now=now, caller=who, budget=budget
+    )
     with store.write() as conn:
-        record(conn, decision=decision, check=check, actor=actor, policy=policy, now=now)
+        serialise_on(conn, record_locks(decision))
+        record(
+            conn,
+            decision=decision,
+            check=check,
+            actor=actor,
+            policy=policy,
+            now=now,
+            budget=budget,
+        )
     return decision

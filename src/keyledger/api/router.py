@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from keyledger.access import service as access
 from keyledger.access.collisions import reach_check
+from keyledger.access.guessing import GuessBudget
 from keyledger.access.models import DoorCheck, ReaderPolicy
 from keyledger.api import schemas
 from keyledger.api.errors import ApiRoute
@@ -106,6 +107,25 @@ def _target(scope: Scope, enterprise_id: UUID | None) -> Property:
     return scope.properties[0]
 
 
+def _narrowed(scope: Scope, enterprise_id: UUID | None) -> Scope:
+    """The scope an operation naming ``enterprise_id`` (or none: the whole scope) works in."""
+    return scope if enterprise_id is None else scope.narrow_to_enterprises([enterprise_id])
+
+
+def _budget(context: AppContext) -> GuessBudget:
+    settings = context.settings
+    return GuessBudget(
+        per_caller=settings.guess_budget_per_caller,
+        per_property=settings.guess_budget_per_property,
+        window_seconds=settings.guess_window_seconds,
+    )
+
+
+def _guesser(caller: IntegrationCaller) -> str:
+    """The guessing budget's caller: the access token (its connection)."""
+    return f"token:{caller.connection_id}"
+
+
 router = APIRouter(prefix="/api/v1", tags=["keyledger"], route_class=ApiRoute)
 
 
@@ -135,8 +155,14 @@ async def list_resources(
     response_model=schemas.ResourceOut,
     responses=_ERRORS,
 )
-async def get_resource(resource_id: UUID, caller: CallerDep, context: ContextDep) -> Response:
-    found = resources.find_resource(context.store, scope=caller.scope, uid=resource_id)
+async def get_resource(
+    resource_id: UUID,
+    caller: CallerDep,
+    context: ContextDep,
+    EnterpriseId: UUID | None = None,  # noqa: N803
+) -> Response:
+    scope = _narrowed(caller.scope, EnterpriseId)
+    found = resources.find_resource(context.store, scope=scope, uid=resource_id)
     return json_response(render_resource(found, caller.scope))
 
 
@@ -175,9 +201,17 @@ async def put_resource(
     status_code=204,
     responses=_ERRORS,
 )
-async def delete_resource(resource_id: UUID, caller: CallerDep, context: ContextDep) -> Response:
+async def delete_resource(
+    resource_id: UUID,
+    caller: CallerDep,
+    context: ContextDep,
+    EnterpriseId: UUID | None = None,  # noqa: N803
+) -> Response:
     resources.delete_resource(
-        context.store, scope=caller.scope, actor=caller.actor, uid=resource_id
+        context.store,
+        scope=_narrowed(caller.scope, EnterpriseId),
+        actor=caller.actor,
+        uid=resource_id,
     )
     return Response(status_code=204)
 
@@ -202,7 +236,16 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
         window_seconds=settings.reader_failure_window_seconds,
         cooldown_seconds=settings.reader_cooldown_seconds,
     )
-    decision = access.decide(context.store, scope=caller.scope, check=check, policy=policy, now=now)
+    budget = _budget(context)
+    decision = access.decide(
+        context.store,
+        scope=_narrowed(caller.scope, body.EnterpriseId),
+        check=check,
+        policy=policy,
+        now=now,
+        caller=_guesser(caller),
+        budget=budget,
+    )
     await context.writer.run(
         partial(
             access.record,
@@ -211,6 +254,7 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
             actor=caller.actor,
             policy=policy,
             now=now,
+            budget=budget,
         ),
         locks=access.record_locks(decision),
     )
@@ -250,7 +294,12 @@ async def start_session(request: Request, caller: CallerDep, context: ContextDep
             access_code=body.AccessCode,
             device_id=body.DeviceId,
             idle_seconds=context.settings.hotspot_idle_seconds,
-        )
+            caller=_guesser(caller),
+            budget=_budget(context),
+        ),
+        locks=hotspot.start_locks(
+            caller.scope, caller=_guesser(caller), business_id=body.BusinessId
+        ),
     )
     return json_response(
         {
@@ -288,6 +337,7 @@ async def _usage(
             "SecondsLeft": usage.seconds_left,
             "MinutesLeft": usage.minutes_left,
             "Ended": usage.ended,
+            "EndReason": None if usage.end_reason is None else usage.end_reason.value,
         }
     )
 

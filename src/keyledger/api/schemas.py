@@ -40,6 +40,11 @@ class ResourceList(ApiModel):
 
 
 class AccessCheckInput(ApiModel):
+    EnterpriseId: UUID | None = Field(
+        default=None,
+        description="The reader's enterprise: needed with a portfolio access token when more "
+        "than one of its enterprises holds a resource ResourceId.",
+    )
     ResourceId: UUID = Field(description="The reader's resource.")
     Type: Literal["PinCode", "RfidTag"]
     Value: str = Field(min_length=1, max_length=255)
@@ -103,7 +108,13 @@ class SessionStart(ApiModel):
 class SessionOut(ApiModel):
     Granted: bool
     Reason: Literal[
-        "Granted", "UnknownCredential", "NotYetValid", "Expired", "NoMinutesLeft", "TooManyDevices"
+        "Granted",
+        "UnknownCredential",
+        "NotYetValid",
+        "Expired",
+        "NoMinutesLeft",
+        "TooManyDevices",
+        "Throttled",
     ]
     SessionId: UUID | None
     CredentialId: UUID | None
@@ -126,3 +137,10 @@ class UsageOut(ApiModel):
     SecondsLeft: int
     MinutesLeft: int
     Ended: bool
+    EndReason: Literal["Deleted", "Expired", "NoMinutesLeft", "NotYetValid", "Ended"] | None = (
+        Field(
+            description="Why the session ended: its voucher withdrawn (Deleted, Expired, "
+            "NoMinutesLeft, NotYetValid; the device must go offline now) or the client's end "
+            "report (Ended); null while it is open."
+        )
+    )

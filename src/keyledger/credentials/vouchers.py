@@ -31,6 +31,7 @@ from keyledger.credentials.service import created_event, row_of
 from keyledger.errors import Conflict, CredentialNotFound, InvalidInput, RuleViolation
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
+from keyledger.hotspot import service as hotspot
 from keyledger.inputs import code_key, code_problem, normal_code
 from keyledger.properties.models import Property
 from keyledger.store import Store
@@ -224,6 +225,25 @@ def _rewrite(
             actor=actor,
             now=now,
         )
+        for c in changed:  # a withdrawn voucher's devices go offline now (docs/access.md)
+            reason = hotspot.withdrawal(
+                valid_from=c.valid_from,
+                valid_to=c.valid_to,
+                deleted=c.deleted_utc is not None,
+                minutes_left=c.minutes_left,
+                usage_seconds=0,  # below a minute: minutes_left alone says whether any is left
+                now=now,
+            )
+            if reason is not None:
+                hotspot.end_sessions(
+                    conn,
+                    credential_id=c.id,
+                    credential_uid=c.uid,
+                    property_id=c.property.id,
+                    reason=reason,
+                    actor=actor,
+                    now=now,
+                )
         return changed
 
     try:

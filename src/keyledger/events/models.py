@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     RESOURCE_DELETED = "resource.deleted"
     ACCESS_CHECKED = "access.checked"
     READER_THROTTLED = "reader.throttled"
+    GUESSING_THROTTLED = "guessing.throttled"
     PROPERTY_CREATED = "property.created"
     PROPERTY_CHANGED = "property.changed"
     INTEGRATION_CREATED = "integration.created"

@@ -72,14 +72,18 @@ def append_many(
     )
 
 
-def refused_checks_since(conn: Connection, *, reader_uid: UUID, since: datetime) -> int:
-    """Refused (not granted, not throttled) checks at a reader since ``since``."""
+def refused_checks_since(
+    conn: Connection, *, property_id: int, reader_uid: UUID, since: datetime
+) -> int:
+    """Refused (not granted, not throttled) checks at a reader (a property's resource: the same
+    uid in another property is another reader) since ``since``."""
     return int(
         conn.execute(
             select(func.count())
             .select_from(events)
             .where(
                 events.c.resource_uid == reader_uid,
+                events.c.property_id == property_id,
                 events.c.kind == EventKind.ACCESS_CHECKED.value,
                 events.c.occurred_utc >= since,
                 events.c.outcome.not_in(["Granted", "Throttled"]),
@@ -90,15 +94,18 @@ def refused_checks_since(conn: Connection, *, reader_uid: UUID, since: datetime)
 
 _LAST_THROTTLED = select(func.max(events.c.occurred_utc)).where(
     events.c.resource_uid == bindparam("reader_uid"),
+    events.c.property_id == bindparam("property_id"),
     events.c.kind == EventKind.READER_THROTTLED.value,
     events.c.occurred_utc > bindparam("since"),
 )
 
 
-def last_throttled(conn: Connection, *, reader_uid: UUID, since: datetime) -> datetime | None:
-    """When the reader was last locked, if that happened after ``since``."""
+def last_throttled(
+    conn: Connection, *, property_id: int, reader_uid: UUID, since: datetime
+) -> datetime | None:
+    """When the reader (of ``property_id``) was last locked, if that happened after ``since``."""
     found = conn.execute(
-        _LAST_THROTTLED, {"reader_uid": reader_uid, "since": since}
+        _LAST_THROTTLED, {"property_id": property_id, "reader_uid": reader_uid, "since": since}
     ).scalar_one_or_none()
     return found if isinstance(found, datetime) else None
 

@@ -12,6 +12,30 @@ class SessionReason(StrEnum):
     EXPIRED = "Expired"
     NO_MINUTES_LEFT = "NoMinutesLeft"
     TOO_MANY_DEVICES = "TooManyDevices"
+    THROTTLED = "Throttled"
+
+
+class EndReason(StrEnum):
+    """Why a session ended. The first three are withdrawals: the system ended the session at
+    once, and the next usage report says so (a RADIUS disconnect can use the same signal)."""
+
+    DELETED = "Deleted"
+    EXPIRED = "Expired"
+    NO_MINUTES_LEFT = "NoMinutesLeft"
+    NOT_YET_VALID = "NotYetValid"
+    ENDED = "Ended"  # the client's end report
+
+
+#: Refusals of a start that count against the guessing budgets (a code that does not let the
+#: device online; TooManyDevices is a full voucher, not a wrong code).
+MISSES = frozenset(
+    {
+        SessionReason.UNKNOWN_CREDENTIAL,
+        SessionReason.NOT_YET_VALID,
+        SessionReason.EXPIRED,
+        SessionReason.NO_MINUTES_LEFT,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +54,4 @@ class Usage:
     seconds_left: int
     minutes_left: int
     ended: bool
+    end_reason: EndReason | None = None

@@ -93,9 +93,15 @@ _SESSION = (
         s.c.credential_id,
         s.c.device_id,
         s.c.ended_utc,
+        s.c.end_reason,
         s.c.last_report_utc,
         c.c.uid.label("credential_uid"),
         c.c.property_id,
+        c.c.valid_from,
+        c.c.valid_to,
+        c.c.deleted_utc,
+        c.c.minutes_left,
+        c.c.usage_seconds,
     )
     .join(c, c.c.id == s.c.credential_id)
     .where(
@@ -122,8 +128,32 @@ def session(conn: Connection, *, uid: UUID, property_ids: list[int]) -> Any:
     return conn.execute(_SESSION, {"uid": uid, "property_ids": property_ids}).first()
 
 
-def touch(conn: Connection, *, session_id: int, now: datetime, end: bool) -> None:
-    conn.execute(_TOUCH_AND_END if end else _TOUCH, {"session_id": session_id, "now": now})
+def touch(
+    conn: Connection, *, session_id: int, now: datetime, end: bool, reason: str | None = None
+) -> None:
+    if end:
+        conn.execute(
+            _TOUCH_AND_END.values(end_reason=reason), {"session_id": session_id, "now": now}
+        )
+    else:
+        conn.execute(_TOUCH, {"session_id": session_id, "now": now})
+
+
+def end_open(conn: Connection, *, credential_id: int, reason: str, now: datetime) -> list[UUID]:
+    """End every open session of a voucher at once, recording why; their uids."""
+    ended = [
+        row[0]
+        for row in conn.execute(
+            select(s.c.uid).where(s.c.credential_id == credential_id, s.c.ended_utc.is_(None))
+        )
+    ]
+    if ended:
+        conn.execute(
+            update(s)
+            .where(s.c.credential_id == credential_id, s.c.ended_utc.is_(None))
+            .values(ended_utc=now, end_reason=reason)
+        )
+    return ended
 
 
 def consume(

@@ -1,26 +1,91 @@
 """Rules for hotspot sessions. A voucher lets a device online while it is valid, has minutes
 left, and fewer than ``UserLimit`` other devices (null: 1) are online with it; the same device
-logging in again gets its session back. Usage reports take minutes off atomically."""
+logging in again gets its session back. Usage reports take minutes off atomically.
+
+A voucher withdrawn — deleted, expired (EXPIRE_NOW, or its validity over), out of minutes — ends
+its open sessions at once, in the transaction that withdraws it, recording why (``end_reason``):
+the next usage report of such a session answers ``Ended`` with that reason and takes nothing.
+Refused starts count against the guessing budgets (``access/guessing.py``)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import Connection
 
+from keyledger.access import guessing
+from keyledger.access.guessing import GuessBudget, Guesser
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import utc_now
 from keyledger.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.hotspot import repository
-from keyledger.hotspot.models import SessionDecision, SessionReason, Usage
+from keyledger.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 
 
 def _seconds_left(minutes_left: int | None, usage_seconds: int | None) -> int:
     return max(0, (minutes_left or 0) * 60 - (usage_seconds or 0))
+
+
+def withdrawal(
+    *,
+    valid_from: datetime | None,
+    valid_to: datetime | None,
+    deleted: bool,
+    minutes_left: int | None,
+    usage_seconds: int | None,
+    now: datetime,
+) -> EndReason | None:
+    """Why a voucher in this state can keep no device online; None if it still can."""
+    if deleted:
+        return EndReason.DELETED
+    if valid_to is not None and now >= valid_to:
+        return EndReason.EXPIRED
+    if valid_from is not None and now < valid_from:
+        return EndReason.NOT_YET_VALID
+    if _seconds_left(minutes_left, usage_seconds) <= 0:
+        return EndReason.NO_MINUTES_LEFT
+    return None
+
+
+def end_sessions(
+    conn: Connection,
+    *,
+    credential_id: int,
+    credential_uid: UUID,
+    property_id: int,
+    reason: EndReason,
+    actor: Actor,
+    now: datetime,
+) -> list[UUID]:
+    """End a withdrawn voucher's open sessions now, with a ``hotspot.session_ended`` event each
+    (the signal a RADIUS disconnect would act on)."""
+    ended = repository.end_open(conn, credential_id=credential_id, reason=reason.value, now=now)
+    events.append_many(
+        conn,
+        [
+            {
+                "kind": EventKind.HOTSPOT_SESSION_ENDED,
+                "property_id": property_id,
+                "credential_uid": credential_uid,
+                "outcome": reason.value,
+                "details": {"SessionId": str(uid), "Reason": reason.value},
+            }
+            for uid in ended
+        ],
+        actor=actor,
+        now=now,
+    )
+    return ended
+
+
+def start_locks(scope: Scope, *, caller: str, business_id: int) -> list[int]:
+    """The advisory locks ``start_session`` takes (the guessing budgets it may count against)."""
+    target = scope.by_business.get(business_id)
+    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id))
 
 
 def start_session(
@@ -32,9 +97,11 @@ def start_session(
     access_code: str,
     device_id: str,
     idle_seconds: int,
+    caller: str,
+    budget: GuessBudget,
 ) -> SessionDecision:
     """May a device go online with this voucher? Runs in the caller's write transaction (the API
-    hands it to the group writer)."""
+    hands it to the group writer, with ``start_locks``)."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -42,9 +109,17 @@ def start_session(
         )
     now = utc_now()
     idle_since = now - timedelta(seconds=idle_seconds)
-    voucher = repository.live_voucher(conn, property_id=target.id, code=access_code)
+    guesser = Guesser(caller, target.id)
+    throttled = guessing.throttled_until(conn, guesser=guesser, budget=budget, now=now)
+    voucher = (
+        None
+        if throttled is not None
+        else repository.live_voucher(conn, property_id=target.id, code=access_code)
+    )
     session_uid: UUID | None = None
-    if voucher is None:
+    if throttled is not None:
+        reason, seconds_left, minutes_left = SessionReason.THROTTLED, 0, 0
+    elif voucher is None:
         reason, seconds_left, minutes_left = SessionReason.UNKNOWN_CREDENTIAL, 0, 0
     else:
         minutes_left = int(voucher.minutes_left or 0)
@@ -69,6 +144,8 @@ def start_session(
             )
         if reason is SessionReason.GRANTED:
             repository.mark_access(conn, credential_id=voucher.id, now=now)
+    if reason in MISSES:
+        guessing.count_miss(conn, guesser=guesser, budget=budget, actor=actor, now=now)
     events.append(
         conn,
         kind=EventKind.HOTSPOT_SESSION_STARTED,
@@ -117,15 +194,58 @@ def report_usage(
         # lock serialises these transactions already.
         repository.lock_voucher(conn, credential_id=found.credential_id)
         found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
+    if found.ended_utc is not None and found.end_reason in _WITHDRAWN:
+        # Ended by its voucher's withdrawal: say so, take nothing.
+        return Usage(
+            session_uid=session_uid,
+            seconds_left=0,
+            minutes_left=int(found.minutes_left or 0),
+            ended=True,
+            end_reason=EndReason(found.end_reason),
+        )
     idle = found.last_report_utc <= now - timedelta(seconds=idle_seconds)
     if found.ended_utc is not None or idle:
         raise RuleViolation(f"Session {session_uid} has ended; start a new one.", subject="session")
+    withdrawn = withdrawal(
+        valid_from=found.valid_from,
+        valid_to=found.valid_to,
+        deleted=found.deleted_utc is not None,
+        minutes_left=found.minutes_left,
+        usage_seconds=found.usage_seconds,
+        now=now,
+    )
+    if withdrawn is not None:
+        # Withdrawn without a rewrite (its validity ran out, another device used the last
+        # minute): the voucher's sessions end now, and nothing more is taken.
+        end_sessions(
+            conn,
+            credential_id=found.credential_id,
+            credential_uid=found.credential_uid,
+            property_id=found.property_id,
+            reason=withdrawn,
+            actor=actor,
+            now=now,
+        )
+        return Usage(
+            session_uid=session_uid,
+            seconds_left=0,
+            minutes_left=int(found.minutes_left or 0),
+            ended=True,
+            end_reason=withdrawn,
+        )
     minutes_left, usage_seconds = repository.consume(
         conn, credential_id=found.credential_id, seconds=elapsed_seconds, now=now
     )
     seconds_left = _seconds_left(minutes_left, usage_seconds)
-    ended = end or seconds_left <= 0
-    repository.touch(conn, session_id=found.id, now=now, end=ended)
+    reason = EndReason.NO_MINUTES_LEFT if seconds_left <= 0 else EndReason.ENDED if end else None
+    ended = reason is not None
+    repository.touch(
+        conn,
+        session_id=found.id,
+        now=now,
+        end=ended,
+        reason=None if reason is None else reason.value,
+    )
     events.append(
         conn,
         kind=EventKind.HOTSPOT_SESSION_ENDED if ended else EventKind.HOTSPOT_USAGE,
@@ -133,12 +253,39 @@ def report_usage(
         now=now,
         property_id=found.property_id,
         credential_uid=found.credential_uid,
+        outcome=None if reason is None else reason.value,
         details={
             "SessionId": str(session_uid),
             "Seconds": elapsed_seconds,
             "MinutesLeft": minutes_left,
         },
     )
+    if reason is EndReason.NO_MINUTES_LEFT:
+        # The voucher's other devices go offline with it.
+        end_sessions(
+            conn,
+            credential_id=found.credential_id,
+            credential_uid=found.credential_uid,
+            property_id=found.property_id,
+            reason=reason,
+            actor=actor,
+            now=now,
+        )
     return Usage(
-        session_uid=session_uid, seconds_left=seconds_left, minutes_left=minutes_left, ended=ended
+        session_uid=session_uid,
+        seconds_left=seconds_left,
+        minutes_left=minutes_left,
+        ended=ended,
+        end_reason=reason,
     )
+
+
+#: End reasons a report answers with (200, ``Ended``) rather than refusing (409).
+_WITHDRAWN: frozenset[str] = frozenset(
+    {
+        EndReason.DELETED.value,
+        EndReason.EXPIRED.value,
+        EndReason.NO_MINUTES_LEFT.value,
+        EndReason.NOT_YET_VALID.value,
+    }
+)

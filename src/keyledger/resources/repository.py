@@ -34,9 +34,10 @@ _FIND = select(*_COLUMNS).where(
 )
 
 
-def find(conn: Connection, *, property_ids: Sequence[int], uid: UUID) -> Resource | None:
-    row = conn.execute(_FIND, {"property_ids": list(property_ids), "uid": uid}).first()
-    return None if row is None else _to_resource(row)
+def find(conn: Connection, *, property_ids: Sequence[int], uid: UUID) -> list[Resource]:
+    """The resources ``uid`` of ``property_ids`` (one per property holding it)."""
+    rows = conn.execute(_FIND, {"property_ids": list(property_ids), "uid": uid})
+    return [_to_resource(row) for row in rows]
 
 
 def upsert(conn: Connection, resource: Resource, *, now: datetime) -> None:

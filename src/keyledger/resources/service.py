@@ -122,19 +122,32 @@ def in_tree_order(resources: Iterable[Resource]) -> list[Resource]:
     return sorted(resources, key=lambda r: (r.property_id, r.kind.rank, str(r.uid)))
 
 
+def ambiguous_resource(uid: UUID) -> InvalidInput:
+    """A portfolio token named a resource uid that more than one of its properties holds."""
+    return InvalidInput(
+        f"Resource {uid} exists in more than one enterprise of the token: give EnterpriseId.",
+        subject="enterprise",
+    )
+
+
+def _one(found: list[Resource], uid: UUID) -> Resource:
+    """The one resource ``uid`` in scope: none is not found; several (a portfolio token whose
+    properties each hold ``uid``) must be told apart by EnterpriseId, never picked."""
+    if not found:
+        raise ResourceNotFound(f"No resource {uid} in scope.", subject="resource")
+    if len(found) > 1:
+        raise ambiguous_resource(uid)
+    return found[0]
+
+
 def find_resource(store: Store, *, scope: Scope, uid: UUID) -> Resource:
     with store.read() as conn:
-        found = repository.find(conn, property_ids=scope.property_ids, uid=uid)
-    if found is None:
-        raise ResourceNotFound(f"No resource {uid} in scope.", subject="resource")
-    return found
+        return _one(repository.find(conn, property_ids=scope.property_ids, uid=uid), uid)
 
 
 def delete_resource(store: Store, *, scope: Scope, actor: Actor, uid: UUID) -> None:
     with store.write() as conn:
-        found = repository.find(conn, property_ids=scope.property_ids, uid=uid)
-        if found is None:
-            raise ResourceNotFound(f"No resource {uid} in scope.", subject="resource")
+        found = _one(repository.find(conn, property_ids=scope.property_ids, uid=uid), uid)
         serialise_on(conn, [advisory_key("tree", found.property_id)])
         tree = repository.tree_of(conn, [found.property_id])
         children = [r.uid for r in tree.values() if r.parent_uid == uid]

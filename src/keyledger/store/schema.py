@@ -280,7 +280,20 @@ hotspot_sessions = Table(
     Column("started_utc", UtcDateTime, nullable=False),
     Column("last_report_utc", UtcDateTime, nullable=False),
     Column("ended_utc", UtcDateTime, nullable=True),
+    # Why the session ended when the system ended it (issue 12): Deleted, Expired, NoMinutesLeft
+    # (its voucher withdrawn or used up), Ended (the client), Idle; null while open.
+    Column("end_reason", String(16), nullable=True),
     Index("ix_hotspot_sessions_open", "credential_id", "ended_utc", "last_report_utc"),
+)
+
+# Guessing budgets (issue 12): refused codes per subject (an access token, a property) in a fixed
+# window. One row per subject and window, counted under the subject's advisory lock.
+guess_counts = Table(
+    "guess_counts",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("window_start", UtcDateTime, primary_key=True),
+    Column("misses", Integer, nullable=False),
 )
 
 # Immutable audit log: every change and every access decision. Never a credential's value.
