@@ -51,9 +51,7 @@ async def integration_caller(request: Request, context: ContextDep) -> Integrati
             context.store, access_token=token.strip(), cache=context.caller_cache
         )
 
-    return await context.auth_throttle.attempt(
-        authenticate, claimed=f"v1:{token.strip()}", address=client_address(request)
-    )
+    return await context.auth_throttle.secret(authenticate, address=client_address(request))
 
 
 CallerDep = Annotated[IntegrationCaller, Depends(integration_caller)]
