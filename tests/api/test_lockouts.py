@@ -6,6 +6,7 @@ point. docs/reliability.md, "Failed authentication: the policy"."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -183,15 +184,22 @@ def test_several_workers_without_redis_refuse_to_start_with_the_rate_limits_off(
 ) -> None:
     """Each worker would count failed logins alone: N workers, N times the limit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYLEDGER_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "keyledger", "serve", "--workers", "2"],
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keyledger", "serve", "--workers", "2", "--port", "0"],
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
         env={**env, "KEYLEDGER_MEWS_RATE_LIMIT": "0", "KEYLEDGER_NEXUDUS_RATE_LIMIT": "0"},
-        check=False,
+        start_new_session=True,  # a server that did start is stopped with its workers
     )
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=30)
+        raise AssertionError("serve --workers 2 started without Redis") from None
+    done = subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
     assert done.returncode == 2
     assert "the failed-login limits hold across workers" in done.stderr
     assert not (tmp_path / "keyledger.db").exists()
