@@ -9,7 +9,8 @@ Fail fast: every Redis call is bounded by ``redis_timeout_ms`` (connect and each
 retries), and after a failed call the limiter skips Redis for ``redis_pause_seconds`` (a circuit
 breaker: each skipped check is a fail-open, counted, not logged), so a Redis that accepts
 connections but never answers costs one timeout per pause and worker, not one per check
-(docs/architecture.md, "Slow clients and a hung Redis").
+(docs/architecture.md, "Slow clients and a hung Redis"). A limiter built with a ``fallback``
+storage (the failed-authentication brake's) counts there instead of failing open.
 """
 
 from __future__ import annotations
