@@ -277,3 +277,31 @@ def test_serve_trusts_forwarded_headers_only_from_configured_proxies_and_counts_
         finally:
             server.terminate()
             server.wait(timeout=20)
+
+
+def test_a_redis_outage_leaves_the_brake_counting_in_the_worker(
+    databases: DatabaseFactory,
+) -> None:
+    """Redis unreachable: the rate limits fail open, but failed logins are counted in the
+    worker's memory, so the pair is still refused after its limit (it was let through before)."""
+    deployment = deploy(
+        databases.new_url(),
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        auth_failures_per_caller=3,
+        auth_failures_per_account=100,
+        auth_failures_per_address=100,
+    )
+    try:
+        http = deployment.http
+        tenant = make_tenant(deployment)
+        email = "housekeeping@example.com"
+        _user(deployment.store, tenant, email)
+        wrong = [http.get(NEXUDUS_PATH, auth=(email, f"guess {n}")).status_code for n in range(3)]
+        assert wrong == [401] * 3
+        assert http.get(NEXUDUS_PATH, auth=(email, PASSWORD)).status_code == 409
+        listed = tenant.mews("getAll", ServiceOrderIds=[str(uuid.uuid4())], Limitation={"Count": 1})
+        assert listed.status_code == 200  # secrets and the rate limits are unaffected
+        metrics = http.get("/metrics").text
+        assert "keyledger_rate_limit_errors_total" in metrics
+    finally:
+        deployment.close()
