@@ -38,6 +38,7 @@ def unbraked(databases: DatabaseFactory) -> Iterator[Deployment]:
         auth_failures_per_caller=0,
         auth_failures_per_account=0,
         auth_failures_per_address=0,
+        password_check_threads=1,
     )
     tenant = make_tenant(deployment)
     add_user(
@@ -90,9 +91,11 @@ def test_an_unknown_email_costs_what_a_wrong_password_costs(unbraked: Deployment
 
 
 def test_password_checks_do_not_hold_up_other_requests(unbraked: Deployment) -> None:
-    """While 10 wrong-password requests run at once on the server's one event loop, /healthz is
-    answered each time in less than one password check takes alone (before: it waited for the
-    checks, 2.5 s for ten)."""
+    """While 10 wrong-password requests run at once on the server's one event loop (one Argon2
+    thread: ten checks take ten times one), /healthz is answered 9 times before the checks end,
+    each in a median of less than half of one check (before, the first probe waited until every
+    check had ended: 1.5 s). The median, not the slowest: on a loaded machine one probe can wait
+    for a CPU, which says nothing about the event loop."""
     http = unbraked.http
     one_check = statistics.median(
         _timed(lambda: http.get(NEXUDUS_PATH, auth=(EMAIL, "not the password")), 401)
@@ -115,16 +118,17 @@ def test_password_checks_do_not_hold_up_other_requests(unbraked: Deployment) -> 
     time.sleep(one_check / 4)  # the checks have begun
     waits = []
     with httpx.Client(base_url=str(http.base_url), timeout=60) as probe:
-        for _ in range(5):
+        for _ in range(9):
             waits.append(_timed(lambda: probe.get("/healthz"), 200))
     probed = time.perf_counter()
     for thread in threads:
         thread.join(60)
     assert statuses == [401] * 10
-    figures = {
+    figures: dict[str, float] = {
         "one_check_ms": round(one_check * 1000, 1),
+        "median_healthz_ms": round(statistics.median(waits) * 1000, 1),
         "slowest_healthz_ms": round(max(waits) * 1000, 1),
     }
     record_figures("healthz_during_password_checks", **figures)
-    assert max(waits) < one_check, figures
-    assert max(finished) > probed, "the probes must run while the password checks do"
+    assert max(finished) > probed, f"/healthz waited for the password checks to end: {figures}"
+    assert statistics.median(waits) < one_check / 2, figures
