@@ -641,6 +641,7 @@ def served(
         log,
         log_level="INFO",
         auth_failures_per_caller="0",
+        auth_failures_per_account="0",
         auth_failures_per_address="0",
     )
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)

@@ -42,6 +42,7 @@ def demo_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         mews_rate_limit=0,
         nexudus_rate_limit=0,
         auth_failures_per_caller=0,
+        auth_failures_per_account=0,
         auth_failures_per_address=0,
     )
     provision_demo(deployment.store)

@@ -8,14 +8,16 @@ from fastapi import FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from limits.aio.storage import MemoryStorage
 from swagger_ui_bundle import swagger_ui_path
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from keyledger import __version__
 from keyledger.api import router as api
 from keyledger.auth_throttle import FailedAuthThrottle
 from keyledger.callers.cache import CallerCache
 from keyledger.callers.permissions import check_covered
-from keyledger.callers.users import PasswordCache
+from keyledger.callers.users import PasswordCache, PasswordVerifier, auth_failures_epoch
 from keyledger.context import AppContext
 from keyledger.dialects.mews import router as mews
 from keyledger.dialects.nexudus import router as nexudus
@@ -38,11 +40,16 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     store = store or Store(settings)
-    limiter = RateLimiter(
-        build_storage(
-            settings.redis_url, settings.redis_key_prefix, timeout_ms=settings.redis_timeout_ms
-        ),
+    storage = build_storage(
+        settings.redis_url, settings.redis_key_prefix, timeout_ms=settings.redis_timeout_ms
+    )
+    limiter = RateLimiter(storage, pause_seconds=settings.redis_pause_seconds)
+    # The failed-authentication brake counts in this worker's memory while Redis fails, instead
+    # of failing open like the rate limits (docs/reliability.md, "Failed authentication").
+    brake_limiter = RateLimiter(
+        storage,
         pause_seconds=settings.redis_pause_seconds,
+        fallback=MemoryStorage() if settings.redis_url else None,
     )
     context = AppContext(
         settings=settings,
@@ -53,13 +60,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             "nexudus", settings.nexudus_rate_limit, settings.nexudus_rate_window_seconds
         ),
         password_cache=PasswordCache(settings.password_cache_seconds),
+        password_verifier=PasswordVerifier(settings.password_check_threads),
         caller_cache=CallerCache(settings.auth_cache_seconds),
         writer=GroupWriter(store),
         auth_throttle=FailedAuthThrottle(
-            limiter,
-            per_caller=Limit(
-                "auth-caller",
-                settings.auth_failures_per_caller,
+            brake_limiter,
+            per_pair=Limit(
+                "auth-pair", settings.auth_failures_per_caller, settings.auth_failure_window_seconds
+            ),
+            per_account=Limit(
+                "auth-account",
+                settings.auth_failures_per_account,
                 settings.auth_failure_window_seconds,
             ),
             per_address=Limit(
@@ -67,6 +78,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 settings.auth_failures_per_address,
                 settings.auth_failure_window_seconds,
             ),
+            epoch_of=lambda email: auth_failures_epoch(store, email),
         ),
     )
     app = FastAPI(
@@ -92,6 +104,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     check_covered(
         getattr(route, "operation_id", None) for route in (*mews.router.routes, *api.router.routes)
     )
+    if settings.trusted_proxy_list:
+        # Outermost, so the log line and every handler see the client the proxy names. Only
+        # from these peers; `serve` turns uvicorn's own (which trusts 127.0.0.1) off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 

@@ -77,6 +77,17 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
             "--workers > 1 needs KEYLEDGER_REDIS_URL so that rate limits are shared by all "
             "workers (or disable them: KEYLEDGER_MEWS_RATE_LIMIT=0, KEYLEDGER_NEXUDUS_RATE_LIMIT=0)"
         )
+    braked = (
+        settings.auth_failures_per_caller,
+        settings.auth_failures_per_account,
+        settings.auth_failures_per_address,
+    )
+    if workers > 1 and not settings.redis_url and any(braked):
+        # Each worker would count failed logins alone: N workers, N times the limit.
+        raise CommandError(
+            "--workers > 1 needs KEYLEDGER_REDIS_URL so that the failed-login limits hold across "
+            "workers (KEYLEDGER_AUTH_FAILURES_PER_CALLER, _PER_ACCOUNT, _PER_ADDRESS)"
+        )
     configure_logging(settings.log_level)
     store = _store(settings)
     if demo:
@@ -96,6 +107,9 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         # Header and body receipt deadlines and a connection cap (keyledger/serving.py).
         http="keyledger.serving:GuardedHttpToolsProtocol",
         timeout_keep_alive=settings.keep_alive_seconds,
+        # uvicorn's default trusts X-Forwarded-For from 127.0.0.1; the app trusts only
+        # KEYLEDGER_TRUSTED_PROXIES (create_app).
+        proxy_headers=False,
     )
 
 

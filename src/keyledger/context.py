@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from keyledger.auth_throttle import FailedAuthThrottle
 from keyledger.callers.cache import CallerCache
-from keyledger.callers.users import PasswordCache
+from keyledger.callers.users import PasswordCache, PasswordVerifier
 from keyledger.ratelimit import Limit, RateLimiter
 from keyledger.settings import Settings
 from keyledger.store import Store
@@ -24,6 +24,7 @@ class AppContext:
     mews_limit: Limit
     nexudus_limit: Limit
     password_cache: PasswordCache
+    password_verifier: PasswordVerifier
     caller_cache: CallerCache
     writer: GroupWriter
     auth_throttle: FailedAuthThrottle
@@ -40,4 +41,6 @@ ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
 def client_address(request: Request) -> str | None:
+    """The peer's address; a trusted proxy's ``X-Forwarded-For`` client only when the peer is one
+    of ``KEYLEDGER_TRUSTED_PROXIES`` (uvicorn's ProxyHeadersMiddleware, added by ``create_app``)."""
     return request.client.host if request.client else None

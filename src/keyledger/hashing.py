@@ -7,6 +7,7 @@ in constant time. Passwords are low-entropy and get Argon2id.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -33,6 +34,20 @@ def new_api_token() -> str:
 
 def hash_password(password: str) -> str:
     return _password_hasher.hash(password)
+
+
+def dummy_password_hash() -> str:
+    """A hash no password matches, with the parameters ``hash_password`` uses: checking an
+    unknown e-mail's password against it costs what a wrong password of a user costs."""
+    hasher = _password_hasher
+
+    def encoded(size: int) -> str:
+        return base64.b64encode(secrets.token_bytes(size)).decode("ascii").rstrip("=")
+
+    return (
+        f"$argon2id$v=19$m={hasher.memory_cost},t={hasher.time_cost},p={hasher.parallelism}"
+        f"${encoded(hasher.salt_len)}${encoded(hasher.hash_len)}"
+    )
 
 
 def verify_password(password_hash: str, password: str) -> bool:

@@ -9,7 +9,8 @@ Fail fast: every Redis call is bounded by ``redis_timeout_ms`` (connect and each
 retries), and after a failed call the limiter skips Redis for ``redis_pause_seconds`` (a circuit
 breaker: each skipped check is a fail-open, counted, not logged), so a Redis that accepts
 connections but never answers costs one timeout per pause and worker, not one per check
-(docs/architecture.md, "Slow clients and a hung Redis").
+(docs/architecture.md, "Slow clients and a hung Redis"). A limiter built with a ``fallback``
+storage (the failed-authentication brake's) counts there instead of failing open.
 """
 
 from __future__ import annotations
@@ -59,11 +60,16 @@ def build_storage(redis_url: str | None, key_prefix: str, *, timeout_ms: int = 5
 class RateLimiter:
     """Counts hits per (limit, key) and says how long a refused caller must wait."""
 
-    def __init__(self, storage: Storage, *, pause_seconds: float = 1.0) -> None:
+    def __init__(
+        self, storage: Storage, *, pause_seconds: float = 1.0, fallback: Storage | None = None
+    ) -> None:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
         self._pause_seconds = pause_seconds
         self._paused_until = 0.0
+        # Where counts go while ``storage`` fails (this process's memory), instead of failing
+        # open: the failed-authentication brake (auth_throttle.py) keeps a per-worker bound.
+        self._fallback = MovingWindowRateLimiter(fallback) if fallback is not None else None
 
     async def blocked(self, limit: Limit, key: str) -> int | None:
         """Without counting: None when one more hit would be allowed, else the whole seconds
@@ -78,15 +84,12 @@ class RateLimiter:
     async def _check(self, limit: Limit, key: str, *, count: bool) -> int | None:
         if not limit.enabled:
             return None
+        item = RateLimitItemPerSecond(limit.amount, limit.window_seconds, namespace=limit.namespace)
         if time.monotonic() < self._paused_until:  # storage failed just now: fail open at once
             RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
-            return None
-        item = RateLimitItemPerSecond(limit.amount, limit.window_seconds, namespace=limit.namespace)
+            return await self._locally(limit, item, key, count=count)
         try:
-            check = self._strategy.hit if count else self._strategy.test
-            if await check(item, key):
-                return None
-            stats = await self._strategy.get_window_stats(item, key)
+            wait = await _run(self._strategy, item, key, count=count)
         except Exception as error:  # noqa: BLE001 - any storage failure: fail open, loudly
             self._paused_until = time.monotonic() + self._pause_seconds
             RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
@@ -94,7 +97,29 @@ class RateLimiter:
                 "rate_limit_storage_unavailable",
                 error=type(error).__name__,
                 skipped_seconds=self._pause_seconds,
+                counted_locally=self._fallback is not None,
             )
+            return await self._locally(limit, item, key, count=count)
+        if wait is not None:
+            RATE_LIMITED.labels(namespace=limit.namespace).inc()
+        return wait
+
+    async def _locally(
+        self, limit: Limit, item: RateLimitItemPerSecond, key: str, *, count: bool
+    ) -> int | None:
+        if self._fallback is None:
             return None
-        RATE_LIMITED.labels(namespace=limit.namespace).inc()
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        wait = await _run(self._fallback, item, key, count=count)
+        if wait is not None:
+            RATE_LIMITED.labels(namespace=limit.namespace).inc()
+        return wait
+
+
+async def _run(
+    strategy: MovingWindowRateLimiter, item: RateLimitItemPerSecond, key: str, *, count: bool
+) -> int | None:
+    check = strategy.hit if count else strategy.test
+    if await check(item, key):
+        return None
+    stats = await strategy.get_window_stats(item, key)
+    return max(1, math.ceil(stats.reset_time - time.time()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, field_validator
@@ -16,6 +17,10 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _entries(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
 
 
 class Settings(BaseSettings):
@@ -60,16 +65,33 @@ class Settings(BaseSettings):
     auth_failures_per_caller: int = Field(
         default=10,
         ge=0,
-        description="Failed authentications of one claimed caller (AccessToken, e-mail, bearer "
-        "or refresh token) within the window before its attempts are refused (0: no limit).",
+        description="Failed password checks of one e-mail from one address within the window "
+        "before that pair's attempts are refused, even with the right password (0: no limit).",
     )
     auth_failures_per_address: int = Field(
         default=100,
         ge=0,
-        description="Failed authentications from one client address within the window before "
-        "its attempts are refused (0: no limit).",
+        description="Failed authentications from one client address within the window after "
+        "which its further failures are answered as throttled; valid credentials still pass "
+        "(0: no limit).",
+    )
+    auth_failures_per_account: int = Field(
+        default=100,
+        ge=0,
+        description="Failed password checks of one e-mail from all addresses within the window "
+        "before its password checks are refused everywhere (0: no limit).",
     )
     auth_failure_window_seconds: int = Field(default=300, ge=1, description="Sliding window.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDR networks of reverse proxies whose "
+        "X-Forwarded-For names the client (default: none, the peer address is the client).",
+    )
+    password_check_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Threads per worker that run Argon2 password checks off the event loop.",
+    )
     reader_failure_limit: int = Field(
         default=10, ge=1, description="Refused door checks at one reader that lock it."
     )
@@ -171,6 +193,17 @@ class Settings(BaseSettings):
         if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError("must be OFF, NORMAL, FULL or EXTRA")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for entry in _entries(value):
+            ipaddress.ip_network(entry, strict=False)  # a ValueError names the bad entry
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return _entries(self.trusted_proxies)
 
     @field_validator("encryption_key")
     @classmethod

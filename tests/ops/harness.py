@@ -17,15 +17,25 @@ from keyledger.properties.service import add_property
 from keyledger.store import Store
 from tests.support import sealing_for
 
+#: Without Redis, `serve --workers 2` refuses to start with the failed-login brake on.
+_BRAKE = (
+    "KEYLEDGER_AUTH_FAILURES_PER_CALLER",
+    "KEYLEDGER_AUTH_FAILURES_PER_ACCOUNT",
+    "KEYLEDGER_AUTH_FAILURES_PER_ADDRESS",
+)
+
 
 def start_server(url: str, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
-    """``keyledger serve --workers 2`` on ``url`` (rate limits off unless ``settings`` say
-    otherwise), once it answers ``/readyz``."""
+    """``keyledger serve --workers 2`` on ``url`` (rate limits off, and the failed-login brake
+    too unless ``settings`` name a Redis, unless ``settings`` say otherwise), once it answers
+    ``/readyz``."""
+    brake = {} if "redis_url" in settings else dict.fromkeys(_BRAKE, "0")
     env = {
         **os.environ,
         "KEYLEDGER_DATABASE_URL": url,
         "KEYLEDGER_MEWS_RATE_LIMIT": "0",
         "KEYLEDGER_NEXUDUS_RATE_LIMIT": "0",
+        **brake,
         "KEYLEDGER_LOG_LEVEL": "WARNING",
         **{
             f"KEYLEDGER_{name.upper()}": value

@@ -80,6 +80,7 @@ def server(
         log,
         auth_cache_seconds="0",
         auth_failures_per_caller="0",
+        auth_failures_per_account="0",
         auth_failures_per_address="0",
         # The reader lock-out races below refuse hundreds of checks with one token: the guessing
         # budgets (tests/ops/test_guessing.py) must not stop them first.

@@ -5,6 +5,7 @@ Both databases, on the core with real transactions."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -16,9 +17,11 @@ from sqlalchemy import func, select
 
 from keyledger.callers import repository
 from keyledger.callers import users as user_auth
+from keyledger.callers.models import IssuedBearer
 from keyledger.callers.service import add_user, set_user_password
 from keyledger.callers.users import (
     PasswordCache,
+    PasswordVerifier,
     authenticate_bearer,
     issue_bearer_for_password,
     refresh_bearer,
@@ -37,6 +40,20 @@ EMAIL = "races@example.com"
 LIFETIMES = {"access_seconds": 600, "refresh_seconds": 3600}
 
 
+def _grant(store: Store) -> IssuedBearer:
+    """A password grant, as ``POST /api/token`` makes it."""
+    return asyncio.run(
+        issue_bearer_for_password(
+            store,
+            PasswordCache(0),
+            PasswordVerifier(1),
+            email=EMAIL,
+            password=PASSWORD,
+            **LIFETIMES,
+        )
+    )
+
+
 @pytest.fixture
 def store(databases: DatabaseFactory) -> Iterator[Store]:
     store = Store(Settings(database_url=databases.new_url()))
@@ -53,9 +70,7 @@ def store(databases: DatabaseFactory) -> Iterator[Store]:
 
 
 def test_a_replay_during_a_rotation_revokes_the_pair_the_rotation_issues(store: Store) -> None:
-    first = issue_bearer_for_password(
-        store, PasswordCache(0), email=EMAIL, password=PASSWORD, **LIFETIMES
-    )
+    first = _grant(store)
     second = refresh_bearer(store, refresh_token=first.refresh_token, **LIFETIMES)
     # A rotation of ``second`` in flight: the old pair revoked and the new one inserted, not yet
     # committed, while the thief replays ``first``.
@@ -100,16 +115,14 @@ def test_a_password_changed_during_a_grant_issues_no_pair(
 ) -> None:
     checked = user_auth.authenticate_password
 
-    def check_then_change(*args: object, **kwargs: object) -> object:
-        caller = checked(*args, **kwargs)  # type: ignore[arg-type]
+    async def check_then_change(*args: object, **kwargs: object) -> object:
+        caller = await checked(*args, **kwargs)  # type: ignore[arg-type]
         set_user_password(store, email=EMAIL, password=f"new {uuid.uuid4()}")
         return caller
 
     monkeypatch.setattr(user_auth, "authenticate_password", check_then_change)
     with pytest.raises(Unauthenticated):
-        issue_bearer_for_password(
-            store, PasswordCache(0), email=EMAIL, password=PASSWORD, **LIFETIMES
-        )
+        _grant(store)
     with store.read() as conn:
         live = conn.execute(
             select(func.count())

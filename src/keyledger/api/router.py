@@ -55,9 +55,7 @@ async def integration_caller(request: Request, context: ContextDep) -> Integrati
             context.store, access_token=token.strip(), cache=context.caller_cache
         )
 
-    caller = await context.auth_throttle.attempt(
-        authenticate, claimed=f"v1:{token.strip()}", address=client_address(request)
-    )
+    caller = await context.auth_throttle.secret(authenticate, address=client_address(request))
     caller.require(required_for(request.scope["route"].operation_id))  # 403 MissingScope
     return caller
 

@@ -218,6 +218,22 @@ def user_by_email(conn: Connection, email: str) -> Any:
     return conn.execute(_USER.where(users.c.email == email)).first()
 
 
+def auth_failures_epoch(conn: Connection, email: str) -> int:
+    """The user's failed-login epoch; 0 for an e-mail that is no user's."""
+    found = conn.execute(
+        select(users.c.auth_failures_epoch).where(users.c.email == email)
+    ).scalar_one_or_none()
+    return int(found or 0)
+
+
+def advance_auth_failures_epoch(conn: Connection, user_id: int) -> None:
+    conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(auth_failures_epoch=users.c.auth_failures_epoch + 1)
+    )
+
+
 def user_by_id(conn: Connection, user_id: int) -> Any:
     return conn.execute(_USER.where(users.c.id == user_id)).first()
 

@@ -350,6 +350,8 @@ def _change_user(store: Store, email: str, kind: EventKind, **values: Any) -> Us
         if user_id is None:
             raise InvalidInput(f"Unknown user {email}.", subject="email")
         repository.change_user(conn, user_id, **values)
+        if kind in (EventKind.USER_ENABLED, EventKind.USER_PASSWORD_CHANGED):
+            repository.advance_auth_failures_epoch(conn, user_id)  # its failed logins are forgiven
         revoked = repository.revoke_bearers_of(conn, user_id, now=now)
         events.append_many(
             conn,

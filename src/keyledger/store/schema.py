@@ -128,6 +128,9 @@ users = Table(
     Column("api_access", Boolean, nullable=False, default=True),
     Column("created_utc", UtcDateTime, nullable=False),
     Column("disabled_utc", UtcDateTime, nullable=True),
+    # Advanced by enable-user and set-password: failed-login counts keyed with an earlier epoch
+    # no longer count (auth_throttle.py; migration 0012).
+    Column("auth_failures_epoch", Integer, nullable=False, server_default="0"),
 )
 
 memberships = Table(

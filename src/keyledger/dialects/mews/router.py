@@ -55,14 +55,13 @@ def mews_call(model: type[Body]) -> Callable[..., Awaitable[MewsCall[Body]]]:
         payload = parse_json(await read_body(request, context.settings.max_body_bytes))
         if not isinstance(payload, dict):
             raise MewsError(400, "Invalid JSON: the body must be a JSON object.")
-        caller = await context.auth_throttle.attempt(
+        caller = await context.auth_throttle.secret(
             lambda: authenticate_integration(
                 context.store,
                 client_token=_text(payload, "ClientToken"),
                 access_token=_text(payload, "AccessToken"),
                 cache=context.caller_cache,
             ),
-            claimed=f"mews:{payload.get('AccessToken')}",
             address=client_address(request),
         )
         _text(payload, "Client")

@@ -24,17 +24,15 @@ from keyledger.inputs import refused_character
 MAX_FORM_FIELDS = 200
 
 
-def basic_credentials(header: str) -> tuple[str, str]:
+def basic_parts(header: str) -> tuple[str, str] | None:
+    """The e-mail and password of a Basic header; None when it is not ``base64(e-mail:password)``
+    in UTF-8."""
     try:
         decoded = base64.b64decode(header.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise Unauthenticated("Malformed Basic credentials.") from None
+        return None
     email, separator, password = decoded.partition(":")
-    if not separator or refused_character(decoded) is not None:
-        # A NUL or control character is never in an e-mail or a password kept here: a failed
-        # authentication (counted against the throttle), never a look-up.
-        raise Unauthenticated("Malformed Basic credentials.")
-    return email, password
+    return (email, password) if separator else None
 
 
 def _credentials(request: Request) -> tuple[str, str]:
@@ -44,15 +42,38 @@ def _credentials(request: Request) -> tuple[str, str]:
     return scheme.lower(), value
 
 
-def authenticate(request: Request, context: AppContext) -> UserCaller:
+async def authenticate(request: Request, context: AppContext) -> UserCaller:
+    """A Basic password under the password brake, anything else as a secret (auth_throttle.py)."""
     scheme, value = _credentials(request)
+    address = client_address(request)
+    parts = basic_parts(value) if scheme == "basic" else None
+    if parts is not None:
+        email, password = parts
+
+        async def check() -> UserCaller:
+            if refused_character(email) or refused_character(password):
+                # A NUL or control character is never in an e-mail or a password kept here: a
+                # failed authentication (counted by the brake), never a look-up.
+                raise Unauthenticated("Malformed Basic credentials.")
+            return await authenticate_password(
+                context.store,
+                context.password_cache,
+                context.password_verifier,
+                email=email,
+                password=password,
+            )
+
+        return await context.auth_throttle.password(check, email=email, address=address)
+    return await context.auth_throttle.secret(
+        lambda: _not_a_password(scheme, value, context), address=address
+    )
+
+
+def _not_a_password(scheme: str, value: str, context: AppContext) -> UserCaller:
     if not scheme:
         raise Unauthenticated("Authentication required: Basic e-mail:password or a bearer token.")
     if scheme == "basic":
-        email, password = basic_credentials(value)
-        return authenticate_password(
-            context.store, context.password_cache, email=email, password=password
-        )
+        raise Unauthenticated("Malformed Basic credentials.")
     if scheme == "bearer":
         if refused_character(value) is not None:
             raise Unauthenticated("Malformed bearer token.")
@@ -60,23 +81,8 @@ def authenticate(request: Request, context: AppContext) -> UserCaller:
     raise Unauthenticated("Unsupported authentication scheme.")
 
 
-def claimed_caller(request: Request) -> str:
-    """Whom the request says it is: the Basic e-mail, else the bearer token."""
-    scheme, value = _credentials(request)
-    if scheme == "basic":
-        try:
-            return f"nexudus-user:{basic_credentials(value)[0].strip().lower()}"
-        except Unauthenticated:
-            pass
-    return f"nexudus:{value.strip()}"
-
-
 async def nexudus_caller(request: Request, context: ContextDep) -> UserCaller:
-    caller = await context.auth_throttle.attempt(
-        lambda: authenticate(request, context),
-        claimed=claimed_caller(request),
-        address=client_address(request),
-    )
+    caller = await authenticate(request, context)
     retry_after = await context.rate_limiter.hit(context.nexudus_limit, str(caller.user_id))
     if retry_after is not None:
         raise NexudusError(

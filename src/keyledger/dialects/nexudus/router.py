@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 
-from keyledger.callers.models import UserCaller
+from keyledger.callers.models import IssuedBearer, UserCaller
 from keyledger.callers.users import issue_bearer_for_password, refresh_bearer
 from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.credentials import vouchers
@@ -301,32 +301,33 @@ async def token(request: Request, context: ContextDep) -> Response:
         if grant == "password":
             if not form.get("username") or not form.get("password"):
                 return _token_error(400, "invalid_request", "username and password are required.")
-            issued = await context.auth_throttle.attempt(
-                _clean_credentials(
-                    form["username"],
-                    form["password"],
-                    then=lambda: issue_bearer_for_password(
-                        context.store,
-                        context.password_cache,
-                        email=form["username"],
-                        password=form["password"],
-                        **lifetimes,
-                    ),
-                ),
-                claimed=f"nexudus-user:{form['username'].strip().lower()}",
-                address=client_address(request),
+            username, password = form["username"], form["password"]
+
+            async def grant_password() -> IssuedBearer:
+                if refused_character(username) or refused_character(password):
+                    raise Unauthenticated("Invalid credentials.")
+                return await issue_bearer_for_password(
+                    context.store,
+                    context.password_cache,
+                    context.password_verifier,
+                    email=username,
+                    password=password,
+                    **lifetimes,
+                )
+
+            issued = await context.auth_throttle.password(
+                grant_password, email=username, address=client_address(request)
             )
         elif grant == "refresh_token":
             if not form.get("refresh_token"):
                 return _token_error(400, "invalid_request", "refresh_token is required.")
-            issued = await context.auth_throttle.attempt(
+            issued = await context.auth_throttle.secret(
                 _clean_credentials(
                     form["refresh_token"],
                     then=lambda: refresh_bearer(
                         context.store, refresh_token=form["refresh_token"], **lifetimes
                     ),
                 ),
-                claimed=f"nexudus-refresh:{form['refresh_token']}",
                 address=client_address(request),
             )
         else:
