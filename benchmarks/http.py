@@ -72,6 +72,12 @@ def _serve(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, float
         "KEYLEDGER_DATABASE_URL": url,
         "KEYLEDGER_MEWS_RATE_LIMIT": "0",
         "KEYLEDGER_NEXUDUS_RATE_LIMIT": "0",
+        # Two workers without Redis: the failed-authentication brake off too (serve refuses to
+        # start otherwise); the benchmark's requests all carry valid credentials, which the
+        # brake never counts.
+        "KEYLEDGER_AUTH_FAILURES_PER_CALLER": "0",
+        "KEYLEDGER_AUTH_FAILURES_PER_ACCOUNT": "0",
+        "KEYLEDGER_AUTH_FAILURES_PER_ADDRESS": "0",
         "KEYLEDGER_LOG_LEVEL": "WARNING",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{port}"),
     }

@@ -304,6 +304,22 @@ def test_credential_id_only_with_credentials_read(shared_deployment: Deployment)
     refused = _check(shared_deployment, world.tokens["access:check"], world.refs["leaf"], value)
     assert refused["Granted"] is False
     assert refused["CredentialId"] is None
+    # The event log says no more than the answer did: an auditor without credentials:read sees
+    # the checks, not which credential they matched.
+    auditor = add_access_token(
+        store,
+        client_token=world.client_token,
+        enterprise_ids=[world.enterprise_id],
+        scopes=["events:read"],
+    ).secret
+    for token, shown in ((auditor, set()), (world.full, {world.refs["pin_id"]})):
+        events = shared_deployment.http.get(
+            "/api/v1/events",
+            params={"Limit": 1000, "Kind": "access.checked"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["Events"]
+        assert len(events) >= 4
+        assert {e["CredentialId"] for e in events} - {None} == shown
 
 
 def test_events_name_the_access_token_and_its_scopes(shared_deployment: Deployment) -> None:

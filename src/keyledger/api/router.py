@@ -405,7 +405,13 @@ async def list_events(
         before=Cursor,
     )
     found = events_service.list_events(context.store, scope=caller.scope, query=query)
-    return json_response(render_events(found, caller.scope.by_id))
+    return json_response(
+        render_events(
+            found,
+            caller.scope.by_id,
+            show_credentials=caller.holds(Permission.CREDENTIALS_READ),
+        )
+    )
 
 
 def _instant(name: str, text: str | None) -> datetime | None:

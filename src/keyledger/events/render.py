@@ -10,7 +10,11 @@ from keyledger.events.models import Event
 from keyledger.properties.models import Property
 
 
-def render_events(events: Sequence[Event], properties: Mapping[int, Property]) -> dict[str, Any]:
+def render_events(
+    events: Sequence[Event], properties: Mapping[int, Property], *, show_credentials: bool = True
+) -> dict[str, Any]:
+    """The events; without ``show_credentials`` (a token lacking ``credentials:read``) no event
+    says which credential it concerns, as a door check's answer does not."""
     return {
         "Events": [
             {
@@ -26,7 +30,9 @@ def render_events(events: Sequence[Event], properties: Mapping[int, Property]) -
                     "Label": event.actor_label,
                     "AccessTokenId": event.actor_token_id,
                 },
-                "CredentialId": None if event.credential_uid is None else str(event.credential_uid),
+                "CredentialId": None
+                if event.credential_uid is None or not show_credentials
+                else str(event.credential_uid),
                 "ResourceId": None if event.resource_uid is None else str(event.resource_uid),
                 "Outcome": event.outcome,
                 "Details": event.details,
