@@ -5,6 +5,7 @@ its budget while valid guests elsewhere are still let in (docs/access.md, "Guess
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -40,6 +41,8 @@ BUDGET = 40  # per access token (KEYLEDGER_GUESS_BUDGET_PER_CALLER)
 PROPERTY_BUDGET = 60  # per property (KEYLEDGER_GUESS_BUDGET_PER_PROPERTY)
 THREADS = 4
 ATTEMPTS = scaled(BUDGET * 3)  # tried by the attacker, in all
+IN_FLIGHT = scaled(200)  # checks sent at once, all in flight together
+READER_FAILURES = 10  # refusals a reader takes before it locks (the default policy)
 
 
 @dataclass
@@ -302,6 +305,91 @@ def test_a_property_budget_stops_many_tokens_and_only_at_that_property(server: S
         assert check(http, elsewhere, other_room, other_pin)["Granted"] is True
     found = budget_events(server.store, tokens[0].prop)
     assert [details["Budget"] for _, details in found] == ["Property"]
+
+
+def all_at_once(server: Server, token: Token, rooms: list[str], count: int) -> list[Any]:
+    """``count`` door checks by ``token`` (unknown PINs, round the ``rooms``), all sent at once
+    from one event loop: every connection is open and every request waits on one signal, so
+    the server's two workers receive them together and decide many in one loop turn."""
+
+    async def run() -> list[Any]:
+        go = asyncio.Event()
+        limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+        async with httpx.AsyncClient(base_url=server.base, timeout=120, limits=limits) as http:
+
+            async def one(n: int) -> Any:
+                await go.wait()
+                answer = await http.post(
+                    "/api/v1/access/check",
+                    json={
+                        "ResourceId": rooms[n % len(rooms)],
+                        "Type": "PinCode",
+                        "Value": f"7{n:06d}#",
+                    },
+                    headers=token.bearer,
+                )
+                assert answer.status_code == 200, answer.text
+                return answer.json()
+
+            tasks = [asyncio.create_task(one(n)) for n in range(count)]
+            await asyncio.sleep(0.2)  # every task is waiting on the signal
+            go.set()
+            return list(await asyncio.gather(*tasks))
+
+    return asyncio.run(run())
+
+
+def test_checks_in_flight_at_one_reader_stop_at_its_lock(server: Server) -> None:
+    attacker = new_token(server.store)
+    controller = new_token(server.store, attacker.prop)
+    with server.client() as http:
+        room = put_room(http, attacker)
+        hotel_room = put_room(http, controller)
+        hotel_pin = guest_pin(http, controller, hotel_room)
+    answers = all_at_once(server, attacker, [room], IN_FLIGHT)
+    refused = [a for a in answers if a["Reason"] != "Throttled"]
+    # Each check is re-decided under the reader's lock when its group commits: exactly the
+    # refusal that passes the limit locks the reader, and none after it is answered on merit.
+    assert len(refused) == READER_FAILURES + 1, len(refused)
+    assert {a["Reason"] for a in refused} == {"UnknownCredential"}
+    assert all(a["CredentialId"] is None for a in answers)
+    assert counted(server.store, f"caller:token:{_connection(server, attacker)}") == len(refused)
+    with server.client() as http:
+        assert check(http, controller, hotel_room, hotel_pin)["Granted"] is True
+    record_figures(
+        "test_checks_in_flight_at_one_reader_stop_at_its_lock",
+        in_flight=len(answers),
+        answered_before_throttled=len(refused),
+    )
+
+
+def test_checks_in_flight_across_readers_stop_at_the_token_budget(server: Server) -> None:
+    attacker = new_token(server.store)
+    controller = new_token(server.store, attacker.prop)  # the same hotel's door controller
+    with server.client() as http:
+        # Few checks per reader (no reader locks): only the budget can stop them.
+        rooms = [put_room(http, attacker) for _ in range(IN_FLIGHT // (READER_FAILURES // 2))]
+        hotel_room = put_room(http, controller)
+        hotel_pin = guest_pin(http, controller, hotel_room)
+    answers = all_at_once(server, attacker, rooms, IN_FLIGHT)
+    refused = [a for a in answers if a["Reason"] != "Throttled"]
+    # Re-decided under the budget's lock: exactly the budget is answered on merit.
+    assert len(refused) == BUDGET, len(refused)
+    assert {a["Reason"] for a in refused} == {"UnknownCredential"}
+    # One token counts toward its property only within its own budget, so the property's
+    # budget (PROPERTY_BUDGET > BUDGET) is not used up and the hotel's guests still get in.
+    assert counted(server.store, f"caller:token:{_connection(server, attacker)}") == BUDGET
+    assert counted(server.store, f"property:{attacker.prop.id}") == BUDGET
+    with server.client() as http:
+        assert check(http, controller, hotel_room, hotel_pin)["Granted"] is True
+    found = budget_events(server.store, attacker.prop)
+    assert [details["Budget"] for _, details in found] == ["Caller"]
+    record_figures(
+        "test_checks_in_flight_across_readers_stop_at_the_token_budget",
+        in_flight=len(answers),
+        answered_before_throttled=len(refused),
+        budget=BUDGET,
+    )
 
 
 def _connection(server: Server, token: Token) -> int:

@@ -244,7 +244,9 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
         caller=_guesser(caller),
         budget=budget,
     )
-    await context.writer.run(
+    # The answer is the decision as its write found it: a budget used up or the reader locked by
+    # checks in flight with this one makes it Throttled (access/service.py, ``record``).
+    decision = await context.writer.run(
         partial(
             access.record,
             decision=decision,
