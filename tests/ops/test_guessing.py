@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from keyledger.callers.service import add_access_token, add_integration
+from keyledger.credentials.service import CONCEALED_COLLISION
 from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
 from keyledger.store import Store
@@ -98,11 +99,11 @@ def server(
         assert "Traceback" not in text, text[-4000:]
 
 
-def new_token(store: Store, prop: Property | None = None) -> Token:
+def new_token(store: Store, prop: Property | None = None, scopes: tuple[str, ...] = ()) -> Token:
     prop = prop or add_property(store, name=f"Guess {uuid.uuid4().hex[:6]}")
     integration = add_integration(store, name=f"guess-{uuid.uuid4().hex[:6]}")
     token = add_access_token(
-        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id]
+        store, client_token=integration.secret, enterprise_ids=[prop.enterprise_id], scopes=scopes
     )
     return Token(prop, integration.secret, token.secret)
 
@@ -390,6 +391,66 @@ def test_checks_in_flight_across_readers_stop_at_the_token_budget(server: Server
         answered_before_throttled=len(refused),
         budget=BUDGET,
     )
+
+
+def test_a_write_only_token_learns_no_pin_from_the_collision_rule(server: Server) -> None:
+    """A token that may write but not read credentials tries 1,000 values in one add, one of
+    them a live guest PIN: the refusal names neither the item nor the other token, every value
+    counts against its own guessing budget (not the property's), and its next add carrying
+    values answers 429 without being evaluated. A token that may read values anyway still gets
+    the detailed refusal, and pays nothing."""
+    controller = new_token(server.store)
+    writer = new_token(server.store, controller.prop, scopes=("credentials:write",))
+    batch = 1000  # the Mews batch limit
+    with server.client() as http:
+        room = put_room(http, controller)
+        live = guest_pin(http, controller, room)
+        values = [f"{n:08d}#" for n in range(batch - 1)]
+        values.insert(931, live)
+
+        def add(token: Token, tried: list[str]) -> httpx.Response:
+            return http.post(
+                f"{MEWS_PATH}/add",
+                json={
+                    **token.mews,
+                    "ResourceAccessTokenParameters": [
+                        token_parameters(
+                            value=value,
+                            start="2030-01-01T00:00:00Z",
+                            end="2030-01-05T00:00:00Z",
+                            ResourceId=room,
+                        )
+                        for value in tried
+                    ],
+                },
+            )
+
+        refused = add(writer, values)
+        assert refused.status_code == 403, refused.text
+        body = refused.json()
+        assert body["Message"] == CONCEALED_COLLISION
+        assert "931" not in refused.text and "Item" not in refused.text
+        assert body["RequestId"] == refused.headers["Request-Id"]
+        own = f"caller:token:{_connection(server, writer)}"
+        assert counted(server.store, own) == batch
+        assert counted(server.store, f"property:{controller.prop.id}") == 0
+        # The budget is used up: the next add carrying values is not evaluated.
+        throttled = add(writer, ["99999999#"])
+        assert throttled.status_code == 429, throttled.text
+        assert int(throttled.headers["Retry-After"]) >= 1
+        assert set(throttled.json()) == {"Message", "RequestId", "Details"}
+        assert counted(server.store, own) == batch
+        # The full token sees which item collided with which token, and pays nothing.
+        detailed = add(controller, values)
+        assert detailed.status_code == 403, detailed.text
+        assert detailed.json()["Message"].startswith(
+            "Item 931: this PinCode value collides with token "
+        )
+        assert counted(server.store, f"caller:token:{_connection(server, controller)}") == 0
+        # Nothing of the refused batches was kept; the hotel's guest still gets in.
+        assert check(http, controller, room, live)["Granted"] is True
+    found = budget_events(server.store, controller.prop)
+    assert [(details["Budget"], details["Misses"]) for _, details in found] == [("Caller", batch)]
 
 
 def _connection(server: Server, token: Token) -> int:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from keyledger.access import guessing
 from keyledger.access import service as access
 from keyledger.access.collisions import reach_check
 from keyledger.access.guessing import GuessBudget
@@ -121,7 +122,7 @@ def _budget(context: AppContext) -> GuessBudget:
 
 def _guesser(caller: IntegrationCaller) -> str:
     """The guessing budget's caller: the access token (its connection)."""
-    return f"token:{caller.connection_id}"
+    return guessing.token_caller(caller.connection_id)
 
 
 router = APIRouter(prefix="/api/v1", tags=["keyledger"], route_class=ApiRoute)
