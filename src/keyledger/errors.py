@@ -76,6 +76,19 @@ class TooManyFailures(DomainError):
         self.retry_after = retry_after
 
 
+class GuessingThrottled(DomainError):
+    """The caller's guessing budget is used up (access/guessing.py): a write carrying values is
+    refused without being evaluated until the window ends."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Too many values refused for this AccessToken by the collision rule (its guessing "
+            f"budget is used up); retry after {retry_after} s.",
+            subject="guessing",
+        )
+        self.retry_after = retry_after
+
+
 class StoreUnavailable(DomainError):
     """The database cannot be reached (or stays busy): nothing was changed; retry shortly."""
 

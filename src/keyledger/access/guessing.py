@@ -85,36 +85,107 @@ def throttled_until(
     return None
 
 
+def token_caller(connection_id: int) -> str:
+    """The guessing budget's caller for an access token (its connection), in every dialect."""
+    return f"token:{connection_id}"
+
+
+def caller_lock_key(caller: str) -> int:
+    """The advisory lock of ``caller``'s own budget (one of ``lock_keys``)."""
+    return advisory_key("guess", f"caller:{caller}")
+
+
+def caller_throttled_until(
+    conn: Connection, *, caller: str, budget: GuessBudget, now: datetime
+) -> datetime | None:
+    """When the window ends, if ``caller``'s own budget is used up; None otherwise."""
+    start, end = window_of(now, budget)
+    counted = conn.execute(_MISSES, {"subjects": [f"caller:{caller}"], "start": start}).all()
+    return end if counted and counted[0][1] >= budget.per_caller else None
+
+
+def _add(
+    conn: Connection,
+    *,
+    subject: str,
+    misses: int,
+    limit: int,
+    kind: str,
+    property_id: int,
+    budget: GuessBudget,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    start, end = window_of(now, budget)
+    changed = conn.execute(
+        update(t)
+        .where(t.c.subject == subject, t.c.window_start == start)
+        .values(misses=t.c.misses + misses)
+    ).rowcount
+    if not changed:
+        # A new window: the subject's older windows are done with.
+        conn.execute(delete(t).where(t.c.subject == subject, t.c.window_start < start))
+        conn.execute(insert(t), {"subject": subject, "window_start": start, "misses": misses})
+    total = conn.execute(
+        select(t.c.misses).where(t.c.subject == subject, t.c.window_start == start)
+    ).scalar_one()
+    if total - misses < limit <= total:  # these misses used the budget up
+        events.append(
+            conn,
+            kind=EventKind.GUESSING_THROTTLED,
+            actor=actor,
+            now=now,
+            property_id=property_id,
+            outcome="Throttled",
+            details={"Budget": kind, "Misses": total, "Until": format_utc(end)},
+        )
+
+
 def count_miss(
     conn: Connection, *, guesser: Guesser, budget: GuessBudget, actor: Actor, now: datetime
 ) -> None:
     """Count one miss against both of ``guesser``'s budgets (the caller holds ``lock_keys``);
     the miss that uses a budget up writes its ``guessing.throttled`` event."""
-    start, end = window_of(now, budget)
     caller, prop = guesser.subjects
     for subject, limit, kind in (
         (caller, budget.per_caller, "Caller"),
         (prop, budget.per_property, "Property"),
     ):
-        changed = conn.execute(
-            update(t)
-            .where(t.c.subject == subject, t.c.window_start == start)
-            .values(misses=t.c.misses + 1)
-        ).rowcount
-        if not changed:
-            # A new window: the subject's older windows are done with.
-            conn.execute(delete(t).where(t.c.subject == subject, t.c.window_start < start))
-            conn.execute(insert(t), {"subject": subject, "window_start": start, "misses": 1})
-        misses = conn.execute(
-            select(t.c.misses).where(t.c.subject == subject, t.c.window_start == start)
-        ).scalar_one()
-        if misses == limit:
-            events.append(
-                conn,
-                kind=EventKind.GUESSING_THROTTLED,
-                actor=actor,
-                now=now,
-                property_id=guesser.property_id,
-                outcome="Throttled",
-                details={"Budget": kind, "Misses": misses, "Until": format_utc(end)},
-            )
+        _add(
+            conn,
+            subject=subject,
+            misses=1,
+            limit=limit,
+            kind=kind,
+            property_id=guesser.property_id,
+            budget=budget,
+            actor=actor,
+            now=now,
+        )
+
+
+def count_caller_misses(
+    conn: Connection,
+    *,
+    caller: str,
+    property_id: int,
+    misses: int,
+    budget: GuessBudget,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Count ``misses`` against ``caller``'s own budget only (the caller holds
+    ``caller_lock_key``): the values of a write refused by the collision rule
+    (docs/access.md, "The collision rule"). Writes that use the budget up write its event,
+    filed under ``property_id``."""
+    _add(
+        conn,
+        subject=f"caller:{caller}",
+        misses=misses,
+        limit=budget.per_caller,
+        kind="Caller",
+        property_id=property_id,
+        budget=budget,
+        actor=actor,
+        now=now,
+    )

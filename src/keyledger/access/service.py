@@ -10,6 +10,7 @@ hold must say which (``EnterpriseId``); nothing picks one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -148,13 +149,47 @@ def _guesser(decision: Decision) -> Guesser:
 def record_locks(decision: Decision) -> list[int]:
     """The advisory locks ``record`` takes for a decision (a group commit takes those of all its
     pieces first, in key order, so two groups never wait for each other in a cycle): the reader
-    (its property and uid) and the guessing budgets of a refusal."""
-    if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
+    (its property and uid) and the guessing budgets, under which ``record`` re-reads the reader's
+    lock and the budgets — for a grant too. A decision throttled already takes none."""
+    if decision.reason is Reason.THROTTLED:
         return []
     return [
         advisory_key("reader", decision.property_id, decision.reader_uid.bytes),
         *guessing.lock_keys(_guesser(decision)),
     ]
+
+
+def _throttled(decision: Decision, until: datetime) -> Decision:
+    return replace(
+        decision, granted=False, reason=Reason.THROTTLED, credential_uid=None, throttled_until=until
+    )
+
+
+def _recheck(
+    conn: Connection,
+    *,
+    decision: Decision,
+    policy: ReaderPolicy,
+    now: datetime,
+    budget: GuessBudget,
+) -> Decision:
+    """The decision as it stands when its write runs (under ``record_locks``): ``decide`` read
+    the budgets and the reader's lock before the writes of the checks in flight with it were
+    committed, so a budget used up or a reader locked meanwhile makes it ``Throttled``."""
+    if decision.reason is Reason.THROTTLED:
+        return decision
+    until = guessing.throttled_until(conn, guesser=_guesser(decision), budget=budget, now=now)
+    if until is not None:
+        return _throttled(decision, until)
+    locked = events.last_throttled(
+        conn,
+        property_id=decision.property_id,
+        reader_uid=decision.reader_uid,
+        since=now - timedelta(seconds=policy.cooldown_seconds),
+    )
+    if locked is not None:
+        return _throttled(decision, locked + timedelta(seconds=policy.cooldown_seconds))
+    return decision
 
 
 def record(
@@ -166,10 +201,17 @@ def record(
     policy: ReaderPolicy,
     now: datetime,
     budget: GuessBudget,
-) -> None:
-    """Append the decision to the event log; a refusal that makes more than
+) -> Decision:
+    """Re-decide under the reader's and the budgets' locks (``_recheck``), append the final
+    decision to the event log and return it (it is the answer); a refusal that makes more than
     ``policy.failures`` at this reader within the window locks the reader, and counts against
-    the guessing budgets."""
+    the guessing budgets. A miss counted is always within the caller's own budget, so one token
+    adds at most its budget to its property's."""
+    # Checks at one reader and of one guesser are re-decided and counted one writer at a time
+    # (advisory locks on PostgreSQL; SQLite's write lock already), so exactly the refusal that
+    # passes a limit locks the reader or uses the budget up, and none after it is answered.
+    serialise_on(conn, record_locks(decision))
+    decision = _recheck(conn, decision=decision, policy=policy, now=now, budget=budget)
     events.append(
         conn,
         kind=EventKind.ACCESS_CHECKED,
@@ -182,11 +224,7 @@ def record(
         details={"Type": check.token_type, "At": format_utc(check.at)},
     )
     if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
-        return
-    # Refusals at one reader are counted one writer at a time (an advisory lock per reader on
-    # PostgreSQL; SQLite's write lock already), so exactly the refusal that passes the limit
-    # locks the reader, once.
-    serialise_on(conn, record_locks(decision))
+        return decision
     guessing.count_miss(conn, guesser=_guesser(decision), budget=budget, actor=actor, now=now)
     refused = events.refused_checks_since(
         conn,
@@ -195,14 +233,14 @@ def record(
         since=now - timedelta(seconds=policy.window_seconds),
     )
     if refused <= policy.failures:
-        return
+        return decision
     if events.last_throttled(
         conn,
         property_id=decision.property_id,
         reader_uid=decision.reader_uid,
         since=now - timedelta(seconds=policy.cooldown_seconds),
     ):
-        return  # locked already by a check recorded in the same group
+        return decision  # locked already by a check recorded in the same group
     until = now + timedelta(seconds=policy.cooldown_seconds)
     events.append(
         conn,
@@ -214,6 +252,7 @@ def record(
         outcome=Reason.THROTTLED.value,
         details={"RefusedChecks": refused, "Until": format_utc(until)},
     )
+    return decision
 
 
 def check_door(
@@ -236,7 +275,7 @@ def check_door(
     )
     with store.write() as conn:
         serialise_on(conn, record_locks(decision))
-        record(
+        return record(
             conn,
             decision=decision,
             check=check,
@@ -245,4 +284,3 @@ def check_door(
             now=now,
             budget=budget,
         )
-    return decision

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from keyledger.access import guessing
 from keyledger.access import service as access
 from keyledger.access.collisions import reach_check
 from keyledger.access.guessing import GuessBudget
@@ -121,7 +122,7 @@ def _budget(context: AppContext) -> GuessBudget:
 
 def _guesser(caller: IntegrationCaller) -> str:
     """The guessing budget's caller: the access token (its connection)."""
-    return f"token:{caller.connection_id}"
+    return guessing.token_caller(caller.connection_id)
 
 
 router = APIRouter(prefix="/api/v1", tags=["keyledger"], route_class=ApiRoute)
@@ -244,7 +245,9 @@ async def access_check(request: Request, caller: CallerDep, context: ContextDep)
         caller=_guesser(caller),
         budget=budget,
     )
-    await context.writer.run(
+    # The answer is the decision as its write found it: a budget used up or the reader locked by
+    # checks in flight with this one makes it Throttled (access/service.py, ``record``).
+    decision = await context.writer.run(
         partial(
             access.record,
             decision=decision,

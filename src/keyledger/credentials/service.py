@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
 
+from keyledger.access import guessing
 from keyledger.access.collisions import refuse_collisions
+from keyledger.access.guessing import GuessBudget
 from keyledger.callers.models import Actor, Scope
 from keyledger.clock import utc_now
 from keyledger.credentials import repository, voucher_repository
@@ -23,13 +26,16 @@ from keyledger.credentials.models import (
     ReservationTokenDraft,
     ReservationTokenQuery,
 )
-from keyledger.errors import CredentialNotFound, InvalidInput, RuleViolation
+from keyledger.errors import CredentialNotFound, GuessingThrottled, InvalidInput, RuleViolation
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.properties.models import Property
 from keyledger.sealing import ValueSealer
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on, share_on
+
+#: The budget of a blind writer when the dialect names none (docs/access.md defaults).
+DEFAULT_BUDGET = GuessBudget()
 
 
 def _check_validity(valid_from: datetime, valid_to: datetime, *, label: str) -> None:
@@ -107,13 +113,23 @@ def add_reservation_tokens(
     actor: Actor,
     drafts: Sequence[ReservationTokenDraft],
     enterprise_id: UUID | None = None,
+    reveal_conflicts: bool = True,
+    caller: str = "",
+    budget: GuessBudget = DEFAULT_BUDGET,
 ) -> list[Credential]:
-    """Add tokens atomically: all of them, or none when any is refused. In request order."""
+    """Add tokens atomically: all of them, or none when any is refused. In request order.
+
+    A writer that may not read values (``reveal_conflicts`` False) learns of a collision only
+    that there is one, and pays for it from ``caller``'s guessing budget (``_Blind``)."""
     for index, draft in enumerate(drafts):
         _check_validity(draft.valid_from, draft.valid_to, label=f"Item {index}")
     now = utc_now()
 
-    def work(conn: Connection) -> list[Credential]:
+    blind = None if reveal_conflicts else _Blind(caller, budget, actor, now)
+
+    def work(conn: Connection) -> list[Credential] | _Refused:
+        if blind is not None:
+            blind.gate(conn)
         targets = _target_properties(conn, scope=scope, drafts=drafts, enterprise_id=enterprise_id)
         created = [
             Credential(
@@ -144,12 +160,16 @@ def add_reservation_tokens(
             )
             for draft, target in zip(drafts, targets, strict=True)
         ]
-        _refuse_collisions(conn, store.sealer, scope, list(enumerate(created)))
+        refused = _collisions(
+            conn, store.sealer, scope, list(enumerate(created)), blind=blind, items=len(drafts)
+        )
+        if refused is not None:
+            return refused
         repository.insert_credentials_quietly(conn, [row_of(c, store.sealer) for c in created])
         events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
         return created
 
-    return store.write_retrying(work)
+    return _kept(store.write_retrying(work))
 
 
 def update_reservation_tokens(
@@ -159,15 +179,24 @@ def update_reservation_tokens(
     actor: Actor,
     changes: Sequence[ReservationTokenChange],
     enterprise_id: UUID | None = None,
+    reveal_conflicts: bool = True,
+    caller: str = "",
+    budget: GuessBudget = DEFAULT_BUDGET,
 ) -> list[Credential]:
-    """Apply changes atomically, in order; the tokens as they end up, in request order."""
+    """Apply changes atomically, in order; the tokens as they end up, in request order. A
+    writer that may not read values: as for ``add_reservation_tokens`` (a batch that changes
+    no value is not held back by a used-up budget: it tries no code)."""
     if enterprise_id is not None:
         expected: Property | None = scope.enterprise(enterprise_id)
     else:
         expected = None
     now = utc_now()
+    blind = None if reveal_conflicts else _Blind(caller, budget, actor, now)
+    carries_values = any(change.value is not None for change in changes)
 
-    def work(conn: Connection) -> list[Credential]:
+    def work(conn: Connection) -> list[Credential] | _Refused:
+        if blind is not None and carries_values:
+            blind.gate(conn)
         current = repository.by_uids(
             conn,
             properties=scope.by_id,
@@ -209,12 +238,16 @@ def update_reservation_tokens(
                 touched[after.uid] = after
                 changed_items[after.uid] = index
             results.append(after)
-        _refuse_collisions(
+        refused = _collisions(
             conn,
             store.sealer,
             scope,
             [(changed_items[uid], credential) for uid, credential in touched.items()],
+            blind=blind,
+            items=len(changes),
         )
+        if refused is not None:
+            return refused
         if touched:
             repository.rewrite_credentials(
                 conn,
@@ -241,7 +274,7 @@ def update_reservation_tokens(
         final = {**current, **touched}
         return [final[result.uid] for result in results]
 
-    return store.write_retrying(work)
+    return _kept(store.write_retrying(work))
 
 
 def created_event(credential: Credential) -> dict[str, Any]:
@@ -254,6 +287,76 @@ def created_event(credential: Credential) -> dict[str, Any]:
         "credential_uid": credential.uid,
         "details": details,
     }
+
+
+#: The collision refusal a writer without ``credentials:read`` gets: no item, no other token.
+CONCEALED_COLLISION = (
+    "The batch would make two active tokens with the same Type and Value open the same door "
+    "at the same time; nothing was kept."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A batch refused by the collision rule for a writer that may not read values: its misses
+    are counted in the batch's transaction (nothing else of it was written), which commits;
+    then the refusal is raised (``_kept``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Blind:
+    """A writer without ``credentials:read``: every value of a batch the collision rule
+    refuses is a miss against its own guessing budget (docs/access.md, "The collision rule"),
+    and once that is used up its writes carrying values are refused before the rule runs."""
+
+    caller: str
+    budget: GuessBudget
+    actor: Actor
+    now: datetime
+
+    def gate(self, conn: Connection) -> None:
+        # Held to the end of the write: batches of one caller are gated and counted in turn.
+        serialise_on(conn, [guessing.caller_lock_key(self.caller)])
+        until = guessing.caller_throttled_until(
+            conn, caller=self.caller, budget=self.budget, now=self.now
+        )
+        if until is not None:
+            raise GuessingThrottled(max(1, math.ceil((until - self.now).total_seconds())))
+
+
+def _collisions(
+    conn: Connection,
+    sealer: ValueSealer,
+    scope: Scope,
+    written: Sequence[tuple[int, Credential]],
+    *,
+    blind: _Blind | None,
+    items: int,
+) -> _Refused | None:
+    """The collision rule; for a blind writer a refusal is concealed, and each of the batch's
+    ``items`` counts as a miss."""
+    try:
+        _refuse_collisions(conn, sealer, scope, written)
+    except RuleViolation:
+        if blind is None:
+            raise
+        guessing.count_caller_misses(
+            conn,
+            caller=blind.caller,
+            property_id=written[0][1].property.id,
+            misses=items,
+            budget=blind.budget,
+            actor=blind.actor,
+            now=blind.now,
+        )
+        return _Refused()
+    return None
+
+
+def _kept(result: list[Credential] | _Refused) -> list[Credential]:
+    if isinstance(result, _Refused):
+        raise RuleViolation(CONCEALED_COLLISION, subject="collision")
+    return result
 
 
 def _refuse_collisions(

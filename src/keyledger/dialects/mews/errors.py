@@ -22,6 +22,7 @@ from keyledger.errors import (
     DeadlineExceeded,
     DomainError,
     Forbidden,
+    GuessingThrottled,
     InvalidInput,
     OutOfScope,
     RuleViolation,
@@ -119,7 +120,7 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
             return 401, error.message, None
         if isinstance(error, StoreUnavailable):
             return 500, error.message, {"Retry-After": "1"}  # Mews documents 500 for faults
-        if isinstance(error, TooManyFailures):
+        if isinstance(error, TooManyFailures | GuessingThrottled):
             return 429, error.message, {"Retry-After": str(error.retry_after)}
         if isinstance(error, InvalidInput):
             subject = error.subject or "request"

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from keyledger.access import guessing
+from keyledger.access.guessing import GuessBudget
 from keyledger.callers.models import IntegrationCaller
-from keyledger.callers.permissions import required_for
+from keyledger.callers.permissions import Permission, required_for
 from keyledger.callers.service import authenticate_integration
-from keyledger.context import ContextDep, client_address
+from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.credentials import service
 from keyledger.dialects.common import (
     error_responses,
@@ -111,6 +113,28 @@ _ERRORS = error_responses(
 router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MewsRoute)
 
 
+class CollisionTerms(TypedDict):
+    reveal_conflicts: bool
+    caller: str
+    budget: GuessBudget
+
+
+def _collision_terms(caller: IntegrationCaller, context: AppContext) -> CollisionTerms:
+    """How a collision refusal is told to this caller: in full (item, other token) to one that
+    may read values anyway; otherwise concealed, and paid from its guessing budget
+    (docs/access.md, "The collision rule")."""
+    settings = context.settings
+    return {
+        "reveal_conflicts": caller.holds(Permission.CREDENTIALS_READ),
+        "caller": guessing.token_caller(caller.connection_id),
+        "budget": GuessBudget(
+            per_caller=settings.guess_budget_per_caller,
+            per_property=settings.guess_budget_per_property,
+            window_seconds=settings.guess_window_seconds,
+        ),
+    }
+
+
 @router.post(
     "/getAll",
     operation_id="mews_resourceAccessTokens_getAll",
@@ -143,6 +167,7 @@ async def add(call: AddCall, context: ContextDep) -> Response:
         actor=call.caller.actor,
         drafts=translate.to_drafts(call.body),
         enterprise_id=call.body.EnterpriseId,
+        **_collision_terms(call.caller, context),
     )
     return json_response(translate.render_tokens(created))
 
@@ -162,6 +187,7 @@ async def update(call: UpdateCall, context: ContextDep) -> Response:
         actor=call.caller.actor,
         changes=translate.to_changes(call.body),
         enterprise_id=call.body.EnterpriseId,
+        **_collision_terms(call.caller, context),
     )
     return json_response(translate.render_tokens(updated))
 
