@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -241,3 +242,55 @@ def test_a_flood_from_an_address_over_its_limit_does_not_hold_up_valid_logins(
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_password_checks_past_the_queue_are_answered_at_once_with_retry_after(
+    databases: DatabaseFactory,
+) -> None:
+    """One Argon2 thread and no queue: of 8 wrong passwords (8 e-mails) sent at once by Basic and
+    the token grant, those that find the thread busy answer at once in the dialect's throttling
+    shape with Retry-After (Nexudus 409, /api/token 409 too_many_attempts) instead of waiting;
+    the right password passes afterwards (before: all waited their turn in an unbounded
+    queue)."""
+    deployment = deploy(
+        databases.new_url(),
+        auth_failures_per_caller=3,
+        auth_failures_per_account=100,
+        auth_failures_per_address=100,
+        password_check_threads=1,
+        password_check_queue=0,
+    )
+    try:
+        tenant = make_tenant(deployment)
+        add_user(
+            deployment.store,
+            email=EMAIL,
+            password=PASSWORD,
+            business_ids=[tenant.business_id],
+            roles=ACCESS_TOKEN_ROLES,
+        )
+        base = str(deployment.http.base_url)
+        barrier = threading.Barrier(8)
+
+        def attempt(n: int) -> httpx.Response:
+            with httpx.Client(base_url=base, timeout=60) as http:
+                barrier.wait(30)
+                if n % 2:
+                    return http.get(NEXUDUS_PATH, auth=(f"busy-{n}@example.com", "guess"))
+                form = {"grant_type": "password", "username": f"busy-{n}@example.com"}
+                return http.post("/api/token", data={**form, "password": "guess"})
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(attempt, range(8)))
+        busy = [answer for answer in answers if answer.status_code == 409]
+        checked = [answer for answer in answers if answer.status_code in (400, 401)]
+        assert len(busy) + len(checked) == 8, [answer.status_code for answer in answers]
+        assert busy, "no check was refused while the only thread was busy"
+        for answer in busy:
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert "password checks waiting" in answer.text
+        right = deployment.http.get(NEXUDUS_PATH, auth=(EMAIL, PASSWORD))
+        assert right.status_code == 200, right.text
+        record_figures("password_check_queue", busy=len(busy), checked=len(checked))
+    finally:
+        deployment.close()
