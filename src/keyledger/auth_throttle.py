@@ -103,6 +103,7 @@ class FailedAuthThrottle:
         *,
         email: str,
         address: str | None,
+        remembered: Callable[[], Caller | None] | None = None,
     ) -> Caller:
         """``await authenticate()``'s caller, unless this e-mail has failed too often from this
         address or from everywhere (``TooManyFailures``, the password unchecked).
@@ -112,13 +113,19 @@ class FailedAuthThrottle:
         refused unchecked; the count can overshoot by at most one attempt per worker (the
         workers' turns run side by side). A turn is waited for until the request's deadline
         (then ``PasswordChecksBusy``). The password cache is consulted inside the turn, so a
-        client sending several Basic requests at once pays one Argon2 check."""
+        client sending several Basic requests at once pays one Argon2 check; and ``remembered()``
+        (a password this worker checked recently, no Argon2) passes without waiting for the
+        turn, so a client that has logged in is not queued behind guesses at its e-mail."""
         email = email.strip().lower()
         epoch = self._epoch_of(email)
         client = address_key(address)
         pair = secret_digest(f"pair\0{epoch}\0{email}\0{client}")
         account = secret_digest(f"account\0{epoch}\0{email}")
         await self._refuse_if_blocked(pair, account)  # a refused attempt does not queue
+        if remembered is not None:
+            caller = remembered()
+            if caller is not None:
+                return caller
         async with self._turn(account):
             await self._refuse_if_blocked(pair, account)
             over = (

@@ -172,6 +172,22 @@ async def _verified_user_id(
     return int(user.id)
 
 
+def remembered_password(
+    store: Store, cache: PasswordCache, *, email: str, password: str
+) -> UserCaller | None:
+    """The caller of a password this worker checked recently (no Argon2), else None: the brake
+    lets a remembered password pass without waiting for the e-mail's turn (auth_throttle.py)."""
+    email = email.strip().lower()
+    remembered = cache.verified(email, password)
+    if remembered is None:
+        return None
+    user_id, password_hash = remembered
+    try:
+        return _caller(store, user_id, password_hash=password_hash)
+    except (_StaleCheck, Unauthenticated):
+        return None  # the full path decides (and counts a refusal)
+
+
 async def authenticate_password(
     store: Store,
     cache: PasswordCache,
