@@ -51,6 +51,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         pause_seconds=settings.redis_pause_seconds,
         fallback=MemoryStorage() if settings.redis_url else None,
     )
+    verifier = PasswordVerifier(
+        settings.password_check_threads,
+        queue=settings.password_check_queue,
+        narrow_queue=settings.password_check_narrow_queue,
+    )
     context = AppContext(
         settings=settings,
         store=store,
@@ -60,7 +65,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             "nexudus", settings.nexudus_rate_limit, settings.nexudus_rate_window_seconds
         ),
         password_cache=PasswordCache(settings.password_cache_seconds),
-        password_verifier=PasswordVerifier(settings.password_check_threads),
+        password_verifier=verifier,
         caller_cache=CallerCache(settings.auth_cache_seconds),
         writer=GroupWriter(store),
         auth_throttle=FailedAuthThrottle(
@@ -79,6 +84,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 settings.auth_failure_window_seconds,
             ),
             epoch_of=lambda email: auth_failures_epoch(store, email),
+            narrowed=verifier.narrowed,
         ),
     )
     app = FastAPI(

@@ -89,6 +89,15 @@ class GuessingThrottled(DomainError):
         self.retry_after = retry_after
 
 
+class PasswordChecksBusy(TooManyFailures):
+    """This worker's password checks are queued past their bound: answered like a throttled
+    authentication (the dialect's shape, ``Retry-After``), never left waiting."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(retry_after)
+        self.message = f"Too many password checks waiting; retry after {retry_after} s."
+
+
 class StoreUnavailable(DomainError):
     """The database cannot be reached (or stays busy): nothing was changed; retry shortly."""
 

@@ -92,6 +92,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads per worker that run Argon2 password checks off the event loop.",
     )
+    password_check_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Password checks per worker that may wait for an Argon2 thread; past it a "
+        "check is answered as throttled with Retry-After (docs/reliability.md).",
+    )
+    password_check_narrow_queue: int = Field(
+        default=8,
+        ge=0,
+        description="Password checks per worker from clients over their address limit that may "
+        "wait for the one Argon2 slot they share; past it they are answered as throttled.",
+    )
     reader_failure_limit: int = Field(
         default=10, ge=1, description="Refused door checks at one reader that lock it."
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from keyledger.auth_throttle import address_key
 from keyledger.callers.service import ACCESS_TOKEN_ROLES, add_user
 from tests.support import (
     MEWS_PATH,
@@ -147,3 +148,21 @@ def test_two_instances_sharing_redis_share_the_failure_count(
         right = ("shared@example.com", PASSWORD)
         assert first.http.get("/api/spaces/accesstokens", auth=right).status_code == 409
         assert second.http.get("/api/spaces/accesstokens", auth=right).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:7:1::1", "2001:db8:7:1::/64"),
+        ("2001:db8:7:1:ffff:ffff:ffff:ffff", "2001:db8:7:1::/64"),
+        ("2001:db8:7:2::1", "2001:db8:7:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("testclient", "testclient"),
+        (None, ""),
+    ],
+)
+def test_the_brake_counts_an_ipv6_client_by_its_64(address: str | None, counted_as: str) -> None:
+    """A host is given a whole IPv6 /64 and picks any address in it: the pair and address keys
+    use the /64 (an IPv4-mapped address is its IPv4 address)."""
+    assert address_key(address) == counted_as

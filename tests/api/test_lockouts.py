@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,8 @@ from tests.support import (
     deploy,
     make_tenant,
     need,
+    record_figures,
+    scaled,
     settings_for,
 )
 
@@ -305,3 +309,78 @@ def test_a_redis_outage_leaves_the_brake_counting_in_the_worker(
         assert "keyledger_rate_limit_errors_total" in metrics
     finally:
         deployment.close()
+
+
+def _parallel(calls: list[Callable[[], int]]) -> list[int]:
+    """Each call on its own thread, all released at once; their statuses in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], int]) -> int:
+        barrier.wait(30)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+@pytest.mark.redis
+def test_parallel_wrong_passwords_are_checked_at_most_limit_plus_one_per_worker(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    """`keyledger serve --workers 2` on Redis, limits 3 per e-mail and address and 6 per e-mail:
+    30 wrong passwords for one e-mail from one address sent at once are checked at most 3 + 2
+    times (one overshoot per worker; the others answer 409 unchecked: before, all 30 were
+    checked and answered 401, which also locked the e-mail everywhere), and the right password
+    from another address still passes. IPv6 clients are counted by their /64: another address
+    of the same /64 shares the pair's lock, another /64 does not."""
+    need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
+    assert REDIS_URL is not None
+    url = databases.new_url()
+    store = Store(settings_for(url))
+    prop, _ = mews_caller(store, "Parallel")
+    email, porter = "night-audit@example.com", "porter@example.com"
+    for user in (email, porter):
+        add_user(
+            store,
+            email=user,
+            password=PASSWORD,
+            business_ids=[prop.business_id],
+            roles=ACCESS_TOKEN_ROLES,
+        )
+    store.dispose()
+    port = free_port()
+    server = start_server(
+        url,
+        port,
+        tmp_path / "serve.log",
+        redis_url=REDIS_URL,
+        redis_key_prefix=f"keyledger-test-{uuid.uuid4().hex}",
+        auth_failures_per_caller="3",
+        auth_failures_per_account="6",
+        auth_failures_per_address="100",
+        trusted_proxies="127.0.0.1/32",
+        redis_timeout_ms="5000",  # a slow reply on this loaded machine is not an outage
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        attempts = scaled(30)
+        statuses = _parallel(
+            [
+                lambda n=n: _basic(base, "203.0.113.7", email, f"guess {n}")  # type: ignore[misc]
+                for n in range(attempts)
+            ]
+        )
+        checked = statuses.count(401)
+        record_figures("parallel_wrong_passwords", attempts=attempts, checked=checked)
+        assert sorted(set(statuses)) == [401, 409], statuses
+        assert 3 <= checked <= 3 + 2, statuses
+        assert _basic(base, "203.0.113.7", email, PASSWORD) == 409
+        assert _basic(base, "203.0.113.8", email, PASSWORD) == 200
+        # IPv6: the pair is the e-mail and the client's /64.
+        v6 = [_basic(base, "2001:db8:7:1::1", porter, f"v6 guess {n}") for n in range(3)]
+        assert v6 == [401] * 3
+        assert _basic(base, "2001:db8:7:1::ffff", porter, PASSWORD) == 409
+        assert _basic(base, "2001:db8:7:2::1", porter, PASSWORD) == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -16,7 +16,10 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,7 +29,7 @@ from sqlalchemy import Connection
 from keyledger.callers import repository
 from keyledger.callers.models import Actor, IssuedBearer, Membership, UserCaller
 from keyledger.clock import utc_now
-from keyledger.errors import Unauthenticated
+from keyledger.errors import PasswordChecksBusy, Unauthenticated
 from keyledger.events import repository as events
 from keyledger.events.models import EventKind
 from keyledger.hashing import (
@@ -93,6 +96,9 @@ class _StaleCheck(Exception):
     """The password changed since a remembered check."""
 
 
+_NARROW: ContextVar[bool] = ContextVar("keyledger_narrow_password_check", default=False)
+
+
 class PasswordVerifier:
     """Argon2 checks off the event loop, on a bounded pool of threads of this worker.
 
@@ -102,17 +108,56 @@ class PasswordVerifier:
     ``threads`` checks run at once per worker, the others wait their turn (a request cancelled at
     its deadline before its turn is never computed). An e-mail that is no user's is checked
     against a dummy hash of the same parameters, so it costs what a wrong password costs and the
-    time of an answer does not tell which e-mails are users."""
+    time of an answer does not tell which e-mails are users.
 
-    def __init__(self, threads: int) -> None:
+    Two lanes, both bounded (docs/reliability.md, "Password checks under a flood"): checks made
+    inside ``narrowed()`` (the brake enters it for a client over its address limit) take turns
+    on one slot shared by all of them, so they never hold more than one thread; at most
+    ``narrow_queue`` of them wait. Other checks wait for a thread up to ``queue`` deep. Past
+    either bound a check is refused at once (``PasswordChecksBusy``), never left to hang."""
+
+    def __init__(self, threads: int, *, queue: int = 32, narrow_queue: int = 8) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
         self._dummy = dummy_password_hash()
+        self._wide_limit = threads + queue
+        self._wide = 0
+        self._narrow_limit = 1 + narrow_queue
+        self._narrow = 0
+        self._narrow_slot = asyncio.Lock()
+
+    @contextmanager
+    def narrowed(self) -> Iterator[None]:
+        """Checks awaited inside this block (in this task) go through the narrow lane."""
+        token = _NARROW.set(True)
+        try:
+            yield
+        finally:
+            _NARROW.reset(token)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         stored = self._dummy if password_hash is None else password_hash
-        loop = asyncio.get_running_loop()
-        matched = await loop.run_in_executor(self._pool, verify_password, stored, password)
+        if _NARROW.get():
+            if self._narrow >= self._narrow_limit:
+                raise PasswordChecksBusy()
+            self._narrow += 1
+            try:
+                async with self._narrow_slot:
+                    matched = await self._run(stored, password)
+            finally:
+                self._narrow -= 1
+        else:
+            if self._wide >= self._wide_limit:
+                raise PasswordChecksBusy()
+            self._wide += 1
+            try:
+                matched = await self._run(stored, password)
+            finally:
+                self._wide -= 1
         return matched and password_hash is not None
+
+    async def _run(self, stored: str, password: str) -> bool:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, verify_password, stored, password)
 
 
 async def _verified_user_id(
@@ -125,6 +170,22 @@ async def _verified_user_id(
         raise Unauthenticated("Invalid e-mail or password.")
     cache.remember(email, password, int(user.id), str(user.password_hash))
     return int(user.id)
+
+
+def remembered_password(
+    store: Store, cache: PasswordCache, *, email: str, password: str
+) -> UserCaller | None:
+    """The caller of a password this worker checked recently (no Argon2), else None: the brake
+    lets a remembered password pass without waiting for the e-mail's turn (auth_throttle.py)."""
+    email = email.strip().lower()
+    remembered = cache.verified(email, password)
+    if remembered is None:
+        return None
+    user_id, password_hash = remembered
+    try:
+        return _caller(store, user_id, password_hash=password_hash)
+    except (_StaleCheck, Unauthenticated):
+        return None  # the full path decides (and counts a refusal)
 
 
 async def authenticate_password(

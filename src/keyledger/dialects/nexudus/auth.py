@@ -14,7 +14,11 @@ from urllib.parse import parse_qsl
 from fastapi import Depends, Request
 
 from keyledger.callers.models import UserCaller
-from keyledger.callers.users import authenticate_bearer, authenticate_password
+from keyledger.callers.users import (
+    authenticate_bearer,
+    authenticate_password,
+    remembered_password,
+)
 from keyledger.context import AppContext, ContextDep, client_address
 from keyledger.dialects.common import is_json_content_type, parse_json, read_body
 from keyledger.dialects.nexudus.errors import NexudusError, invalid, problem
@@ -63,7 +67,14 @@ async def authenticate(request: Request, context: AppContext) -> UserCaller:
                 password=password,
             )
 
-        return await context.auth_throttle.password(check, email=email, address=address)
+        def remembered() -> UserCaller | None:
+            return remembered_password(
+                context.store, context.password_cache, email=email, password=password
+            )
+
+        return await context.auth_throttle.password(
+            check, email=email, address=address, remembered=remembered
+        )
     return await context.auth_throttle.secret(
         lambda: _not_a_password(scheme, value, context), address=address
     )
