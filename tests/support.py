@@ -65,6 +65,13 @@ def record_figures(test: str, **figures: object) -> None:
 MEWS_PATH = "/api/connector/v1/resourceAccessTokens"
 
 
+def free_port() -> int:
+    """A TCP port of loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def need(condition: object, reason: str) -> None:
     """Skip when a service or file is absent, unless CI demands it (then fail)."""
     if condition:

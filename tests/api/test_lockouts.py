@@ -25,8 +25,7 @@ from keyledger.callers.service import (
     set_user_password,
 )
 from keyledger.store import Store
-from tests.cli.test_serve import free_port
-from tests.ops.harness import mews_caller, start_server
+from tests.ops.harness import braked_server, mews_caller, start_server
 from tests.support import (
     MEWS_PATH,
     REDIS_URL,
@@ -34,6 +33,7 @@ from tests.support import (
     Deployment,
     Tenant,
     deploy,
+    free_port,
     make_tenant,
     need,
     record_figures,
@@ -335,33 +335,16 @@ def test_parallel_wrong_passwords_are_checked_at_most_limit_plus_one_per_worker(
     of the same /64 shares the pair's lock, another /64 does not."""
     need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
     assert REDIS_URL is not None
-    url = databases.new_url()
-    store = Store(settings_for(url))
-    prop, _ = mews_caller(store, "Parallel")
     email, porter = "night-audit@example.com", "porter@example.com"
-    for user in (email, porter):
-        add_user(
-            store,
-            email=user,
-            password=PASSWORD,
-            business_ids=[prop.business_id],
-            roles=ACCESS_TOKEN_ROLES,
-        )
-    store.dispose()
-    port = free_port()
-    server = start_server(
-        url,
-        port,
+    base, server = braked_server(
+        databases.new_url(),
         tmp_path / "serve.log",
-        redis_url=REDIS_URL,
-        redis_key_prefix=f"keyledger-test-{uuid.uuid4().hex}",
+        emails=[email, porter],
+        password=PASSWORD,
         auth_failures_per_caller="3",
         auth_failures_per_account="6",
         auth_failures_per_address="100",
-        trusted_proxies="127.0.0.1/32",
-        redis_timeout_ms="5000",  # a slow reply on this loaded machine is not an outage
     )
-    base = f"http://127.0.0.1:{port}"
     try:
         attempts = scaled(30)
         statuses = _parallel(

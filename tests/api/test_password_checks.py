@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,9 +18,7 @@ import httpx
 import pytest
 
 from keyledger.callers.service import ACCESS_TOKEN_ROLES, add_user
-from keyledger.store import Store
-from tests.cli.test_serve import free_port
-from tests.ops.harness import mews_caller, start_server
+from tests.ops.harness import braked_server
 from tests.support import (
     REDIS_URL,
     DatabaseFactory,
@@ -31,7 +28,6 @@ from tests.support import (
     need,
     record_figures,
     scaled,
-    settings_for,
 )
 
 PASSWORD = "correct horse battery"
@@ -158,31 +154,15 @@ def test_a_flood_from_an_address_over_its_limit_does_not_hold_up_valid_logins(
     fast a new connection is accepted during 60 others."""
     need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
     assert REDIS_URL is not None
-    url = databases.new_url()
-    store = Store(settings_for(url))
-    prop, _ = mews_caller(store, "Flooded")
-    add_user(
-        store,
-        email=EMAIL,
-        password=PASSWORD,
-        business_ids=[prop.business_id],
-        roles=ACCESS_TOKEN_ROLES,
-    )
-    store.dispose()
-    port = free_port()
-    server = start_server(
-        url,
-        port,
+    base, server = braked_server(
+        databases.new_url(),
         tmp_path / "serve.log",
-        redis_url=REDIS_URL,
-        redis_key_prefix=f"keyledger-test-{uuid.uuid4().hex}",
+        emails=[EMAIL],
+        password=PASSWORD,
         auth_failures_per_caller="10",
         auth_failures_per_account="100",
         auth_failures_per_address="3",
-        trusted_proxies="127.0.0.1/32",
-        redis_timeout_ms="5000",  # a slow reply on this loaded machine is not an outage
     )
-    base = f"http://127.0.0.1:{port}"
 
     def basic(
         forwarded: str, email: str, password: str, ready: threading.Barrier | None = None

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,11 @@ import httpx
 import pytest
 
 from keyledger.demo import ACCESS_TOKEN, CLIENT_TOKEN
-from tests.support import MEWS_PATH, REDIS_URL, need
+from tests.support import MEWS_PATH, REDIS_URL, free_port, need
 
 pytestmark = pytest.mark.slow
 
 DEMO_CREDENTIALS = {"ClientToken": CLIENT_TOKEN, "AccessToken": ACCESS_TOKEN, "Client": "t 1.0"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -7,15 +7,22 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
-from keyledger.callers.service import add_access_token, add_integration
+from keyledger.callers.service import (
+    ACCESS_TOKEN_ROLES,
+    add_access_token,
+    add_integration,
+    add_user,
+)
 from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
 from keyledger.store import Store
-from tests.support import sealing_for
+from tests.support import REDIS_URL, free_port, sealing_for, settings_for
 
 #: Without Redis, `serve --workers 2` refuses to start with the failed-login brake on.
 _BRAKE = (
@@ -72,3 +79,36 @@ def mews_caller(store: Store, name: str) -> tuple[Property, dict[str, str]]:
     )
     auth = {"ClientToken": integration.secret, "AccessToken": token.secret, "Client": f"{name} 1.0"}
     return prop, auth
+
+
+def braked_server(
+    url: str, log: Path, *, emails: Sequence[str], password: str, **limits: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A new property with Nexudus users ``emails`` (``password``, every access-token role), and
+    ``keyledger serve --workers 2`` on it with the failed-login brake shared through Redis and set
+    by ``limits`` (``auth_failures_per_caller`` …), trusting ``X-Forwarded-For`` from loopback so
+    that a test can speak from many addresses. Its base URL and process."""
+    assert REDIS_URL is not None
+    store = Store(settings_for(url))
+    prop, _ = mews_caller(store, f"Braked{uuid.uuid4().hex[:6]}")
+    for email in emails:
+        add_user(
+            store,
+            email=email,
+            password=password,
+            business_ids=[prop.business_id],
+            roles=ACCESS_TOKEN_ROLES,
+        )
+    store.dispose()
+    port = free_port()
+    server = start_server(
+        url,
+        port,
+        log,
+        redis_url=REDIS_URL,
+        redis_key_prefix=f"keyledger-test-{uuid.uuid4().hex}",
+        trusted_proxies="127.0.0.1/32",
+        redis_timeout_ms="5000",  # a slow reply on this loaded machine is not an outage
+        **limits,
+    )
+    return f"http://127.0.0.1:{port}", server

@@ -31,13 +31,13 @@ from keyledger.credentials import repository as credentials
 from keyledger.properties.models import Property
 from keyledger.store import Store
 from keyledger.store.schema import events
-from tests.cli.test_serve import free_port
 from tests.ops.harness import mews_caller, start_server
 from tests.support import (
     ALL_ROLES,
     MEWS_PATH,
     NEXUDUS_PATH,
     DatabaseFactory,
+    free_port,
     record_figures,
     scaled,
     sealing_for,

@@ -18,11 +18,11 @@ from sqlalchemy import select, text
 
 from keyledger.store import Store
 from keyledger.store.schema import credentials
-from tests.cli.test_serve import free_port
 from tests.ops.harness import mews_caller, start_server
 from tests.support import (
     MEWS_PATH,
     DatabaseFactory,
+    free_port,
     record_figures,
     scaled,
     settings_for,

@@ -24,12 +24,12 @@ from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import events, guess_counts
-from tests.cli.test_serve import free_port
 from tests.ops.harness import start_server
 from tests.support import (
     MEWS_PATH,
     NEXUDUS_PATH,
     DatabaseFactory,
+    free_port,
     record_figures,
     scaled,
     settings_for,

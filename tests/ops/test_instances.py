@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from keyledger.store import Store
-from tests.cli.test_serve import free_port
 from tests.ops.harness import mews_caller, start_server
 from tests.support import (
     MEWS_PATH,
     REDIS_URL,
     DatabaseFactory,
+    free_port,
     need,
     record_figures,
     scaled,

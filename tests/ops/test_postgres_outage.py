@@ -22,9 +22,8 @@ from sqlalchemy import create_engine, text
 from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
-from tests.cli.test_serve import free_port
 from tests.ops.harness import mews_caller, start_server
-from tests.support import MEWS_PATH, POSTGRES_URL, need, record_figures, settings_for
+from tests.support import MEWS_PATH, POSTGRES_URL, free_port, need, record_figures, settings_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

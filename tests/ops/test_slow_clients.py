@@ -36,13 +36,13 @@ from keyledger.callers.service import add_user
 from keyledger.settings import Settings
 from keyledger.store import Store
 from keyledger.store.schema import credentials, events, hotspot_sessions
-from tests.cli.test_serve import free_port
 from tests.ops.harness import mews_caller, start_server
 from tests.support import (
     ALL_ROLES,
     MEWS_PATH,
     NEXUDUS_PATH,
     DatabaseFactory,
+    free_port,
     record_figures,
     settings_for,
 )

@@ -14,9 +14,15 @@ import pytest
 
 from keyledger.settings import Settings
 from keyledger.store import Store
-from tests.cli.test_serve import free_port
 from tests.ops.harness import mews_caller, start_server
-from tests.support import MEWS_PATH, DatabaseFactory, record_figures, scaled, token_parameters
+from tests.support import (
+    MEWS_PATH,
+    DatabaseFactory,
+    free_port,
+    record_figures,
+    scaled,
+    token_parameters,
+)
 
 pytestmark = pytest.mark.slow
 
