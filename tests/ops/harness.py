@@ -4,11 +4,13 @@ property."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -112,3 +114,16 @@ def braked_server(
         **limits,
     )
     return f"http://127.0.0.1:{port}", server
+
+
+@contextmanager
+def running_server(url: str, log: Path, **settings: str) -> Iterator[str]:
+    """``start_server`` on a free port for the block; its base URL. Stopped (with its workers)
+    when the block ends."""
+    port = free_port()
+    process = start_server(url, port, log, **settings)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

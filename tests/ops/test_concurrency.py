@@ -10,7 +10,6 @@ checks the final state (through the API or the store) against it; docs/reliabili
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,13 +30,12 @@ from keyledger.credentials import repository as credentials
 from keyledger.properties.models import Property
 from keyledger.store import Store
 from keyledger.store.schema import events
-from tests.ops.harness import mews_caller, start_server
+from tests.ops.harness import mews_caller, running_server
 from tests.support import (
     ALL_ROLES,
     MEWS_PATH,
     NEXUDUS_PATH,
     DatabaseFactory,
-    free_port,
     record_figures,
     scaled,
     sealing_for,
@@ -72,11 +70,9 @@ def server(
     databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     url = databases.new_url()
-    port = free_port()
     log = tmp_path_factory.mktemp("concurrency") / "server.log"
-    process = start_server(
+    with running_server(
         url,
-        port,
         log,
         auth_cache_seconds="0",
         auth_failures_per_caller="0",
@@ -86,16 +82,14 @@ def server(
         # budgets (tests/ops/test_guessing.py) must not stop them first.
         guess_budget_per_caller="1000000",
         guess_budget_per_property="1000000",
-    )
-    store = Store(settings_for(url))
-    try:
-        yield Server(base=f"http://127.0.0.1:{port}", database_url=url, store=store)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        store.dispose()
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, text[-4000:]
+    ) as base:
+        store = Store(settings_for(url))
+        try:
+            yield Server(base=base, database_url=url, store=store)
+        finally:
+            store.dispose()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-4000:]
 
 
 def race(server: Server, calls: Sequence[Callable[[httpx.Client], T]]) -> list[T]:

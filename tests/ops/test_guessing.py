@@ -6,8 +6,6 @@ its budget while valid guests elsewhere are still let in (docs/access.md, "Guess
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,12 +22,11 @@ from keyledger.properties.models import Property
 from keyledger.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import events, guess_counts
-from tests.ops.harness import start_server
+from tests.ops.harness import running_server
 from tests.support import (
     MEWS_PATH,
     NEXUDUS_PATH,
     DatabaseFactory,
-    free_port,
     record_figures,
     scaled,
     settings_for,
@@ -79,24 +76,20 @@ def server(
     databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     url = databases.new_url()
-    port = free_port()
     log = tmp_path_factory.mktemp("guessing") / "server.log"
-    process = start_server(
+    with running_server(
         url,
-        port,
         log,
         guess_budget_per_caller=str(BUDGET),
         guess_budget_per_property=str(PROPERTY_BUDGET),
-    )
-    store = Store(settings_for(url))
-    try:
-        yield Server(base=f"http://127.0.0.1:{port}", store=store)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        store.dispose()
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, text[-4000:]
+    ) as base:
+        store = Store(settings_for(url))
+        try:
+            yield Server(base=base, store=store)
+        finally:
+            store.dispose()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-4000:]
 
 
 def new_token(store: Store, prop: Property | None = None, scopes: tuple[str, ...] = ()) -> Token:
