@@ -171,6 +171,19 @@ def command(
     return send
 
 
+def session_call(space: Space, action: str, session: str) -> Callable[[httpx.Client], int]:
+    """A hotspot session's ``usage`` or ``end`` report of 60 s."""
+
+    def send(http: httpx.Client) -> int:
+        return http.post(
+            f"/api/v1/hotspot/sessions/{session}/{action}",
+            json={"ElapsedSeconds": 60},
+            headers=space.bearer,
+        ).status_code
+
+    return send
+
+
 def mews(space: Space, operation: str, **body: Any) -> Callable[[httpx.Client], httpx.Response]:
     def send(http: httpx.Client) -> httpx.Response:
         return http.post(f"{MEWS_PATH}/{operation}", json={**space.mews, **body})
@@ -238,20 +251,10 @@ def test_usage_reports_and_top_ups_never_give_minutes_back(server: Server) -> No
                 assert started.status_code == 200 and started.json()["Granted"], started.text
                 sessions.append(started.json()["SessionId"])
 
-    def report(session: str) -> Callable[[httpx.Client], int]:
-        def send(http: httpx.Client) -> int:
-            return http.post(
-                f"/api/v1/hotspot/sessions/{session}/usage",
-                json={"ElapsedSeconds": 60},
-                headers=space.bearer,
-            ).status_code
-
-        return send
-
     # Sessions alternate between the vouchers: reports of both share group commits.
     order = [sessions[n // 2 + (n % 2) * devices] for n in range(2 * devices)]
     calls: list[Callable[[httpx.Client], int]] = [
-        report(order[n % len(order)]) for n in range(reports)
+        session_call(space, "usage", order[n % len(order)]) for n in range(reports)
     ]
     for n in range(top_ups):
         top_up = command(space, "ADD_MINUTES", ids if n % 2 else ids[::-1], Minutes=1)
@@ -647,17 +650,7 @@ def test_parallel_starts_respect_the_user_limit(server: Server) -> None:
     assert len(granted) == limit
     assert {d["Reason"] for d in decisions if not d["Granted"]} == {"TooManyDevices"}
 
-    def end(session: str) -> Callable[[httpx.Client], int]:
-        def send(http: httpx.Client) -> int:
-            return http.post(
-                f"/api/v1/hotspot/sessions/{session}/end",
-                json={"ElapsedSeconds": 60},
-                headers=space.bearer,
-            ).status_code
-
-        return send
-
-    ends = race(server, [end(s) for s in granted for _ in range(2)])
+    ends = race(server, [session_call(space, "end", s) for s in granted for _ in range(2)])
     assert Counter(ends) == {200: limit, 409: limit}  # the second end of each finds it ended
     assert event_count(server, "hotspot.session_ended", property_id=space.prop.id) == limit
 

@@ -48,7 +48,12 @@ class Guesser:
 
     @property
     def subjects(self) -> tuple[str, str]:
-        return (f"caller:{self.caller}", f"property:{self.property_id}")
+        return (_caller_subject(self.caller), f"property:{self.property_id}")
+
+
+def _caller_subject(caller: str) -> str:
+    """The row (and lock) of ``caller``'s own budget."""
+    return f"caller:{caller}"
 
 
 def window_of(now: datetime, budget: GuessBudget) -> tuple[datetime, datetime]:
@@ -92,7 +97,7 @@ def token_caller(connection_id: int) -> str:
 
 def caller_lock_key(caller: str) -> int:
     """The advisory lock of ``caller``'s own budget (one of ``lock_keys``)."""
-    return advisory_key("guess", f"caller:{caller}")
+    return advisory_key("guess", _caller_subject(caller))
 
 
 def caller_throttled_until(
@@ -100,7 +105,7 @@ def caller_throttled_until(
 ) -> datetime | None:
     """When the window ends, if ``caller``'s own budget is used up; None otherwise."""
     start, end = window_of(now, budget)
-    counted = conn.execute(_MISSES, {"subjects": [f"caller:{caller}"], "start": start}).all()
+    counted = conn.execute(_MISSES, {"subjects": [_caller_subject(caller)], "start": start}).all()
     return end if counted and counted[0][1] >= budget.per_caller else None
 
 
@@ -180,7 +185,7 @@ def count_caller_misses(
     filed under ``property_id``."""
     _add(
         conn,
-        subject=f"caller:{caller}",
+        subject=_caller_subject(caller),
         misses=misses,
         limit=budget.per_caller,
         kind="Caller",
