@@ -22,20 +22,20 @@ from typing import Any
 
 from sqlalchemy import text
 
-from keyledger.access.collisions import reach_check
-from keyledger.access.guessing import GuessBudget
-from keyledger.access.models import DoorCheck, ReaderPolicy
-from keyledger.access.service import check_door
-from keyledger.callers.models import Actor, Scope
-from keyledger.credentials import voucher_repository
-from keyledger.credentials.repository import insert_credentials_quietly
-from keyledger.hotspot.service import report_usage, start_session
-from keyledger.properties.models import Property
-from keyledger.properties.service import add_property
-from keyledger.resources.models import ResourceDraft, ResourceKind
-from keyledger.resources.service import save_resources
-from keyledger.sealing import ValueSealer
-from keyledger.settings import Settings
+from keyledger.domain.access.models import DoorCheck, ReaderPolicy
+from keyledger.domain.access.service import check_door
+from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.credentials import voucher_repository
+from keyledger.domain.credentials.collisions import reach_check
+from keyledger.domain.credentials.repository import insert_credentials_quietly
+from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.hotspot.service import report_usage, start_session
+from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.service import add_property
+from keyledger.domain.resources.models import ResourceDraft, ResourceKind
+from keyledger.domain.resources.service import save_resources
+from keyledger.kit.sealing import ValueSealer
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
 

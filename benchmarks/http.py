@@ -35,14 +35,14 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.access import is_voucher, seed, settle
-from keyledger.callers.service import (
+from keyledger.domain.callers.service import (
     ACCESS_TOKEN_ROLES,
     add_access_token,
     add_integration,
     add_user,
 )
-from keyledger.clock import format_utc
-from keyledger.settings import Settings
+from keyledger.kit.clock import format_utc
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
 

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.access import settle
-from keyledger.callers.models import Scope
-from keyledger.credentials import voucher_repository
-from keyledger.credentials import vouchers as voucher_service
-from keyledger.credentials.models import VoucherCondition, VoucherField, VoucherQuery
-from keyledger.credentials.repository import insert_credentials
-from keyledger.credentials.vouchers import CODE_ALPHABET
-from keyledger.properties.service import add_property
-from keyledger.settings import Settings
+from keyledger.domain.callers.models import Scope
+from keyledger.domain.credentials import voucher_repository
+from keyledger.domain.credentials import vouchers as voucher_service
+from keyledger.domain.credentials.models import VoucherCondition, VoucherField, VoucherQuery
+from keyledger.domain.credentials.repository import insert_credentials
+from keyledger.domain.credentials.vouchers import CODE_ALPHABET
+from keyledger.domain.properties.service import add_property
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from keyledger.demo import provision_demo
-from keyledger.settings import Settings
+from keyledger.cli.demo import provision_demo
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from tests.support import (
     POSTGRES_URL,

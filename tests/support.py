@@ -24,20 +24,20 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
-from keyledger.app import create_app
-from keyledger.callers.models import Actor, Scope
-from keyledger.callers.service import add_access_token, add_integration
-from keyledger.credentials.models import (
+from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.callers.service import add_access_token, add_integration
+from keyledger.domain.credentials.models import (
     Credential,
     Permissions,
     ReservationTokenDraft,
     TokenType,
 )
-from keyledger.credentials.service import add_reservation_tokens
-from keyledger.properties.service import add_property
-from keyledger.settings import Settings
+from keyledger.domain.credentials.service import add_reservation_tokens
+from keyledger.domain.properties.service import add_property
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
+from keyledger.web.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("KEYLEDGER_TEST_POSTGRES_URL")
@@ -366,7 +366,7 @@ class NexudusTenant:
 def add_user_to(
     deployment: Deployment, business_ids: list[int], roles: tuple[str, ...] = ALL_ROLES
 ) -> tuple[str, str]:
-    from keyledger.callers.service import add_user
+    from keyledger.domain.callers.service import add_user
 
     email, password = f"user-{uuid.uuid4().hex[:8]}@example.com", "a long password"
     add_user(

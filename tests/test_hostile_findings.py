@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from structlog.testing import capture_logs
 
-from keyledger.dialects import common
 from keyledger.store.schema import credentials, events
+from keyledger.web import routing as common
 from tests.support import (
     MEWS_PATH,
     Deployment,

@@ -27,13 +27,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from keyledger.app import create_app
-from keyledger.callers.service import add_access_token, add_integration, add_user
-from keyledger.dialects.nexudus.query import PROPERTIES
-from keyledger.properties.service import add_property
-from keyledger.settings import Settings
+from keyledger.domain.callers.service import add_access_token, add_integration, add_user
+from keyledger.domain.properties.service import add_property
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.schema import credentials, events, hotspot_sessions, resources
+from keyledger.web.app import create_app
+from keyledger.web.nexudus.query import PROPERTIES
 from tests.ops.harness import start_server
 from tests.support import DatabaseFactory, record_figures, settings_for, token_parameters
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from keyledger.app import create_app
-from keyledger.settings import Settings
+from keyledger.kit.settings import Settings
 from keyledger.store.schema import credentials, events, hotspot_sessions, properties, resources
+from keyledger.web.app import create_app
 from tests.support import (
     MEWS_PATH,
     DatabaseFactory,

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from keyledger.demo import provision_demo
-from keyledger.settings import Settings
+from keyledger.cli.demo import provision_demo
+from keyledger.kit.settings import Settings
 from tests.cli.test_admin import ok
 from tests.support import REPO, DatabaseFactory, deploy, sealing_for
 

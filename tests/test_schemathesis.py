@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from keyledger.demo import ACCESS_TOKEN, CLIENT_TOKEN, provision_demo
+from keyledger.cli.demo import ACCESS_TOKEN, CLIENT_TOKEN, provision_demo
 from tests.mews_schema import assert_valid_mews_response, documented_statuses
 from tests.support import MEWS_PATH, DatabaseFactory, deploy, scaled
 

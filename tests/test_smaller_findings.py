@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from keyledger.demo import ACCESS_TOKEN, CLIENT_TOKEN, HOTEL, provision_demo
+from keyledger.cli.demo import ACCESS_TOKEN, CLIENT_TOKEN, HOTEL, provision_demo
 from keyledger.store.schema import events, resources
 from tests.support import MEWS_PATH, NEXUDUS_PATH, DatabaseFactory, Deployment, deploy
 

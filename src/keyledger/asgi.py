@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from keyledger.app import create_app
+from keyledger.web.app import create_app
 
 app = create_app()
 

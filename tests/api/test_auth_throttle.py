@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from keyledger.auth_throttle import address_key
-from keyledger.callers.service import ACCESS_TOKEN_ROLES, add_user
+from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES, add_user
+from keyledger.web.auth_throttle import address_key
 from tests.support import (
     MEWS_PATH,
     DatabaseFactory,

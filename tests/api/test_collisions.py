@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from keyledger.properties.service import set_collision_check
+from keyledger.domain.properties.service import set_collision_check
 from tests.api.test_resources import building, put, v1
 from tests.dialects.mews.test_errors import assert_error
 from tests.support import Deployment, Tenant, token_parameters

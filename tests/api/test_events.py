@@ -190,7 +190,7 @@ def test_the_database_refuses_to_change_events(databases: DatabaseFactory) -> No
 
     store = Store(settings_for(databases.new_url()))
     try:
-        from keyledger.properties.service import add_property
+        from keyledger.domain.properties.service import add_property
 
         add_property(store, name="Audited")  # writes a property.created event
         for statement in ("UPDATE events SET kind = 'forged'", "DELETE FROM events"):

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from keyledger.api import router as api
-from keyledger.callers.permissions import OPERATION_PERMISSIONS, Permission
-from keyledger.callers.service import add_access_token, add_integration, list_access_tokens
-from keyledger.dialects.mews import router as mews
-from keyledger.properties.service import add_property
+from keyledger.domain.callers.permissions import OPERATION_PERMISSIONS, Permission
+from keyledger.domain.callers.service import add_access_token, add_integration, list_access_tokens
+from keyledger.domain.properties.service import add_property
+from keyledger.web.api import router as api
+from keyledger.web.mews import router as mews
 from tests.cli.test_admin import ok, run
 from tests.support import (
     MEWS_PATH,

@@ -42,7 +42,7 @@ def ok(database_url: str, *args: str) -> dict[str, Any]:
 
 
 def _counts(database_url: str) -> dict[str, int]:
-    from keyledger.settings import Settings
+    from keyledger.kit.settings import Settings
     from keyledger.store import Store
 
     store = Store(Settings(database_url=database_url))

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyledger.demo import ACCESS_TOKEN, CLIENT_TOKEN
+from keyledger.cli.demo import ACCESS_TOKEN, CLIENT_TOKEN
 from tests.support import MEWS_PATH, REDIS_URL, free_port, need
 
 pytestmark = pytest.mark.slow

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import httpx
 
-from keyledger.callers.service import (
+from keyledger.domain.callers.service import (
     ACCESS_TOKEN_ROLES,
     add_access_token,
     add_integration,
     add_user,
 )
-from keyledger.properties.models import Property
-from keyledger.properties.service import add_property
+from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from tests.support import REDIS_URL, free_port, sealing_for, settings_for
 

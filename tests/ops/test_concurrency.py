@@ -25,9 +25,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from keyledger.callers.service import add_user
-from keyledger.credentials import repository as credentials
-from keyledger.properties.models import Property
+from keyledger.domain.callers.service import add_user
+from keyledger.domain.credentials import repository as credentials
+from keyledger.domain.properties.models import Property
 from keyledger.store import Store
 from keyledger.store.schema import events
 from tests.ops.harness import mews_caller, running_server

@@ -9,8 +9,8 @@ import sys
 
 from sqlalchemy import text
 
-from keyledger.app import create_app
-from keyledger.settings import Settings
+from keyledger.kit.settings import Settings
+from keyledger.web.app import create_app
 from tests.support import REPO, DatabaseFactory, Deployment, Tenant, deploy
 
 

@@ -32,8 +32,8 @@ import pytest
 from sqlalchemy import create_engine, func
 from sqlalchemy import select as sql_select
 
-from keyledger.callers.service import add_user
-from keyledger.settings import Settings
+from keyledger.domain.callers.service import add_user
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.schema import credentials, events, hotspot_sessions
 from tests.ops.harness import mews_caller, start_server
@@ -56,7 +56,7 @@ KEEP_ALIVE_SECONDS = 1
 BOUND = 3 * max(BODY_SECONDS, HEADER_SECONDS)
 #: A body the application never reads (it answered without it) is cut off once the connection
 #: has waited the header deadline for a next request, or at the latest by the server's backstop
-#: (keyledger.serving.BODY_GRACE_SECONDS past the body deadline).
+#: (keyledger.web.serving.BODY_GRACE_SECONDS past the body deadline).
 UNREAD_BOUND = 3 * (BODY_SECONDS + 5)
 
 

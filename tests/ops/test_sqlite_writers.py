@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyledger.settings import Settings
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from tests.ops.harness import mews_caller, start_server
 from tests.support import (

@@ -15,22 +15,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from keyledger.callers import repository
-from keyledger.callers import users as user_auth
-from keyledger.callers.models import IssuedBearer
-from keyledger.callers.service import add_user, set_user_password
-from keyledger.callers.users import (
+from keyledger.domain.callers import repository
+from keyledger.domain.callers import users as user_auth
+from keyledger.domain.callers.models import IssuedBearer
+from keyledger.domain.callers.service import add_user, set_user_password
+from keyledger.domain.callers.users import (
     PasswordCache,
     PasswordVerifier,
     authenticate_bearer,
     issue_bearer_for_password,
     refresh_bearer,
 )
-from keyledger.clock import utc_now
-from keyledger.errors import Unauthenticated
-from keyledger.hashing import new_api_token, secret_digest
-from keyledger.properties.service import add_property
-from keyledger.settings import Settings
+from keyledger.domain.properties.service import add_property
+from keyledger.kit.clock import utc_now
+from keyledger.kit.errors import Unauthenticated
+from keyledger.kit.hashing import new_api_token, secret_digest
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.schema import bearer_tokens
 from tests.support import DatabaseFactory

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from keyledger.callers.models import Actor, Scope
-from keyledger.credentials import vouchers
-from keyledger.credentials.models import VoucherFields
-from keyledger.properties.service import add_property
-from keyledger.settings import Settings
+from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.credentials import vouchers
+from keyledger.domain.credentials.models import VoucherFields
+from keyledger.domain.properties.service import add_property
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import downgrade, upgrade
 from tests.support import DatabaseFactory

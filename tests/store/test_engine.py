@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Connection, text
 
-from keyledger.settings import Settings
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from tests.support import DatabaseFactory
 

@@ -14,15 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, update
 
-from keyledger.callers.models import Scope
-from keyledger.credentials import repository
-from keyledger.credentials.models import (
+from keyledger.domain.callers.models import Scope
+from keyledger.domain.credentials import repository
+from keyledger.domain.credentials.models import (
     ActivityState,
     ReservationTokenQuery,
     TimeInterval,
 )
-from keyledger.credentials.service import list_reservation_tokens
-from keyledger.properties.service import add_property
+from keyledger.domain.credentials.service import list_reservation_tokens
+from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import credentials
 from tests.support import add_pins, scaled

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import Connection, func, select
 
-from keyledger.callers.models import Actor
-from keyledger.clock import utc_now
-from keyledger.errors import DeadlineExceeded, RuleViolation
-from keyledger.events import repository as events
-from keyledger.events.models import EventKind
+from keyledger.domain.callers.models import Actor
+from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import EventKind
+from keyledger.kit.clock import utc_now
+from keyledger.kit.errors import DeadlineExceeded, RuleViolation
 from keyledger.store import Store, deadline_scope
 from keyledger.store.schema import events as events_table
 from keyledger.store.writer import GroupWriter

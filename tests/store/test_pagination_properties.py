@@ -10,18 +10,18 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyledger.callers.models import Actor, Scope
-from keyledger.credentials.models import (
+from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.credentials.models import (
     ReservationTokenChange,
     ReservationTokenQuery,
     TimeInterval,
 )
-from keyledger.credentials.service import (
+from keyledger.domain.credentials.service import (
     delete_reservation_tokens,
     list_reservation_tokens,
     update_reservation_tokens,
 )
-from keyledger.properties.service import add_property
+from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from tests.support import add_pins, scaled
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from keyledger.callers.models import Actor, Scope
-from keyledger.credentials import rekeying
-from keyledger.credentials.models import ReservationTokenChange, ReservationTokenQuery
-from keyledger.credentials.service import list_reservation_tokens, update_reservation_tokens
-from keyledger.properties.service import add_property
-from keyledger.sealing import UnreadableValue, ValueSealer, new_key, parse_keys
-from keyledger.settings import Settings
+from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.credentials import rekeying
+from keyledger.domain.credentials.models import ReservationTokenChange, ReservationTokenQuery
+from keyledger.domain.credentials.service import list_reservation_tokens, update_reservation_tokens
+from keyledger.domain.properties.service import add_property
+from keyledger.kit.sealing import UnreadableValue, ValueSealer, new_key, parse_keys
+from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import downgrade, is_current, upgrade
 from keyledger.store.schema import credentials

@@ -27,9 +27,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from keyledger.errors import DeadlineExceeded, StoreUnavailable, WriteConflict
-from keyledger.sealing import ValueSealer
-from keyledger.settings import Settings
+from keyledger.kit.errors import DeadlineExceeded, StoreUnavailable, WriteConflict
+from keyledger.kit.sealing import ValueSealer
+from keyledger.kit.settings import Settings
 
 log = structlog.get_logger("keyledger.store")
 

@@ -180,7 +180,7 @@ credentials = Table(
     Column("created_by", String(320), nullable=False),
     Column("updated_by", String(320), nullable=False),
     Column("deleted_utc", UtcDateTime, nullable=True),
-    # Vouchers: the code and description as compared and searched (keyledger.inputs.fold).
+    # Vouchers: the code and description as compared and searched (keyledger.kit.inputs.fold).
     Column("code_key", Text, nullable=True),
     Column("description_key", Text, nullable=True),
     # Reservation tokens (Mews): keyset pagination newest first, UpdatedUtc and CollidingUtc.

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from keyledger.errors import DeadlineExceeded, WriteConflict
+from keyledger.kit.errors import DeadlineExceeded, WriteConflict
 from keyledger.store.engine import Store, current_deadline
 from keyledger.store.locks import serialise_on
 

@@ -153,7 +153,7 @@ def test_delete_example_soft_deletes_the_token(demo: Deployment) -> None:
 
 
 def test_demo_is_provisioned_once_per_store(demo: Deployment) -> None:
-    from keyledger.demo import provision_demo
+    from keyledger.cli.demo import provision_demo
 
     _post_verbatim(demo, "delete")
     assert provision_demo(demo.store) is False

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from keyledger.clock import utc_now
+from keyledger.kit.clock import utc_now
 from keyledger.store.schema import bearer_tokens
 from tests.support import (
     ALL_ROLES,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from keyledger.credentials.vouchers import CODE_ALPHABET, CODE_LENGTH
+from keyledger.domain.credentials.vouchers import CODE_ALPHABET, CODE_LENGTH
 from tests.support import NEXUDUS_PATH, Deployment, NexudusTenant, make_nexudus_tenant
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from keyledger.sealing import ValueSealer
+from keyledger.kit.sealing import ValueSealer
 
 # 0002's voucher index builder (a module name starting with a digit cannot be imported by name).
 _vouchers = importlib.import_module("keyledger.store.migrations.versions.0002_vouchers")

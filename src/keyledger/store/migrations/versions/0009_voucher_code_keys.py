@@ -1,7 +1,7 @@
 """voucher code keys: codes unique, searched and logged in with as a person reads them
 
 Adds ``code_key`` and ``description_key`` to credentials: a voucher's code and description after
-Unicode NFKC, case folding and NFKC again (``keyledger.inputs.fold``, repeated here so that this
+Unicode NFKC, case folding and NFKC again (``keyledger.kit.inputs.fold``, repeated here so that this
 script stays what it is when the application changes). The live-voucher unique index moves from
 ``(property_id, value)`` to ``(property_id, code_key)``, and the substring search (0002) now
 indexes the keys, so both databases fold case, accents and widths alike.

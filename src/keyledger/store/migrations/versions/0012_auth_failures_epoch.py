@@ -1,7 +1,7 @@
 """failed-login epoch: enable-user and set-password forgive a user's failed logins
 
 Adds ``auth_failures_epoch`` to ``users`` (0 for every existing user). The failed-authentication
-brake keys an e-mail's counts with it (keyledger/auth_throttle.py), and enabling a user or
+brake keys an e-mail's counts with it (keyledger/web/auth_throttle.py), and enabling a user or
 setting its password advances it, so failures counted before no longer refuse anyone, on every
 worker and whichever storage holds the counts (Redis or a worker's memory).
 

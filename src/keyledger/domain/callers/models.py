@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from keyledger.domain.callers.permissions import EVERY_PERMISSION, MissingPermission, Permission
+from keyledger.domain.properties.models import Property
+from keyledger.kit.errors import Forbidden, OutOfScope
+
+
+class ActorKind(StrEnum):
+    INTEGRATION = "integration"
+    USER = "user"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change: recorded as ``created_by`` / ``updated_by``; for an integration also
+    the access token it used (``token_id``), whose scopes are fixed when it is made."""
+
+    kind: ActorKind
+    id: int | None
+    label: str
+    token_id: int | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(kind=ActorKind.SYSTEM, id=None, label="System")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The properties a caller may see and change."""
+
+    properties: tuple[Property, ...]
+    by_id: dict[int, Property] = field(init=False, repr=False, compare=False)
+    by_enterprise: dict[UUID, Property] = field(init=False, repr=False, compare=False)
+    by_business: dict[int, Property] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {p.id: p for p in self.properties})
+        object.__setattr__(self, "by_enterprise", {p.enterprise_id: p for p in self.properties})
+        object.__setattr__(self, "by_business", {p.business_id: p for p in self.properties})
+
+    @property
+    def property_ids(self) -> list[int]:
+        return list(self.by_id)
+
+    @property
+    def is_portfolio(self) -> bool:
+        return len(self.properties) > 1
+
+    def narrow_to_enterprises(self, enterprise_ids: Iterable[UUID]) -> Scope:
+        """The part of the scope named by ``enterprise_ids``; any enterprise outside it refuses."""
+        chosen: dict[UUID, Property] = {}
+        for enterprise_id in enterprise_ids:
+            found = self.by_enterprise.get(enterprise_id)
+            if found is None:
+                raise OutOfScope(
+                    f"Enterprise {enterprise_id} is outside the scope of the access token.",
+                    subject="enterprise",
+                )
+            chosen[enterprise_id] = found
+        return Scope(tuple(chosen.values()))
+
+    def enterprise(self, enterprise_id: UUID) -> Property:
+        return self.narrow_to_enterprises([enterprise_id]).properties[0]
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationCaller:
+    """An authenticated Mews request: the integration, its connection and the connection's scope."""
+
+    integration_id: int
+    integration_name: str
+    connection_id: int
+    scope: Scope
+    permissions: frozenset[Permission] = EVERY_PERMISSION
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(
+            kind=ActorKind.INTEGRATION,
+            id=self.integration_id,
+            label=self.integration_name,
+            token_id=self.connection_id,
+        )
+
+    def holds(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        """Refuse (``MissingPermission``, a ``Forbidden``) unless the token has ``permission``."""
+        if permission not in self.permissions:
+            raise MissingPermission(permission)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    property: Property
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserCaller:
+    """An authenticated Nexudus request: a user with roles per business."""
+
+    user_id: int
+    email: str
+    memberships: tuple[Membership, ...]
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind=ActorKind.USER, id=self.user_id, label=self.email)
+
+    @property
+    def visible(self) -> Scope:
+        """Every business the user belongs to: records elsewhere do not exist for them."""
+        return Scope(tuple(m.property for m in self.memberships))
+
+    def scope_with(self, role: str) -> Scope:
+        return Scope(tuple(m.property for m in self.memberships if role in m.roles))
+
+    def scope_requiring(self, role: str) -> Scope:
+        """The businesses where the user has ``role``; none at all is Forbidden."""
+        scope = self.scope_with(role)
+        if not scope.properties:
+            raise Forbidden(f"This operation requires the role {role}.")
+        return scope
+
+    def require(self, role: str, property_id: int) -> None:
+        for membership in self.memberships:
+            if membership.property.id == property_id and role in membership.roles:
+                return
+        raise Forbidden(f"This operation requires the role {role} in the record's business.")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedBearer:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSecret:
+    """A record created together with a secret that is shown once and stored only as a digest."""
+
+    id: int
+    secret: str
+    name: str | None = None
+    enterprise_ids: tuple[UUID, ...] = ()
+    scopes: tuple[str, ...] = ()

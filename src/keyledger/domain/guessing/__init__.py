@@ -1,0 +1,1 @@
+"""Guessing budgets: how many unknown values a caller and a property may try per window."""

@@ -1,0 +1,170 @@
+"""SQL for hotspot sessions and the atomic consumption of a voucher's minutes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, bindparam, case, insert, select, update
+
+from keyledger.domain.credentials.models import CredentialKind
+from keyledger.domain.credentials.repository import in_scope
+from keyledger.kit.inputs import code_key
+from keyledger.store.schema import credentials, hotspot_sessions
+
+s = hotspot_sessions
+c = credentials
+
+
+def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
+    """The live voucher with this code (the same under ``code_key``), locked for the
+    transaction where the database can."""
+    return conn.execute(
+        select(
+            c.c.id,
+            c.c.uid,
+            c.c.valid_from,
+            c.c.valid_to,
+            c.c.minutes_left,
+            c.c.usage_seconds,
+            c.c.user_limit,
+        )
+        .where(
+            in_scope([property_id], CredentialKind.VOUCHER),
+            c.c.deleted_utc.is_(None),
+            c.c.code_key == code_key(code.strip()),  # a phone keyboard adds a space
+        )
+        .with_for_update()
+    ).first()
+
+
+def lock_voucher(conn: Connection, *, credential_id: int) -> None:
+    """Lock a voucher's row for the transaction where the database can (``FOR UPDATE``)."""
+    conn.execute(select(c.c.id).where(c.c.id == credential_id).with_for_update()).first()
+
+
+def open_devices(conn: Connection, *, credential_id: int, idle_since: datetime) -> dict[str, Any]:
+    """Open sessions (ended never, reported after ``idle_since``) by device."""
+    rows = conn.execute(
+        select(s.c.id, s.c.uid, s.c.device_id).where(
+            s.c.credential_id == credential_id,
+            s.c.ended_utc.is_(None),
+            s.c.last_report_utc > idle_since,
+        )
+    )
+    return {row.device_id: row for row in rows}
+
+
+def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime) -> int:
+    return int(
+        conn.execute(
+            update(s)
+            .where(
+                s.c.credential_id == credential_id,
+                s.c.ended_utc.is_(None),
+                s.c.last_report_utc <= idle_since,
+            )
+            .values(ended_utc=now)
+        ).rowcount
+    )
+
+
+def insert_session(
+    conn: Connection, *, uid: UUID, credential_id: int, device_id: str, now: datetime
+) -> None:
+    conn.execute(
+        insert(s),
+        {
+            "uid": uid,
+            "credential_id": credential_id,
+            "device_id": device_id,
+            "started_utc": now,
+            "last_report_utc": now,
+        },
+    )
+
+
+# Usage reports run these on every request: built once (building costs more than running).
+_SESSION = (
+    select(
+        s.c.id,
+        s.c.uid,
+        s.c.credential_id,
+        s.c.device_id,
+        s.c.ended_utc,
+        s.c.end_reason,
+        s.c.last_report_utc,
+        c.c.uid.label("credential_uid"),
+        c.c.property_id,
+        c.c.valid_from,
+        c.c.valid_to,
+        c.c.deleted_utc,
+        c.c.minutes_left,
+        c.c.usage_seconds,
+    )
+    .join(c, c.c.id == s.c.credential_id)
+    .where(
+        s.c.uid == bindparam("uid"), c.c.property_id.in_(bindparam("property_ids", expanding=True))
+    )
+)
+_TOUCH = update(s).where(s.c.id == bindparam("session_id")).values(last_report_utc=bindparam("now"))
+_TOUCH_AND_END = _TOUCH.values(ended_utc=bindparam("now"))
+_TOTAL = c.c.usage_seconds + bindparam("seconds")
+_WHOLE = c.c.minutes_left - _TOTAL // 60
+_CONSUME = (
+    update(c)
+    .where(c.c.id == bindparam("credential_id"))
+    .values(
+        minutes_left=case((_WHOLE < 0, 0), else_=_WHOLE),
+        usage_seconds=case((_WHOLE < 0, 0), else_=_TOTAL % 60),
+        last_access=bindparam("now"),
+    )
+)
+_BALANCE = select(c.c.minutes_left, c.c.usage_seconds).where(c.c.id == bindparam("credential_id"))
+
+
+def session(conn: Connection, *, uid: UUID, property_ids: list[int]) -> Any:
+    return conn.execute(_SESSION, {"uid": uid, "property_ids": property_ids}).first()
+
+
+def touch(
+    conn: Connection, *, session_id: int, now: datetime, end: bool, reason: str | None = None
+) -> None:
+    if end:
+        conn.execute(
+            _TOUCH_AND_END.values(end_reason=reason), {"session_id": session_id, "now": now}
+        )
+    else:
+        conn.execute(_TOUCH, {"session_id": session_id, "now": now})
+
+
+def end_open(conn: Connection, *, credential_id: int, reason: str, now: datetime) -> list[UUID]:
+    """End every open session of a voucher at once, recording why; their uids."""
+    ended = [
+        row[0]
+        for row in conn.execute(
+            select(s.c.uid).where(s.c.credential_id == credential_id, s.c.ended_utc.is_(None))
+        )
+    ]
+    if ended:
+        conn.execute(
+            update(s)
+            .where(s.c.credential_id == credential_id, s.c.ended_utc.is_(None))
+            .values(ended_utc=now, end_reason=reason)
+        )
+    return ended
+
+
+def consume(
+    conn: Connection, *, credential_id: int, seconds: int, now: datetime
+) -> tuple[int, int]:
+    """Take ``seconds`` off a voucher in one statement, so concurrent reports never lose one;
+    minutes left never go below 0. Returns (minutes_left, usage_seconds) afterwards."""
+    conn.execute(_CONSUME, {"credential_id": credential_id, "seconds": seconds, "now": now})
+    row = conn.execute(_BALANCE, {"credential_id": credential_id}).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def mark_access(conn: Connection, *, credential_id: int, now: datetime) -> None:
+    conn.execute(update(c).where(c.c.id == credential_id).values(last_access=now))

@@ -1,0 +1,180 @@
+"""uvicorn's HTTP protocol (httptools) with the receipt deadlines uvicorn lacks.
+
+uvicorn bounds only the idle time between requests (``timeout_keep_alive``), and any byte
+received cancels even that: a client that sends its headers, or a body the application does not
+read, one byte at a time holds the connection for ever (slowloris). The application bounds the
+body it reads itself (``read_body``: ``body_read_seconds``, a 408 in the dialect's shape), but
+nothing at the ASGI level sees a request before its headers are complete. So each connection
+here carries two timers (docs/architecture.md, "Slow clients and a hung Redis"):
+
+- headers: from the connection's start, or from the end of its previous response, the next
+  request's headers must be complete within ``header_read_seconds``, else the connection is
+  closed (no answer: there is no request yet to answer in any dialect);
+- body: from the end of the headers, the whole request must be received within
+  ``body_read_seconds`` plus a grace period plus one second per ``body_min_bytes_per_second``
+  received, else the connection is closed. The application
+  answers a slow body it reads at ``body_read_seconds``; this is the backstop for a body it does
+  not read (or reads no more, after answering).
+
+The headers are also bounded in size (``max_header_bytes``; httptools, unlike h11, has no such
+bound, and uvicorn's ``h11_max_incomplete_event_size`` applies to h11 only): beyond, a plain 431
+(no request exists yet to answer in a dialect's shape) and the connection closed.
+
+And a worker holding more than ``max_connections`` connections closes connections that wait for
+a request's headers (idle keep-alive ones and new silent ones), longest waiting first, to make
+room for a new one; when none waits the new connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import TimerHandle
+from typing import Any
+
+import structlog
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from keyledger.kit.settings import get_settings
+
+log = structlog.get_logger("keyledger.web.serving")
+
+#: Past ``body_read_seconds``, how long the application gets to send its 408 before the
+#: connection itself is closed.
+BODY_GRACE_SECONDS = 5.0
+
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        settings = get_settings()
+        self._header_seconds = settings.header_read_seconds
+        self._body_seconds = settings.body_read_seconds + BODY_GRACE_SECONDS
+        self._body_rate = settings.body_min_bytes_per_second
+        self._body_started = 0.0
+        self._body_received = 0
+        self._max_connections = settings.max_connections
+        self._max_header_bytes = settings.max_header_bytes
+        self._header_bytes = 0
+        self._header_timer: TimerHandle | None = None
+        self._body_timer: TimerHandle | None = None
+        self._awaiting_headers = False
+        self._waiting_since = self.loop.time()
+
+    # The header deadline: armed whenever the connection waits for a request's headers.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self._make_room():
+            log.warning("connection_refused", reason="too_many_connections")
+            transport.close()
+            return
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._body_timer is not None:  # a body arriving: its deadline moves with its size
+            self._body_received += len(data)
+            self._arm_body_timer()
+        # Still waiting for the end of the headers after this chunk: all of it was headers.
+        if self._awaiting_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self._max_header_bytes:
+                log.info("connection_closed", reason="headers_too_large")
+                self.transport.write(HEADERS_TOO_LARGE)
+                self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._cancel_header_timer()
+        self._body_started = self.loop.time()
+        self._body_received = 0
+        self._arm_body_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline:
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        self._cancel_body_timer()
+        super().connection_lost(exc)
+
+    def _arm_body_timer(self) -> None:
+        """The body's deadline: ``body_read_seconds`` plus the grace, plus one second per
+        ``body_min_bytes_per_second`` received so far (the rule ``read_body`` applies)."""
+        self._cancel_body_timer()
+        due = self._body_started + self._body_seconds + self._body_received / self._body_rate
+        self._body_timer = self.loop.call_at(due, self._body_too_slow)
+
+    def _await_headers(self) -> None:
+        self._awaiting_headers = True
+        self._waiting_since = self.loop.time()
+        self._header_bytes = 0
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self._header_seconds, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers and not self.transport.is_closing():
+            log.info("connection_closed", reason="headers_too_slow")
+            self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if not self.transport.is_closing():
+            log.info("connection_closed", reason="body_too_slow")
+            self.transport.close()
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    # The connection cap.
+    def _make_room(self) -> bool:
+        """Whether this new connection may stay: at most ``max_connections`` open per worker;
+        connections waiting for a request's headers (idle keep-alive ones, and new ones that
+        have sent nothing yet) are closed, longest waiting first, to make room, so silent
+        connections cannot lock a worker out."""
+        if len(self.connections) <= self._max_connections:
+            return True
+        open_ = [other for other in self.connections if not other.transport.is_closing()]
+        excess = len(open_) - self._max_connections
+        if excess <= 0:
+            return True
+        idle = sorted(
+            (
+                other
+                for other in open_
+                if isinstance(other, GuardedHttpToolsProtocol)
+                and other is not self
+                and other._awaiting_headers
+            ),
+            key=lambda other: other._waiting_since,
+        )
+        for other in idle[:excess]:
+            other.transport.close()
+        return len(idle) >= excess
