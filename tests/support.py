@@ -24,7 +24,6 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.callers.service import add_access_token, add_integration
 from keyledger.domain.credentials.models import (
     Credential,
@@ -33,6 +32,8 @@ from keyledger.domain.credentials.models import (
     TokenType,
 )
 from keyledger.domain.credentials.service import add_reservation_tokens
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.settings import Settings
 from keyledger.store import Store

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
+from keyledger.domain.callers.models import IntegrationCaller, IssuedSecret
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -20,8 +20,9 @@ from keyledger.domain.callers.permissions import (
     parse_permissions,
 )
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import Actor, EventKind
 from keyledger.domain.properties import repository as property_repository
+from keyledger.domain.properties.models import Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.kit.hashing import digests_match, hash_password, new_api_token, secret_digest

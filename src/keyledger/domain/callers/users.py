@@ -27,9 +27,9 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
-from keyledger.domain.callers.models import Actor, IssuedBearer, Membership, UserCaller
+from keyledger.domain.callers.models import IssuedBearer, Membership, UserCaller
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import Actor, EventKind
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import PasswordChecksBusy, Unauthenticated
 from keyledger.kit.hashing import (

@@ -7,6 +7,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from keyledger.domain.properties.models import Property
+from keyledger.domain.resources.models import ResourceKind
 
 
 class CredentialKind(StrEnum):
@@ -200,3 +201,44 @@ class VoucherFields:
     valid_to: datetime | None = None
     user_limit: int | None = None
     system_id: str | None = None
+
+
+def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
+    return {
+        ResourceKind.BUILDING: permissions.building,
+        ResourceKind.FLOOR: permissions.floor,
+        ResourceKind.ROOM: permissions.room,
+        ResourceKind.BED: permissions.bed,
+    }[kind]
+
+
+#: The tracked fields of each credential kind, named as the API property the caller used: a kind
+#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
+#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column.
+_TRACKED: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
+    CredentialKind.RESERVATION: (
+        ("value", "Value"),
+        ("valid_from", "ValidityStartUtc"),
+        ("valid_to", "ValidityEndUtc"),
+        ("permissions", "Permissions"),
+    ),
+    CredentialKind.VOUCHER: (
+        ("value", "AccessCode"),
+        ("valid_from", "ValidFrom"),
+        ("valid_to", "ValidTo"),
+        ("description", "Description"),
+        ("minutes_included", "MinutesIncluded"),
+        ("minutes_left", "MinutesLeft"),
+        ("user_limit", "UserLimit"),
+        ("system_id", "SystemId"),
+    ),
+}
+
+
+def changed_fields(before: Credential, after: Credential) -> list[str]:
+    """The API names (never the values) of the tracked properties that differ."""
+    return [
+        name
+        for field, name in _TRACKED[after.kind]
+        if getattr(before, field) != getattr(after, field)
+    ]

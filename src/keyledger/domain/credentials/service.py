@@ -12,7 +12,6 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, voucher_repository
 from keyledger.domain.credentials.collisions import refuse_collisions
 from keyledger.domain.credentials.models import (
@@ -22,12 +21,13 @@ from keyledger.domain.credentials.models import (
     ReservationTokenChange,
     ReservationTokenDraft,
     ReservationTokenQuery,
+    changed_fields,
 )
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import Actor, EventKind
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.service import GuessBudget
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import CredentialNotFound, GuessingThrottled, InvalidInput, RuleViolation
 from keyledger.kit.sealing import ValueSealer
@@ -264,7 +264,7 @@ def update_reservation_tokens(
                         "kind": EventKind.CREDENTIAL_UPDATED,
                         "property_id": c.property.id,
                         "credential_uid": c.uid,
-                        "details": {"Changed": events.changed_fields(current[uid], c)},
+                        "details": {"Changed": changed_fields(current[uid], c)},
                     }
                     for uid, c in touched.items()
                 ],

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, voucher_repository
 from keyledger.domain.credentials.models import (
     Credential,
@@ -25,12 +25,12 @@ from keyledger.domain.credentials.models import (
     VoucherFields,
     VoucherPage,
     VoucherQuery,
+    changed_fields,
 )
 from keyledger.domain.credentials.service import created_event, row_of
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
-from keyledger.domain.hotspot import service as hotspot
-from keyledger.domain.properties.models import Property
+from keyledger.domain.events.models import Actor, EventKind
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, CredentialNotFound, InvalidInput, RuleViolation
 from keyledger.kit.inputs import code_key, code_problem, normal_code
@@ -57,6 +57,18 @@ VOUCHER_MUTABLE = (
     "description_key",
 )
 _KEEPING_KEY = tuple(name for name in VOUCHER_MUTABLE if name != "code_key")
+
+
+class WithdrawalHook(Protocol):
+    """What must happen, in the transaction that changed ``vouchers`` (after their events), to
+    those the change withdrew (deleted, expired, not yet valid, out of minutes): their hotspot
+    sessions end. Every rewrite takes it as a required argument, so no caller can forget it; the
+    adapters pass ``keyledger.domain.hotspot.service.end_withdrawn_sessions``. A hook, not an
+    import: hotspot sits above credentials in the domain layers (docs/architecture.md)."""
+
+    def __call__(
+        self, conn: Connection, vouchers: Sequence[Credential], *, actor: Actor, now: datetime
+    ) -> None: ...
 
 
 def _check(fields: VoucherFields) -> VoucherFields:
@@ -170,6 +182,7 @@ def _rewrite(
     change: Callable[[Credential], Credential],
     actor: Actor,
     via: str,
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing.
 
@@ -218,32 +231,15 @@ def _rewrite(
                     else EventKind.CREDENTIAL_UPDATED,
                     "property_id": c.property.id,
                     "credential_uid": c.uid,
-                    "details": {"Via": via, "Changed": events.changed_fields(found[c.id], c)},
+                    "details": {"Via": via, "Changed": changed_fields(found[c.id], c)},
                 }
                 for c in changed
             ],
             actor=actor,
             now=now,
         )
-        for c in changed:  # a withdrawn voucher's devices go offline now (docs/access.md)
-            reason = hotspot.withdrawal(
-                valid_from=c.valid_from,
-                valid_to=c.valid_to,
-                deleted=c.deleted_utc is not None,
-                minutes_left=c.minutes_left,
-                usage_seconds=0,  # below a minute: minutes_left alone says whether any is left
-                now=now,
-            )
-            if reason is not None:
-                hotspot.end_sessions(
-                    conn,
-                    credential_id=c.id,
-                    credential_uid=c.uid,
-                    property_id=c.property.id,
-                    reason=reason,
-                    actor=actor,
-                    now=now,
-                )
+        # A withdrawn voucher's devices go offline now, in this transaction (docs/access.md).
+        on_withdrawal(conn, changed, actor=actor, now=now)
         return changed
 
     try:
@@ -260,7 +256,13 @@ def _id(credential: Credential) -> int:
 
 
 def replace_voucher(
-    store: Store, *, scope: Scope, actor: Actor, voucher_id: int, fields: VoucherFields
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_id: int,
+    fields: VoucherFields,
+    on_withdrawal: WithdrawalHook,
 ) -> Credential:
     """Replace every writable property; the budget shift moves ``minutes_left`` too."""
     fields = _check(fields)
@@ -280,15 +282,24 @@ def replace_voucher(
         )
 
     return _rewrite(
-        store, scope=scope, voucher_ids=[voucher_id], change=apply, actor=actor, via="replace"
+        store,
+        on_withdrawal=on_withdrawal,
+        scope=scope,
+        voucher_ids=[voucher_id],
+        change=apply,
+        actor=actor,
+        via="replace",
     )[0]
 
 
-def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int) -> None:
+def delete_voucher(
+    store: Store, *, scope: Scope, actor: Actor, voucher_id: int, on_withdrawal: WithdrawalHook
+) -> None:
     """Soft delete: the voucher disappears from the dialect and its code is free again."""
     now = utc_now()
     _rewrite(
         store,
+        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=[voucher_id],
         change=lambda current: replace(current, deleted_utc=now),
@@ -298,10 +309,16 @@ def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int)
 
 
 def reset_minutes(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int]
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     return _rewrite(
         store,
+        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=lambda current: replace(current, minutes_left=current.minutes_included),
@@ -311,7 +328,13 @@ def reset_minutes(
 
 
 def add_minutes(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int], minutes: int
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    minutes: int,
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     """Top up: the budget and what is left both grow by ``minutes``."""
     if not 1 <= minutes <= 10_000_000:
@@ -333,6 +356,7 @@ def add_minutes(
 
     return _rewrite(
         store,
+        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=top_up,
@@ -342,12 +366,18 @@ def add_minutes(
 
 
 def expire_now(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int]
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     """End validity now (a voucher not yet valid gets an empty window starting now)."""
     now = utc_now()
     return _rewrite(
         store,
+        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=lambda current: replace(
@@ -361,7 +391,13 @@ def expire_now(
 
 
 def extend_validity(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int], valid_to: datetime
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    valid_to: datetime,
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     def apply(current: Credential) -> Credential:
         if current.valid_from is not None and valid_to <= current.valid_from:
@@ -372,6 +408,7 @@ def extend_validity(
 
     return _rewrite(
         store,
+        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=apply,

@@ -9,9 +9,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
-from keyledger.domain.callers.models import Actor, ActorKind
-from keyledger.domain.credentials.models import Credential, CredentialKind
-from keyledger.domain.events.models import Event, EventKind, EventQuery
+from keyledger.domain.events.models import Actor, ActorKind, Event, EventKind, EventQuery
 from keyledger.store.schema import events
 
 
@@ -164,36 +162,4 @@ def select_events(
             details=row[11] or {},
         )
         for row in rows
-    ]
-
-
-#: The tracked fields of each credential kind, named as the API property the caller used: a kind
-#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
-#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column.
-_TRACKED: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
-    CredentialKind.RESERVATION: (
-        ("value", "Value"),
-        ("valid_from", "ValidityStartUtc"),
-        ("valid_to", "ValidityEndUtc"),
-        ("permissions", "Permissions"),
-    ),
-    CredentialKind.VOUCHER: (
-        ("value", "AccessCode"),
-        ("valid_from", "ValidFrom"),
-        ("valid_to", "ValidTo"),
-        ("description", "Description"),
-        ("minutes_included", "MinutesIncluded"),
-        ("minutes_left", "MinutesLeft"),
-        ("user_limit", "UserLimit"),
-        ("system_id", "SystemId"),
-    ),
-}
-
-
-def changed_fields(before: Credential, after: Credential) -> list[str]:
-    """The API names (never the values) of the tracked properties that differ."""
-    return [
-        name
-        for field, name in _TRACKED[after.kind]
-        if getattr(before, field) != getattr(after, field)
     ]

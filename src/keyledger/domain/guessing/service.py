@@ -20,9 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from keyledger.domain.callers.models import Actor
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import Actor, EventKind
 from keyledger.kit.clock import format_utc
 from keyledger.store.locks import advisory_key
 from keyledger.store.schema import guess_counts as t

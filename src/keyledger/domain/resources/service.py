@@ -8,10 +8,9 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
-from keyledger.domain.properties.models import Property
+from keyledger.domain.events.models import Actor, EventKind
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.resources import repository
 from keyledger.domain.resources.models import Resource, ResourceDraft
 from keyledger.kit.clock import utc_now

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from keyledger.domain.access import service as access
 from keyledger.domain.access.models import DoorCheck, ReaderPolicy
-from keyledger.domain.callers.models import IntegrationCaller, Scope
+from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import Permission, required_for
 from keyledger.domain.callers.service import authenticate_access_token
 from keyledger.domain.credentials.collisions import reach_check
@@ -21,7 +21,7 @@ from keyledger.domain.events.models import EventKind, EventQuery
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.service import GuessBudget
 from keyledger.domain.hotspot import service as hotspot
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.resources import service as resources
 from keyledger.domain.resources.models import Resource, ResourceDraft, ResourceKind
 from keyledger.kit.clock import format_utc, parse_utc_seconds, utc_now
@@ -407,7 +407,9 @@ async def list_events(
         limit=Limit,
         before=Cursor,
     )
-    found = events_service.list_events(context.store, scope=caller.scope, query=query)
+    found = events_service.list_events(
+        context.store, property_ids=caller.scope.property_ids, query=query
+    )
     return json_response(
         render_events(
             found,

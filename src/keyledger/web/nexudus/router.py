@@ -12,6 +12,7 @@ from keyledger.domain.callers.models import IssuedBearer, UserCaller
 from keyledger.domain.callers.users import issue_bearer_for_password, refresh_bearer
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential, VoucherFields
+from keyledger.domain.hotspot.service import end_withdrawn_sessions
 from keyledger.domain.properties.models import Property
 from keyledger.kit.errors import CredentialNotFound, TooManyFailures, Unauthenticated
 from keyledger.kit.inputs import refused_character
@@ -177,6 +178,7 @@ async def replace_voucher(request: Request, caller: CallerDep, context: ContextD
         actor=caller.actor,
         voucher_id=current.id,
         fields=_fields(body),
+        on_withdrawal=end_withdrawn_sessions,
     )
     return json_response(translate.updated(replaced))
 
@@ -191,7 +193,11 @@ async def replace_voucher(request: Request, caller: CallerDep, context: ContextD
 async def delete_voucher(Id: str, caller: CallerDep, context: ContextDep) -> Response:  # noqa: N803
     current = _locate(context, caller, Id, DELETE)
     vouchers.delete_voucher(
-        context.store, scope=caller.scope_with(DELETE), actor=caller.actor, voucher_id=current.id
+        context.store,
+        scope=caller.scope_with(DELETE),
+        actor=caller.actor,
+        voucher_id=current.id,
+        on_withdrawal=end_withdrawn_sessions,
     )
     return json_response(translate.DELETED)
 
