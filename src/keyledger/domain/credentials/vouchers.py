@@ -283,12 +283,12 @@ def replace_voucher(
 
     return _rewrite(
         store,
-        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=[voucher_id],
         change=apply,
         actor=actor,
         via="replace",
+        on_withdrawal=on_withdrawal,
     )[0]
 
 
@@ -299,12 +299,12 @@ def delete_voucher(
     now = utc_now()
     _rewrite(
         store,
-        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=[voucher_id],
         change=lambda current: replace(current, deleted_utc=now),
         actor=actor,
         via="delete",
+        on_withdrawal=on_withdrawal,
     )
 
 
@@ -318,12 +318,12 @@ def reset_minutes(
 ) -> list[Credential]:
     return _rewrite(
         store,
-        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=lambda current: replace(current, minutes_left=current.minutes_included),
         actor=actor,
         via="RESET_MINUTES",
+        on_withdrawal=on_withdrawal,
     )
 
 
@@ -356,12 +356,12 @@ def add_minutes(
 
     return _rewrite(
         store,
-        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=top_up,
         actor=actor,
         via="ADD_MINUTES",
+        on_withdrawal=on_withdrawal,
     )
 
 
@@ -377,7 +377,6 @@ def expire_now(
     now = utc_now()
     return _rewrite(
         store,
-        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=lambda current: replace(
@@ -387,6 +386,7 @@ def expire_now(
         ),
         actor=actor,
         via="EXPIRE_NOW",
+        on_withdrawal=on_withdrawal,
     )
 
 
@@ -408,12 +408,12 @@ def extend_validity(
 
     return _rewrite(
         store,
-        on_withdrawal=on_withdrawal,
         scope=scope,
         voucher_ids=voucher_ids,
         change=apply,
         actor=actor,
         via="EXTEND_VALIDITY",
+        on_withdrawal=on_withdrawal,
     )
 
 
