@@ -10,6 +10,17 @@ from keyledger.domain.properties.models import Property
 from keyledger.kit.errors import Forbidden, OutOfScope
 
 
+class Role(StrEnum):
+    """A Nexudus user's role in a business: what it may do with the business's access tokens
+    (docs/nexudus.md, "Roles"). Granted per business (``keyledger admin add-user --role``)."""
+
+    LIST = "AccessToken-List"
+    READ = "AccessToken-Read"
+    CREATE = "AccessToken-Create"
+    EDIT = "AccessToken-Edit"
+    DELETE = "AccessToken-Delete"
+
+
 class ActorKind(StrEnum):
     INTEGRATION = "integration"
     USER = "user"
@@ -121,21 +132,21 @@ class UserCaller:
         """Every business the user belongs to: records elsewhere do not exist for them."""
         return Scope(tuple(m.property for m in self.memberships))
 
-    def scope_with(self, role: str) -> Scope:
+    def scope_with(self, role: Role) -> Scope:
         return Scope(tuple(m.property for m in self.memberships if role in m.roles))
 
-    def scope_requiring(self, role: str) -> Scope:
+    def scope_requiring(self, role: Role) -> Scope:
         """The businesses where the user has ``role``; none at all is Forbidden."""
         scope = self.scope_with(role)
         if not scope.properties:
-            raise Forbidden(f"This operation requires the role {role}.")
+            raise Forbidden(f"This operation requires the role {role.value}.")
         return scope
 
-    def require(self, role: str, property_id: int) -> None:
+    def require(self, role: Role, property_id: int) -> None:
         for membership in self.memberships:
             if membership.property.id == property_id and role in membership.roles:
                 return
-        raise Forbidden(f"This operation requires the role {role} in the record's business.")
+        raise Forbidden(f"This operation requires the role {role.value} in the record's business.")
 
 
 @dataclass(frozen=True, slots=True)
