@@ -9,6 +9,12 @@ from keyledger.domain.callers.permissions import EVERY_PERMISSION, MissingPermis
 from keyledger.domain.properties.models import Property
 from keyledger.kit.errors import Forbidden, OutOfScope
 
+#: The longest secret (password, ClientToken, AccessToken, bearer or refresh token) looked up or
+#: verified; a longer one is refused as invalid credentials without hashing it. 1024, the larger
+#: of the two limits there were (passwords and bearer tokens had 1024, Mews and API tokens 512):
+#: no secret accepted before is refused, and keyledger's own tokens are far shorter.
+MAX_SECRET_LENGTH = 1024
+
 
 class Role(StrEnum):
     """A Nexudus user's role in a business: what it may do with the business's access tokens

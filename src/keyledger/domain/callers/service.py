@@ -12,7 +12,14 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import Actor, IntegrationCaller, IssuedSecret, Role, Scope
+from keyledger.domain.callers.models import (
+    MAX_SECRET_LENGTH,
+    Actor,
+    IntegrationCaller,
+    IssuedSecret,
+    Role,
+    Scope,
+)
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -30,7 +37,6 @@ from keyledger.store import Store
 #: The roles of the Nexudus access-token endpoints, as granted and stored.
 ACCESS_TOKEN_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-MAX_SECRET_LENGTH = 512
 
 
 def add_integration(store: Store, *, name: str, client_token: str | None = None) -> IssuedSecret:
