@@ -12,7 +12,14 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
+from keyledger.domain.callers.models import (
+    MAX_SECRET_LENGTH,
+    Actor,
+    IntegrationCaller,
+    IssuedSecret,
+    Role,
+    Scope,
+)
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -27,16 +34,9 @@ from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.kit.hashing import digests_match, hash_password, new_api_token, secret_digest
 from keyledger.store import Store
 
-#: The roles of the Nexudus access-token endpoints.
-ACCESS_TOKEN_ROLES = (
-    "AccessToken-List",
-    "AccessToken-Read",
-    "AccessToken-Create",
-    "AccessToken-Edit",
-    "AccessToken-Delete",
-)
+#: The roles of the Nexudus access-token endpoints, as granted and stored.
+ACCESS_TOKEN_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-MAX_SECRET_LENGTH = 512
 
 
 def add_integration(store: Store, *, name: str, client_token: str | None = None) -> IssuedSecret:
