@@ -8,6 +8,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -427,3 +428,131 @@ def dump_database(url: str) -> str:
     return subprocess.run(
         ["pg_dump", "--data-only", url], capture_output=True, text=True, check=True
     ).stdout
+
+
+# ---- Helpers shared by several test modules (never import one test module from another) ----
+
+
+def assert_error(response: httpx.Response, status: int, message_start: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"Message", "RequestId", "Details"}
+    assert body["Details"] is None
+    assert body["RequestId"] == response.headers["Request-Id"]
+    assert uuid.UUID(body["RequestId"])
+    assert body["Message"].startswith(message_start), body["Message"]
+    assert "Traceback" not in body["Message"]
+    return body
+
+
+WINDOW = {"StartUtc": "2030-01-01T00:00:00Z", "EndUtc": "2030-03-01T00:00:00Z"}
+
+
+def add(tenant: Tenant, *items: dict[str, Any], **body: Any) -> list[dict[str, Any]]:
+    from tests.mews_schema import assert_valid_mews_response  # imports this module
+
+    response = tenant.mews("add", ResourceAccessTokenParameters=list(items), **body)
+    assert response.status_code == 200, response.text
+    assert_valid_mews_response("add", 200, response.json())
+    tokens: list[dict[str, Any]] = response.json()["ResourceAccessTokens"]
+    return tokens
+
+
+def get_all(tenant: Tenant, **body: Any) -> list[dict[str, Any]]:
+    body.setdefault("Limitation", {"Count": 1000})
+    from tests.mews_schema import assert_valid_mews_response  # imports this module
+
+    response = tenant.mews("getAll", **body)
+    assert response.status_code == 200, response.text
+    assert_valid_mews_response("getAll", 200, response.json())
+    tokens: list[dict[str, Any]] = response.json()["ResourceAccessTokens"]
+    return tokens
+
+
+KEYLEDGER = [sys.executable, "-m", "keyledger"]
+
+
+def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KEYLEDGER_DATABASE_URL": database_url}
+    return subprocess.run(
+        [*KEYLEDGER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def ok(database_url: str, *args: str) -> dict[str, Any]:
+    done = run(database_url, *args)
+    assert done.returncode == 0, done.stderr
+    payload: dict[str, Any] = json.loads(done.stdout)
+    return payload
+
+
+def v1(tenant: Tenant, method: str, path: str, **body: Any) -> httpx.Response:
+    return tenant.http.request(
+        method,
+        f"/api/v1{path}",
+        json=body or None,
+        headers={"Authorization": f"Bearer {tenant.access_token}"},
+    )
+
+
+def put(
+    tenant: Tenant, uid: uuid.UUID, kind: str, parent: uuid.UUID | None = None, **extra: Any
+) -> httpx.Response:
+    return v1(
+        tenant,
+        "PUT",
+        f"/resources/{uid}",
+        Kind=kind,
+        Name=extra.pop("Name", f"{kind} {str(uid)[:4]}"),
+        ParentId=None if parent is None else str(parent),
+        **extra,
+    )
+
+
+def building(tenant: Tenant) -> dict[str, uuid.UUID]:
+    tree = {name: uuid.uuid4() for name in ("building", "floor", "room", "bed", "other_room")}
+    assert put(tenant, tree["building"], "Building").status_code == 200
+    assert put(tenant, tree["floor"], "Floor", tree["building"]).status_code == 200
+    assert put(tenant, tree["room"], "Room", tree["floor"]).status_code == 200
+    assert put(tenant, tree["bed"], "Bed", tree["room"]).status_code == 200
+    assert put(tenant, tree["other_room"], "Room", tree["floor"]).status_code == 200
+    return tree
+
+
+def check(
+    tenant: Tenant,
+    reader: uuid.UUID,
+    value: str,
+    at: str = "2030-01-02T12:00:00Z",
+    token_type: str = "PinCode",
+) -> dict[str, Any]:
+    response = v1(
+        tenant, "POST", "/access/check", ResourceId=str(reader), Type=token_type, Value=value, At=at
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def token(
+    tenant: Tenant,
+    value: str,
+    resource: uuid.UUID | None,
+    token_type: str = "PinCode",
+    **flags: bool,
+) -> str:
+    permissions = {
+        name: {"Value": flags.get(name.lower(), False)}
+        for name in ("Bed", "Room", "Floor", "Building")
+    }
+    parameters = token_parameters(
+        value=value,
+        token_type=token_type,
+        start="2030-01-01T00:00:00Z",
+        end="2030-01-05T00:00:00Z",
+        Permissions=permissions,
+    )
+    if resource is not None:
+        parameters["ResourceId"] = str(resource)
+    (made,) = add(tenant, parameters)
+    return str(made["Id"])

@@ -17,7 +17,6 @@ from keyledger.domain.callers.service import add_access_token, add_integration, 
 from keyledger.domain.properties.service import add_property
 from keyledger.web.api import router as api
 from keyledger.web.mews import router as mews
-from tests.cli.test_admin import ok, run
 from tests.support import (
     MEWS_PATH,
     REPO,
@@ -27,6 +26,8 @@ from tests.support import (
     add_user_to,
     deploy,
     dump_database,
+    ok,
+    run,
     token_parameters,
 )
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import IntegrationCaller, IssuedSecret
+from keyledger.domain.callers.models import MAX_SECRET_LENGTH, IntegrationCaller, IssuedSecret, Role
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -28,16 +28,9 @@ from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.kit.hashing import digests_match, hash_password, new_api_token, secret_digest
 from keyledger.store import Store
 
-#: The roles of the Nexudus access-token endpoints.
-ACCESS_TOKEN_ROLES = (
-    "AccessToken-List",
-    "AccessToken-Read",
-    "AccessToken-Create",
-    "AccessToken-Edit",
-    "AccessToken-Delete",
-)
+#: The roles of the Nexudus access-token endpoints, as granted and stored.
+ACCESS_TOKEN_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-MAX_SECRET_LENGTH = 512
 
 
 def add_integration(store: Store, *, name: str, client_token: str | None = None) -> IssuedSecret:

@@ -27,7 +27,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
-from keyledger.domain.callers.models import IssuedBearer, Membership, UserCaller
+from keyledger.domain.callers.models import MAX_SECRET_LENGTH, IssuedBearer, Membership, UserCaller
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor, EventKind
 from keyledger.kit.clock import utc_now
@@ -41,8 +41,6 @@ from keyledger.kit.hashing import (
 )
 from keyledger.kit.inputs import refused_character
 from keyledger.store import Store
-
-MAX_SECRET_LENGTH = 1024
 
 
 class PasswordCache:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, literal, select, update
 
 from keyledger.domain.credentials.models import CredentialKind
-from keyledger.kit.errors import DomainError
+from keyledger.kit.errors import KeysMissing
 from keyledger.kit.sealing import ValueSealer, key_id_in_sql
 from keyledger.store import Store
 from keyledger.store.schema import credentials as t
@@ -37,10 +37,6 @@ _REWRITE = (
         value_fp=bindparam("new_fp"),
     )
 )
-
-
-class KeysMissing(DomainError):
-    """Values are sealed with keys the configuration does not hold."""
 
 
 @dataclass(frozen=True)
