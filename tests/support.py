@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from keyledger.domain.callers.service import add_access_token, add_integration
+from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.models import (
     Credential,
     Permissions,
@@ -34,8 +35,10 @@ from keyledger.domain.credentials.models import (
 )
 from keyledger.domain.credentials.service import add_reservation_tokens
 from keyledger.domain.events.models import Actor
-from keyledger.domain.properties.models import Scope
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property
+from keyledger.domain.resources.models import ResourceDraft, ResourceKind
+from keyledger.domain.resources.service import save_resources
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
@@ -556,3 +559,65 @@ def token(
         parameters["ResourceId"] = str(resource)
     (made,) = add(tenant, parameters)
     return str(made["Id"])
+
+
+@dataclass(frozen=True)
+class Building:
+    """A small resource tree: building > floor > rooms 1 and 2, bed A in room 1."""
+
+    property: Property
+    building: uuid.UUID
+    floor: uuid.UUID
+    room_1: uuid.UUID
+    room_2: uuid.UUID
+    bed_a: uuid.UUID
+
+
+def add_building(store: Store, prop: Property) -> Building:
+    """``Building`` in ``prop``, through the resource service."""
+    tree = Building(prop, *(uuid.uuid4() for _ in range(5)))
+    save_resources(
+        store,
+        actor=Actor.system(),
+        batches={
+            prop: [
+                ResourceDraft(tree.building, None, ResourceKind.BUILDING, "Building"),
+                ResourceDraft(tree.floor, tree.building, ResourceKind.FLOOR, "Floor"),
+                ResourceDraft(tree.room_1, tree.floor, ResourceKind.ROOM, "Room 1"),
+                ResourceDraft(tree.room_2, tree.floor, ResourceKind.ROOM, "Room 2"),
+                ResourceDraft(tree.bed_a, tree.room_1, ResourceKind.BED, "Bed A"),
+            ]
+        },
+        on_reach_change=reach_check(store.sealer),
+    )
+    return tree
+
+
+ROOM_ONLY = Permissions(room=True)
+
+
+def door_token(
+    value: str,
+    valid_from: datetime,
+    valid_to: datetime,
+    *,
+    resource_id: uuid.UUID | None = None,
+    permissions: Permissions = ROOM_ONLY,
+) -> ReservationTokenDraft:
+    """A PIN token's draft with a service order of its own."""
+    return ReservationTokenDraft(
+        service_order_id=uuid.uuid4(),
+        token_type=TokenType.PIN_CODE,
+        value=value,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        permissions=permissions,
+        resource_id=resource_id,
+    )
+
+
+def add_door_tokens(
+    store: Store, prop: Property, drafts: Sequence[ReservationTokenDraft]
+) -> list[Credential]:
+    """The tokens, through the credential service (in order)."""
+    return add_reservation_tokens(store, scope=Scope((prop,)), actor=Actor.system(), drafts=drafts)
