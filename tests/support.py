@@ -32,7 +32,7 @@ from keyledger.domain.credentials.models import (
     ReservationTokenDraft,
     TokenType,
 )
-from keyledger.domain.credentials.service import add_reservation_tokens
+from keyledger.domain.credentials.reservations import add_reservation_tokens
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.settings import Settings
 from keyledger.store import Store

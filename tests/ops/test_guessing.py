@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from keyledger.domain.callers.service import add_access_token, add_integration
-from keyledger.domain.credentials.service import CONCEALED_COLLISION
+from keyledger.domain.credentials.reservations import CONCEALED_COLLISION
 from keyledger.domain.properties.models import Property
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
