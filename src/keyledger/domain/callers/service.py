@@ -19,6 +19,7 @@ from keyledger.domain.callers.permissions import (
     ordered,
     parse_permissions,
 )
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import EventKind
 from keyledger.domain.properties import repository as property_repository
@@ -53,10 +54,9 @@ def add_integration(store: Store, *, name: str, client_token: str | None = None)
         integration_id = repository.insert_integration(conn, name=name, digest=digest, now=now)
         events.append(
             conn,
-            kind=EventKind.INTEGRATION_CREATED,
+            records.integration_created(integration_id=integration_id, name=name),
             actor=Actor.system(),
             now=now,
-            details={"IntegrationId": integration_id, "Name": name},
         )
     return IssuedSecret(id=integration_id, secret=token, name=name)
 
@@ -78,13 +78,8 @@ def set_integration_enabled(
             raise InvalidInput("Unknown integration.", subject="integration")
         now = utc_now()
         repository.set_integration_enabled(conn, integration_id, enabled=enabled, now=now)
-        events.append(
-            conn,
-            kind=EventKind.INTEGRATION_ENABLED if enabled else EventKind.INTEGRATION_DISABLED,
-            actor=Actor.system(),
-            now=now,
-            details={"IntegrationId": integration_id},
-        )
+        switched = records.integration_enabled if enabled else records.integration_disabled
+        events.append(conn, switched(integration_id=integration_id), actor=Actor.system(), now=now)
         return integration_id
 
 
@@ -126,15 +121,12 @@ def add_access_token(
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.ACCESS_TOKEN_CREATED,
-                    "property_id": found[e].id,
-                    "details": {
-                        "AccessTokenId": connection_id,
-                        "IntegrationId": int(integration.id),
-                        "Scopes": scope_names,
-                    },
-                }
+                records.access_token_created(
+                    property_id=found[e].id,
+                    access_token_id=connection_id,
+                    integration_id=int(integration.id),
+                    scopes=scope_names,
+                )
                 for e in wanted
             ],
             actor=Actor.system(),
@@ -167,11 +159,7 @@ def revoke_access_token(
             events.append_many(
                 conn,
                 [
-                    {
-                        "kind": EventKind.ACCESS_TOKEN_REVOKED,
-                        "property_id": prop.id,
-                        "details": {"AccessTokenId": connection_id},
-                    }
+                    records.access_token_revoked(property_id=prop.id, access_token_id=connection_id)
                     for prop in repository.connection_properties_of(conn, connection_id)
                 ],
                 actor=Actor.system(),
@@ -310,11 +298,9 @@ def add_user(
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.USER_CREATED,
-                    "property_id": property_id,
-                    "details": {"UserId": user_id, "Email": email, "Roles": unique_roles},
-                }
+                records.user_created(
+                    property_id=property_id, user_id=user_id, email=email, roles=unique_roles
+                )
                 for property_id in property_ids
             ],
             actor=Actor.system(),
@@ -326,6 +312,14 @@ def add_user(
         "Businesses": list(dict.fromkeys(business_ids)),
         "Roles": unique_roles,
     }
+
+
+#: The event of each change ``_change_user`` makes.
+_USER_CHANGED = {
+    EventKind.USER_ENABLED: records.user_enabled,
+    EventKind.USER_DISABLED: records.user_disabled,
+    EventKind.USER_PASSWORD_CHANGED: records.user_password_changed,
+}
 
 
 @dataclass(frozen=True)
@@ -356,11 +350,12 @@ def _change_user(store: Store, email: str, kind: EventKind, **values: Any) -> Us
         events.append_many(
             conn,
             [
-                {
-                    "kind": kind,
-                    "property_id": prop.id,
-                    "details": {"UserId": user_id, "Email": email, "BearerTokensRevoked": revoked},
-                }
+                _USER_CHANGED[kind](
+                    property_id=prop.id,
+                    user_id=user_id,
+                    email=email,
+                    bearer_tokens_revoked=revoked,
+                )
                 for prop, _ in repository.memberships_of(conn, user_id)
             ],
             actor=Actor.system(),

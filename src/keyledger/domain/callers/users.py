@@ -28,8 +28,8 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.models import Actor, IssuedBearer, Membership, UserCaller
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import PasswordChecksBusy, Unauthenticated
 from keyledger.kit.hashing import (
@@ -357,11 +357,9 @@ def _revoke_family(conn: Connection, found: Any, *, now: datetime) -> None:
     events.append_many(
         conn,
         [
-            {
-                "kind": EventKind.USER_REFRESH_TOKEN_REUSED,
-                "property_id": prop.id,
-                "details": {"UserId": user_id, "BearerTokensRevoked": revoked},
-            }
+            records.user_refresh_token_reused(
+                property_id=prop.id, user_id=user_id, bearer_tokens_revoked=revoked
+            )
             for prop, _ in repository.memberships_of(conn, user_id)
         ],
         actor=Actor.system(),

@@ -267,3 +267,27 @@ class VoucherFields:
     valid_to: datetime | None = None
     user_limit: int | None = None
     system_id: str | None = None
+
+
+#: The tracked fields of each credential kind, named as the API property the caller used: a kind
+#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
+#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column
+#: (``events.models.changed_fields``).
+TRACKED_FIELDS: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
+    CredentialKind.RESERVATION: (
+        ("value", "Value"),
+        ("valid_from", "ValidityStartUtc"),
+        ("valid_to", "ValidityEndUtc"),
+        ("permissions", "Permissions"),
+    ),
+    CredentialKind.VOUCHER: (
+        ("value", "AccessCode"),
+        ("valid_from", "ValidFrom"),
+        ("valid_to", "ValidTo"),
+        ("description", "Description"),
+        ("minutes_included", "MinutesIncluded"),
+        ("minutes_left", "MinutesLeft"),
+        ("user_limit", "UserLimit"),
+        ("system_id", "SystemId"),
+    ),
+}

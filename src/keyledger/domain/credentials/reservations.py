@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -16,6 +15,7 @@ from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, reservation_repository
 from keyledger.domain.credentials.collisions import refuse_collisions
 from keyledger.domain.credentials.models import (
+    TRACKED_FIELDS,
     Credential,
     CredentialKind,
     Page,
@@ -23,8 +23,8 @@ from keyledger.domain.credentials.models import (
     ReservationTokenDraft,
     ReservationTokenQuery,
 )
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.service import GuessBudget
 from keyledger.domain.properties.models import Property
@@ -237,12 +237,11 @@ def update_reservation_tokens(
             events.append_many(
                 conn,
                 [
-                    {
-                        "kind": EventKind.CREDENTIAL_UPDATED,
-                        "property_id": c.property.id,
-                        "credential_uid": c.uid,
-                        "details": {"Changed": events.changed_fields(current[uid], c)},
-                    }
+                    records.credential_updated(
+                        property_id=c.property.id,
+                        credential_uid=c.uid,
+                        changed=records.changed_fields(current[uid], c, TRACKED_FIELDS[c.kind]),
+                    )
                     for uid, c in touched.items()
                 ],
                 actor=actor,
@@ -254,16 +253,14 @@ def update_reservation_tokens(
     return _kept(store.write_retrying(work))
 
 
-def created_event(credential: Credential) -> dict[str, Any]:
-    details: dict[str, Any] = {"Kind": credential.kind.value}
-    if credential.token_type is not None:
-        details["Type"] = credential.token_type.value
-    return {
-        "kind": EventKind.CREDENTIAL_CREATED,
-        "property_id": credential.property.id,
-        "credential_uid": credential.uid,
-        "details": details,
-    }
+def created_event(credential: Credential) -> records.NewEvent:
+    """The ``credential.created`` event of a new credential of either kind."""
+    return records.credential_created(
+        property_id=credential.property.id,
+        credential_uid=credential.uid,
+        kind=credential.kind.value,
+        token_type=None if credential.token_type is None else credential.token_type.value,
+    )
 
 
 #: The collision refusal a writer without ``credentials:read`` gets: no item, no other token.
@@ -391,11 +388,7 @@ def delete_reservation_tokens(
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.CREDENTIAL_DELETED,
-                    "property_id": c.property.id,
-                    "credential_uid": c.uid,
-                }
+                records.credential_deleted(property_id=c.property.id, credential_uid=c.uid)
                 for c in found.values()
                 if c.is_active
             ],

@@ -18,14 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, voucher_repository
 from keyledger.domain.credentials.models import (
+    TRACKED_FIELDS,
     Credential,
     VoucherFields,
     VoucherPage,
     VoucherQuery,
 )
 from keyledger.domain.credentials.reservations import created_event
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import utc_now
@@ -175,14 +176,16 @@ def _rewrite(
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.CREDENTIAL_DELETED
+                (
+                    records.credential_deleted
                     if c.deleted_utc is not None
-                    else EventKind.CREDENTIAL_UPDATED,
-                    "property_id": c.property.id,
-                    "credential_uid": c.uid,
-                    "details": {"Via": via, "Changed": events.changed_fields(found[c.id], c)},
-                }
+                    else records.credential_updated
+                )(
+                    property_id=c.property.id,
+                    credential_uid=c.uid,
+                    changed=records.changed_fields(found[c.id], c, TRACKED_FIELDS[c.kind]),
+                    via=via,
+                )
                 for c in changed
             ],
             actor=actor,
