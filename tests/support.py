@@ -24,8 +24,8 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
+from keyledger.domain.callers.integrations import add_access_token, add_integration
 from keyledger.domain.callers.models import Actor, Scope
-from keyledger.domain.callers.service import add_access_token, add_integration
 from keyledger.domain.credentials.models import (
     Credential,
     Permissions,
@@ -366,7 +366,7 @@ class NexudusTenant:
 def add_user_to(
     deployment: Deployment, business_ids: list[int], roles: tuple[str, ...] = ALL_ROLES
 ) -> tuple[str, str]:
-    from keyledger.domain.callers.service import add_user
+    from keyledger.domain.callers.users import add_user
 
     email, password = f"user-{uuid.uuid4().hex[:8]}@example.com", "a long password"
     add_user(

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from keyledger.domain.callers.service import revoke_access_token
+from keyledger.domain.callers.integrations import revoke_access_token
 from tests.cli.test_admin import ok, run
 from tests.support import DatabaseFactory, Deployment, Tenant, make_tenant
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, text
 
 from keyledger.domain.callers import repository as callers
 from keyledger.domain.callers.permissions import EVERY_PERMISSION, ordered
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES
 from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.domain.credentials.repository import insert_credentials

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from keyledger.domain.callers.service import revoke_access_token, set_integration_enabled
+from keyledger.domain.callers.integrations import revoke_access_token, set_integration_enabled
 from tests.mews_schema import assert_valid_mews_response
 from tests.support import MEWS_PATH, Deployment, Tenant, token_parameters
 

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from keyledger.domain.access import service as access
 from keyledger.domain.access.models import DoorCheck, ReaderPolicy
+from keyledger.domain.callers.integrations import authenticate_access_token
 from keyledger.domain.callers.models import IntegrationCaller, Scope
 from keyledger.domain.callers.permissions import Permission, required_for
-from keyledger.domain.callers.service import authenticate_access_token
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.events import service as events_service
 from keyledger.domain.events.models import EventKind, EventQuery

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from keyledger.domain.callers.integrations import authenticate_integration
 from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import Permission, required_for
-from keyledger.domain.callers.service import authenticate_integration
 from keyledger.domain.credentials import reservations
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.service import GuessBudget
