@@ -143,7 +143,7 @@ def add_reservation_tokens(
         repository.insert_credentials_quietly(
             conn, [repository.row_of(c, store.sealer) for c in created]
         )
-        events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
+        events.append_many(conn, [_created_event(c) for c in created], actor=actor, now=now)
         return created
 
     return _kept(store.write_retrying(work))
@@ -253,8 +253,8 @@ def update_reservation_tokens(
     return _kept(store.write_retrying(work))
 
 
-def created_event(credential: Credential) -> records.NewEvent:
-    """The ``credential.created`` event of a new credential of either kind."""
+def _created_event(credential: Credential) -> records.NewEvent:
+    """The ``credential.created`` event of a new reservation token."""
     return records.credential_created(
         property_id=credential.property.id,
         credential_uid=credential.uid,

@@ -24,7 +24,6 @@ from keyledger.domain.credentials.models import (
     VoucherPage,
     VoucherQuery,
 )
-from keyledger.domain.credentials.reservations import created_event
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.hotspot import service as hotspot
@@ -99,7 +98,18 @@ def _insert(store: Store, vouchers: Sequence[Credential], actor: Actor) -> list[
                 conn, [repository.row_of(v, store.sealer) for v in vouchers]
             )
             events.append_many(
-                conn, [created_event(v) for v in vouchers], actor=actor, now=vouchers[0].created_utc
+                conn,
+                [
+                    records.credential_created(
+                        property_id=v.property.id,
+                        credential_uid=v.uid,
+                        kind=v.kind.value,
+                        token_type=None,
+                    )
+                    for v in vouchers
+                ],
+                actor=actor,
+                now=vouchers[0].created_utc,
             )
     except IntegrityError:
         raise _code_taken(vouchers[0].value) from None
