@@ -11,8 +11,7 @@ from pathlib import Path
 
 from keyledger.cli.demo import provision_demo
 from keyledger.kit.settings import Settings
-from tests.cli.test_admin import ok
-from tests.support import REPO, DatabaseFactory, deploy, sealing_for
+from tests.support import REPO, DatabaseFactory, deploy, ok, sealing_for
 
 
 def test_every_setting_is_in_the_readme() -> None:

@@ -21,7 +21,6 @@ from keyledger.domain.callers.permissions import OPERATION_PERMISSIONS, Permissi
 from keyledger.domain.properties.service import add_property
 from keyledger.web.api import router as api
 from keyledger.web.mews import router as mews
-from tests.cli.test_admin import ok, run
 from tests.support import (
     MEWS_PATH,
     REPO,
@@ -31,6 +30,8 @@ from tests.support import (
     add_user_to,
     deploy,
     dump_database,
+    ok,
+    run,
     token_parameters,
 )
 

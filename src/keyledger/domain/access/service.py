@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -31,6 +32,7 @@ from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import ResourceNotFound
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
+from keyledger.store.writer import GroupWriter
 
 
 def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
@@ -259,32 +261,39 @@ def record(
     return decision
 
 
-def check_door(
+async def check_door(
     store: Store,
+    writer: GroupWriter,
     *,
     scope: Scope,
     actor: Actor,
-    check: DoorCheck,
+    caller: str,
+    reader_uid: UUID,
+    token_type: str,
+    value: str,
+    at: datetime | None,
     policy: ReaderPolicy,
-    caller: str | None = None,
-    budget: GuessBudget | None = None,
+    budget: GuessBudget,
 ) -> Decision:
-    """Decide and record in one call (the API records through the group writer instead);
-    ``caller`` defaults to the actor."""
+    """A door check as the server answers it: ``decide`` from one consistent read, then
+    ``record`` through the group writer (in the write transaction the concurrent checks share,
+    under ``record_locks``); the answer is the decision as that write found it, so a budget used
+    up or a reader locked by checks in flight with this one makes it ``Throttled``. ``at`` is
+    the instant checked (None: now); ``caller`` is the guessing budget's caller."""
     now = utc_now()
-    who = caller or f"{actor.kind.value}:{actor.id}"
-    budget = budget or GuessBudget()
+    check = DoorCheck(reader_uid=reader_uid, token_type=token_type, value=value, at=at or now)
     decision = decide(
-        store, scope=scope, check=check, policy=policy, now=now, caller=who, budget=budget
+        store, scope=scope, check=check, policy=policy, now=now, caller=caller, budget=budget
     )
-    with store.write() as conn:
-        serialise_on(conn, record_locks(decision))
-        return record(
-            conn,
+    return await writer.run(
+        partial(
+            record,
             decision=decision,
             check=check,
             actor=actor,
             policy=policy,
             now=now,
             budget=budget,
-        )
+        ),
+        locks=record_locks(decision),
+    )

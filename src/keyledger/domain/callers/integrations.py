@@ -11,7 +11,13 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
+from keyledger.domain.callers.models import (
+    MAX_SECRET_LENGTH,
+    Actor,
+    IntegrationCaller,
+    IssuedSecret,
+    Scope,
+)
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -25,8 +31,6 @@ from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.kit.hashing import digests_match, new_api_token, secret_digest
 from keyledger.store import Store
-
-MAX_SECRET_LENGTH = 512
 
 
 def add_integration(store: Store, *, name: str, client_token: str | None = None) -> IssuedSecret:

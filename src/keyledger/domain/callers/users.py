@@ -30,7 +30,14 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
-from keyledger.domain.callers.models import Actor, IssuedBearer, Membership, UserCaller
+from keyledger.domain.callers.models import (
+    MAX_SECRET_LENGTH,
+    Actor,
+    IssuedBearer,
+    Membership,
+    Role,
+    UserCaller,
+)
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import EventKind
@@ -48,16 +55,9 @@ from keyledger.kit.hashing import (
 from keyledger.kit.inputs import refused_character
 from keyledger.store import Store
 
-#: The roles of the Nexudus access-token endpoints.
-ACCESS_TOKEN_ROLES = (
-    "AccessToken-List",
-    "AccessToken-Read",
-    "AccessToken-Create",
-    "AccessToken-Edit",
-    "AccessToken-Delete",
-)
+#: The roles of the Nexudus access-token endpoints, as granted and stored.
+ACCESS_TOKEN_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-MAX_SECRET_LENGTH = 1024
 
 
 class PasswordCache:

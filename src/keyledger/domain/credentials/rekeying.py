@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyledger.domain.credentials import reservation_repository as repository
-from keyledger.kit.errors import DomainError
+from keyledger.kit.errors import KeysMissing
 from keyledger.kit.sealing import ValueSealer
 from keyledger.store import Store
-
-
-class KeysMissing(DomainError):
-    """Values are sealed with keys the configuration does not hold."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 
@@ -334,3 +335,23 @@ def mark_deleted(
         .values(deleted_utc=now, updated_utc=now, updated_by=actor_label)
     )
     return int(result.rowcount)
+
+
+def insert_credentials_keeping_ids(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that carry their own ``id``; on PostgreSQL the id sequence then moves past
+    the largest id, so later inserts never reuse one (SQLite's rowid does so by itself)."""
+    if not rows:
+        return
+    conn.execute(insert(t), list(rows))
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(
+                "SELECT setval(pg_get_serial_sequence('credentials', 'id'), "
+                "(SELECT max(id) FROM credentials))"
+            )
+        )
+
+
+def existing_uids(conn: Connection, uids: Sequence[UUID]) -> set[UUID]:
+    """Which of these credential uids are taken (in any property, of any kind)."""
+    return set(conn.execute(select(t.c.uid).where(t.c.uid.in_(list(uids)))).scalars())

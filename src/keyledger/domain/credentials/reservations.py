@@ -397,3 +397,21 @@ def delete_reservation_tokens(
         )
 
     store.write_retrying(work)
+
+
+def import_credentials(
+    conn: Connection, credentials: Sequence[Credential], sealer: ValueSealer
+) -> None:
+    """Write credentials exactly as given: their uids, ids (a voucher's, when not 0), times and
+    authors, without the rules of ``add_reservation_tokens`` (the caller vouches that they do
+    not collide) and without events, since they are records that existed before this store saw
+    them (the demo's seed examples, ``cli/demo.py``). A uid the store holds already is left as
+    it is. Runs in the caller's write transaction."""
+    taken = repository.existing_uids(conn, [c.uid for c in credentials])
+    credentials = [c for c in credentials if c.uid not in taken]
+    repository.insert_credentials_quietly(
+        conn, [repository.row_of(c, sealer) for c in credentials if not c.id]
+    )
+    repository.insert_credentials_keeping_ids(
+        conn, [{**repository.row_of(c, sealer), "id": c.id} for c in credentials if c.id]
+    )

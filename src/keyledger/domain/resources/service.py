@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -159,3 +160,18 @@ def delete_resource(store: Store, *, scope: Scope, actor: Actor, uid: UUID) -> N
             actor=actor,
             now=utc_now(),
         )
+
+
+def import_resources(
+    conn: Connection, *, prop: Property, drafts: Sequence[ResourceDraft], now: datetime
+) -> None:
+    """Write resources (parents first) under the tree rule, without events: records that existed
+    before this store saw them (the demo's building, ``cli/demo.py``), whose reach concerns no
+    token yet. Runs in the caller's write transaction."""
+    serialise_on(conn, [advisory_key("tree", prop.id)])
+    tree = {uid: r for (_, uid), r in repository.tree_of(conn, [prop.id]).items()}
+    for draft in drafts:
+        tree[draft.uid] = Resource(prop.id, draft.uid, draft.parent_uid, draft.kind, draft.name)
+    _check_tree(tree, [draft.uid for draft in drafts])
+    for draft in drafts:
+        repository.upsert(conn, tree[draft.uid], now=now)

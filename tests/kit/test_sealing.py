@@ -28,18 +28,19 @@ from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import downgrade, is_current, upgrade
 from keyledger.store.schema import credentials
-from tests.api.test_door_checks import check, token
-from tests.api.test_resources import building
-from tests.dialects.mews.test_operations import get_all
 from tests.support import (
     DatabaseFactory,
     Deployment,
     Tenant,
     add_pins,
+    building,
+    check,
     deploy,
     dump_database,
+    get_all,
     make_tenant,
     settings_for,
+    token,
     token_parameters,
 )
 
