@@ -35,12 +35,8 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.access import is_voucher, seed, settle
-from keyledger.domain.callers.service import (
-    ACCESS_TOKEN_ROLES,
-    add_access_token,
-    add_integration,
-    add_user,
-)
+from keyledger.domain.callers.integrations import add_access_token, add_integration
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.kit.clock import format_utc
 from keyledger.kit.settings import Settings
 from keyledger.store import Store

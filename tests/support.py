@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
-from keyledger.domain.callers.service import add_access_token, add_integration
+from keyledger.domain.callers.integrations import add_access_token, add_integration
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.models import (
     Credential,
@@ -33,7 +33,7 @@ from keyledger.domain.credentials.models import (
     ReservationTokenDraft,
     TokenType,
 )
-from keyledger.domain.credentials.service import add_reservation_tokens
+from keyledger.domain.credentials.reservations import add_reservation_tokens
 from keyledger.domain.events.models import Actor
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property
@@ -371,7 +371,7 @@ class NexudusTenant:
 def add_user_to(
     deployment: Deployment, business_ids: list[int], roles: tuple[str, ...] = ALL_ROLES
 ) -> tuple[str, str]:
-    from keyledger.domain.callers.service import add_user
+    from keyledger.domain.callers.users import add_user
 
     email, password = f"user-{uuid.uuid4().hex[:8]}@example.com", "a long password"
     add_user(

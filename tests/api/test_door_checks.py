@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from keyledger.domain.callers.service import add_access_token
+from keyledger.domain.callers.integrations import add_access_token
 from keyledger.store.schema import events
 from tests.support import (
     DatabaseFactory,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from keyledger.domain.callers.service import revoke_access_token
+from keyledger.domain.callers.integrations import revoke_access_token
 from tests.support import (
     DatabaseFactory,
     Deployment,

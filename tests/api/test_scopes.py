@@ -12,8 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+from keyledger.domain.callers.integrations import (
+    add_access_token,
+    add_integration,
+    list_access_tokens,
+)
 from keyledger.domain.callers.permissions import OPERATION_PERMISSIONS, Permission
-from keyledger.domain.callers.service import add_access_token, add_integration, list_access_tokens
 from keyledger.domain.properties.service import add_property
 from keyledger.web.api import router as api
 from keyledger.web.mews import router as mews

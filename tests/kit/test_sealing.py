@@ -17,7 +17,10 @@ from sqlalchemy import select, text, update
 
 from keyledger.domain.credentials import rekeying
 from keyledger.domain.credentials.models import ReservationTokenChange, ReservationTokenQuery
-from keyledger.domain.credentials.service import list_reservation_tokens, update_reservation_tokens
+from keyledger.domain.credentials.reservations import (
+    list_reservation_tokens,
+    update_reservation_tokens,
+)
 from keyledger.domain.events.models import Actor
 from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES, add_user
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade

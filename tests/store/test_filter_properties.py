@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, update
 
-from keyledger.domain.credentials import repository
+from keyledger.domain.credentials import reservation_repository as repository
 from keyledger.domain.credentials.models import (
     ActivityState,
     ReservationTokenQuery,
     TimeInterval,
 )
-from keyledger.domain.credentials.service import list_reservation_tokens
+from keyledger.domain.credentials.reservations import list_reservation_tokens
 from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store

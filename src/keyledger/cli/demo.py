@@ -2,7 +2,7 @@
 records of section 4 of the wire contract. Provisioned once per store: a mark in ``store_marks``
 keeps a restart from bringing back what a client changed or deleted.
 
-The records go in through the domain (``credentials.service.import_credentials``,
+The records go in through the domain (``credentials.reservations.import_credentials``,
 ``resources.service.import_resources``, the caller and property repositories), with the ids and
 times the seed documents show, and without events: demo data is not something anyone did, so a
 fresh demo's event log is empty (docs/access.md, "Events")."""
@@ -17,9 +17,9 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository as callers
 from keyledger.domain.callers.permissions import EVERY_PERMISSION, ordered
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES
 from keyledger.domain.credentials.models import Credential, CredentialKind, Permissions, TokenType
-from keyledger.domain.credentials.service import import_credentials
+from keyledger.domain.credentials.reservations import import_credentials
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.models import Property
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from keyledger.domain.callers.service import revoke_access_token, set_integration_enabled
+from keyledger.domain.callers.integrations import revoke_access_token, set_integration_enabled
 from tests.mews_schema import assert_valid_mews_response
 from tests.support import MEWS_PATH, Deployment, Tenant, assert_error, token_parameters
 

@@ -21,14 +21,15 @@ from keyledger.domain.access import repository
 from keyledger.domain.access.models import REFUSAL_ORDER, Decision, DoorCheck, ReaderPolicy, Reason
 from keyledger.domain.access.repository import DoorView
 from keyledger.domain.credentials.models import Credential, flag_for
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import Actor, EventKind
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.service import GuessBudget, Guesser
 from keyledger.domain.properties.models import Scope
 from keyledger.domain.resources.models import Resource
 from keyledger.domain.resources.service import ambiguous_resource
-from keyledger.kit.clock import format_utc, utc_now
+from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import ResourceNotFound
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
@@ -208,14 +209,16 @@ def record(
     decision = _recheck(conn, decision=decision, policy=policy, now=now, budget=budget)
     events.append(
         conn,
-        kind=EventKind.ACCESS_CHECKED,
+        records.access_checked(
+            property_id=decision.property_id,
+            credential_uid=decision.credential_uid,
+            reader_uid=decision.reader_uid,
+            outcome=decision.reason.value,
+            token_type=check.token_type,
+            at=check.at,
+        ),
         actor=actor,
         now=now,
-        property_id=decision.property_id,
-        credential_uid=decision.credential_uid,
-        resource_uid=decision.reader_uid,
-        outcome=decision.reason.value,
-        details={"Type": check.token_type, "At": format_utc(check.at)},
     )
     if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
         return decision
@@ -238,13 +241,14 @@ def record(
     until = now + timedelta(seconds=policy.cooldown_seconds)
     events.append(
         conn,
-        kind=EventKind.READER_THROTTLED,
+        records.reader_throttled(
+            property_id=decision.property_id,
+            reader_uid=decision.reader_uid,
+            refused_checks=refused,
+            until=until,
+        ),
         actor=actor,
         now=now,
-        property_id=decision.property_id,
-        resource_uid=decision.reader_uid,
-        outcome=Reason.THROTTLED.value,
-        details={"RefusedChecks": refused, "Until": format_utc(until)},
     )
     return decision
 

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.credentials import repository as credentials
+from keyledger.domain.credentials import reservation_repository as credentials
 from keyledger.domain.credentials.models import Credential, flag_for
 from keyledger.domain.properties import repository as properties_repository
 from keyledger.domain.properties.models import Property

@@ -4,68 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
-from keyledger.domain.events.models import Actor, ActorKind, Event, EventKind, EventQuery
+from keyledger.domain.events.models import Actor, ActorKind, Event, EventKind, EventQuery, NewEvent
 from keyledger.store.schema import events
 
 
-def append(
-    conn: Connection,
-    *,
-    kind: EventKind,
-    actor: Actor,
-    now: datetime,
-    property_id: int | None = None,
-    credential_uid: UUID | None = None,
-    resource_uid: UUID | None = None,
-    outcome: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    append_many(
-        conn,
-        [
-            {
-                "kind": kind,
-                "property_id": property_id,
-                "credential_uid": credential_uid,
-                "resource_uid": resource_uid,
-                "outcome": outcome,
-                "details": details,
-            }
-        ],
-        actor=actor,
-        now=now,
-    )
+def append(conn: Connection, event: NewEvent, *, actor: Actor, now: datetime) -> None:
+    append_many(conn, [event], actor=actor, now=now)
 
 
 def append_many(
-    conn: Connection, entries: Sequence[dict[str, Any]], *, actor: Actor, now: datetime
+    conn: Connection, new_events: Sequence[NewEvent], *, actor: Actor, now: datetime
 ) -> None:
-    """Append events (dicts with kind, property_id, credential_uid, resource_uid, outcome,
-    details) in one statement, all by ``actor`` at ``now``."""
-    if not entries:
+    """Append events (made by the builders of ``events/models.py``) in one statement, all by
+    ``actor`` at ``now``."""
+    if not new_events:
         return
     conn.execute(
         insert(events),
         [
             {
                 "occurred_utc": now,
-                "property_id": entry.get("property_id"),
-                "kind": str(entry["kind"]),
+                "property_id": event.property_id,
+                "kind": str(event.kind),
                 "actor_kind": actor.kind.value,
                 "actor_id": actor.id,
                 "actor_label": actor.label,
                 "actor_token_id": actor.token_id,
-                "credential_uid": entry.get("credential_uid"),
-                "resource_uid": entry.get("resource_uid"),
-                "outcome": entry.get("outcome"),
-                "details": entry.get("details"),
+                "credential_uid": event.credential_uid,
+                "resource_uid": event.resource_uid,
+                "outcome": event.outcome,
+                "details": event.details,
             }
-            for entry in entries
+            for event in new_events
         ],
     )
 

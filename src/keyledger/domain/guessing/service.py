@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import Actor, EventKind
-from keyledger.kit.clock import format_utc
+from keyledger.domain.events.models import Actor
 from keyledger.store.locks import advisory_key
 from keyledger.store.schema import guess_counts as t
 
@@ -136,12 +136,11 @@ def _add(
     if total - misses < limit <= total:  # these misses used the budget up
         events.append(
             conn,
-            kind=EventKind.GUESSING_THROTTLED,
+            records.guessing_throttled(
+                property_id=property_id, budget=kind, misses=total, until=end
+            ),
             actor=actor,
             now=now,
-            property_id=property_id,
-            outcome="Throttled",
-            details={"Budget": kind, "Misses": total, "Until": format_utc(end)},
         )
 
 

@@ -9,8 +9,9 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import Actor, EventKind
+from keyledger.domain.events.models import Actor
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.resources import repository
 from keyledger.domain.resources.models import Resource, ResourceDraft
@@ -93,22 +94,18 @@ def save_resources(
             events.append_many(
                 conn,
                 [
-                    {
-                        "kind": EventKind.RESOURCE_SAVED,
-                        "property_id": prop.id,
-                        "resource_uid": draft.uid,
-                        "details": {"Kind": str(draft.kind), "ParentId": _text(draft.parent_uid)},
-                    }
+                    records.resource_saved(
+                        property_id=prop.id,
+                        resource_uid=draft.uid,
+                        kind=str(draft.kind),
+                        parent_uid=draft.parent_uid,
+                    )
                     for draft in drafts
                 ],
                 actor=actor,
                 now=now,
             )
     return saved
-
-
-def _text(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def list_resources(store: Store, *, scope: Scope) -> list[Resource]:
@@ -159,11 +156,9 @@ def delete_resource(store: Store, *, scope: Scope, actor: Actor, uid: UUID) -> N
         repository.remove(conn, property_id=found.property_id, uid=uid)
         events.append(
             conn,
-            kind=EventKind.RESOURCE_DELETED,
+            records.resource_deleted(property_id=found.property_id, resource_uid=uid),
             actor=actor,
             now=utc_now(),
-            property_id=found.property_id,
-            resource_uid=uid,
         )
 
 

@@ -10,9 +10,9 @@ from uuid import UUID
 from fastapi import Depends, Request
 
 from keyledger.domain.access.models import ReaderPolicy
+from keyledger.domain.callers.integrations import authenticate_access_token
 from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import required_for
-from keyledger.domain.callers.service import authenticate_access_token
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.service import GuessBudget
 from keyledger.domain.properties.models import Property, Scope
