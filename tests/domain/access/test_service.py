@@ -18,7 +18,7 @@ from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.models import Permissions
 from keyledger.domain.events.models import EventKind, EventQuery
 from keyledger.domain.events.service import list_events
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources import service as resources
 from keyledger.domain.resources.models import Resource

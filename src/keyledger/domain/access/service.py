@@ -25,7 +25,7 @@ from keyledger.domain.credentials.models import Credential, Permissions
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.resources.models import Resource, ResourceKind
 from keyledger.domain.resources.service import ambiguous_resource
 from keyledger.kit.clock import utc_now

@@ -19,7 +19,7 @@ from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 from keyledger.kit.clock import utc_now
