@@ -31,7 +31,7 @@ from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.repository import insert_credentials_quietly
 from keyledger.domain.events.models import Actor
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.hotspot.service import report_usage, start_session
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property

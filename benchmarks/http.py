@@ -252,7 +252,9 @@ def run(
             "AccessToken": token.secret,
             "Client": "keyledger-bench 1.0",
         }
-        client = httpx.Client(base_url=base, timeout=60)
+        # Idle connections are dropped well before the server's keep-alive timeout (5 s), so a
+        # request never meets a connection the server is closing (a reset, seen under load).
+        client = httpx.Client(base_url=base, timeout=60, limits=httpx.Limits(keepalive_expiry=1.0))
         ceiling, c50, c99 = _wrk(
             base, "/healthz", None, seconds=seconds, connections=connections, workdir=workdir
         )

@@ -17,7 +17,7 @@ from keyledger.domain.access.service import check_door, evaluate
 from keyledger.domain.credentials.models import Permissions
 from keyledger.domain.events.models import Actor, EventKind, EventQuery
 from keyledger.domain.events.service import list_events
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources import service as resources

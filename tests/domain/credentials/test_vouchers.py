@@ -11,7 +11,7 @@ import pytest
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential, VoucherFields
 from keyledger.domain.events.models import Actor
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.hotspot.models import EndReason, SessionReason, Usage
 from keyledger.domain.properties.models import Property, Scope

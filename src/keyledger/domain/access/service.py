@@ -25,7 +25,7 @@ from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.properties.models import Scope
 from keyledger.domain.resources.models import Resource
 from keyledger.domain.resources.service import ambiguous_resource

@@ -26,7 +26,7 @@ from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import CredentialNotFound, GuessingThrottled, InvalidInput, RuleViolation

@@ -21,7 +21,7 @@ from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 from keyledger.domain.properties.models import Scope

@@ -13,8 +13,7 @@ from keyledger.domain.access.models import ReaderPolicy
 from keyledger.domain.callers.integrations import authenticate_access_token
 from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import required_for
-from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget, token_caller
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.errors import InvalidInput, Unauthenticated
 from keyledger.kit.inputs import refused_character
@@ -104,4 +103,4 @@ def reader_policy(settings: Settings) -> ReaderPolicy:
 
 def guesser(caller: IntegrationCaller) -> str:
     """The guessing budget's caller: the access token (its connection)."""
-    return guessing.token_caller(caller.connection_id)
+    return token_caller(caller.connection_id)

@@ -17,8 +17,7 @@ from keyledger.domain.callers.integrations import authenticate_integration
 from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import Permission, required_for
 from keyledger.domain.credentials import reservations
-from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget, token_caller
 from keyledger.kit.errors import Unauthenticated
 from keyledger.web.context import AppContext, ContextDep, client_address
 from keyledger.web.mews import schemas, translate
@@ -126,7 +125,7 @@ def _collision_terms(caller: IntegrationCaller, context: AppContext) -> Collisio
     settings = context.settings
     return {
         "reveal_conflicts": caller.holds(Permission.CREDENTIALS_READ),
-        "caller": guessing.token_caller(caller.connection_id),
+        "caller": token_caller(caller.connection_id),
         "budget": GuessBudget(
             per_caller=settings.guess_budget_per_caller,
             per_property=settings.guess_budget_per_property,
