@@ -26,7 +26,6 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from keyledger.domain.callers.integrations import add_access_token, add_integration
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.models import (
     Credential,
@@ -35,7 +34,8 @@ from keyledger.domain.credentials.models import (
     TokenType,
 )
 from keyledger.domain.credentials.reservations import add_reservation_tokens
-from keyledger.domain.properties.models import Property
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind
 from keyledger.domain.resources.service import save_resources

@@ -11,13 +11,7 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import (
-    MAX_SECRET_LENGTH,
-    Actor,
-    IntegrationCaller,
-    IssuedSecret,
-    Scope,
-)
+from keyledger.domain.callers.models import MAX_SECRET_LENGTH, IntegrationCaller, IssuedSecret
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -26,7 +20,9 @@ from keyledger.domain.callers.permissions import (
 )
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.properties import repository as property_repository
+from keyledger.domain.properties.models import Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.kit.hashing import digests_match, new_api_token, secret_digest

@@ -32,7 +32,6 @@ from sqlalchemy import Connection
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.models import (
     MAX_SECRET_LENGTH,
-    Actor,
     IssuedBearer,
     Membership,
     Role,
@@ -40,7 +39,7 @@ from keyledger.domain.callers.models import (
 )
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import Actor, EventKind
 from keyledger.domain.properties import repository as property_repository
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, PasswordChecksBusy, Unauthenticated

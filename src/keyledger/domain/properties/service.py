@@ -7,9 +7,9 @@ from dataclasses import replace
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from keyledger.domain.callers.models import Actor
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.properties import repository
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import utc_now
