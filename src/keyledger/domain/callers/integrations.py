@@ -4,6 +4,7 @@ authenticating them. Nexudus users are in ``users.py``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -48,6 +49,38 @@ def add_integration(store: Store, *, name: str, client_token: str | None = None)
             now=now,
         )
     return IssuedSecret(id=integration_id, secret=token, name=name)
+
+
+def import_integration(
+    conn: Connection,
+    *,
+    name: str,
+    client_token: str,
+    access_token: str,
+    property_ids: Sequence[int],
+    permissions: Sequence[Permission],
+    now: datetime,
+) -> None:
+    """An integration and one access token that existed before this store saw them (the
+    demo's), kept where they exist already, in the caller's transaction and without an event.
+    Only their digests are stored, as for every secret."""
+    found = repository.integration_by_digest(conn, secret_digest(client_token))
+    integration_id = (
+        int(found.id)
+        if found is not None
+        else repository.insert_integration(
+            conn, name=name, digest=secret_digest(client_token), now=now
+        )
+    )
+    if repository.connection_by_digest(conn, secret_digest(access_token)) is None:
+        repository.insert_connection(
+            conn,
+            integration_id=integration_id,
+            digest=secret_digest(access_token),
+            property_ids=list(property_ids),
+            scopes=ordered(permissions),
+            now=now,
+        )
 
 
 def set_integration_enabled(

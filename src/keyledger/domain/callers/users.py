@@ -440,6 +440,26 @@ def add_user(
     }
 
 
+def import_user(
+    conn: Connection,
+    *,
+    email: str,
+    password_hash: str,
+    property_ids: Sequence[int],
+    roles: Sequence[str],
+    now: datetime,
+) -> None:
+    """A Nexudus user that existed before this store saw it (the demo's), kept if the e-mail
+    exists already, in the caller's transaction and without an event. The password comes as
+    its Argon2 hash (hashed outside the transaction: it is slow)."""
+    if repository.user_id_by_email(conn, email) is not None:
+        return
+    user_id = repository.insert_user(conn, email=email, password_hash=password_hash, now=now)
+    repository.insert_memberships(
+        conn, user_id=user_id, property_ids=list(property_ids), roles=list(roles)
+    )
+
+
 #: The event of each change ``_change_user`` makes.
 _USER_CHANGED = {
     EventKind.USER_ENABLED: records.user_enabled,
