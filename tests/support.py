@@ -149,7 +149,7 @@ class DatabaseFactory:
 
 
 #: The suite runs PostgreSQL with door credential values sealed and SQLite with them in clear, so
-#: every test of both databases covers both forms (tests/store/test_sealing.py tests each form on
+#: every test of both databases covers both forms (tests/kit/test_sealing.py tests each form on
 #: each database).
 TEST_ENCRYPTION_KEY = "a2V5bGVkZ2VyLXRlc3Qtc3VpdGUtc2VhbGluZy1rZXk="
 

@@ -5,7 +5,7 @@ logging in again gets its session back. Usage reports take minutes off atomicall
 A voucher withdrawn — deleted, expired (EXPIRE_NOW, or its validity over), out of minutes — ends
 its open sessions at once, in the transaction that withdraws it, recording why (``end_reason``):
 the next usage report of such a session answers ``Ended`` with that reason and takes nothing.
-Refused starts count against the guessing budgets (``access/guessing.py``)."""
+Refused starts count against the guessing budgets (``domain/guessing/service.py``)."""
 
 from __future__ import annotations
 
