@@ -16,6 +16,7 @@ from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES
 from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.domain.credentials.repository import insert_credentials
+from keyledger.domain.nas.service import add_nas
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.resources import repository as resources
 from keyledger.domain.resources.models import Resource, ResourceDraft, ResourceKind
@@ -152,6 +153,10 @@ ROOM_101 = UUID("65d4b117-4e60-44a3-9580-c582117eff98")  # the ResourceId of see
 ROOM_102 = UUID("a0000000-0000-4000-8000-000000000102")
 BED_101A = UUID("bed00000-0000-4000-8000-00000000101a")
 RESOURCES_MARK = "demo-resources-provisioned"
+NAS_MARK = "demo-nas-provisioned"
+#: The demo hotspot: radclient on this machine, with FreeRADIUS's customary test secret.
+NAS_ADDRESS = "127.0.0.1"
+NAS_SECRET = "testing123"
 DEMO_BUILDING = [
     ResourceDraft(BUILDING, None, ResourceKind.BUILDING, "Main building"),
     ResourceDraft(FLOOR_1, BUILDING, ResourceKind.FLOOR, "Floor 1"),
@@ -165,7 +170,28 @@ def provision_demo(store: Store) -> bool:
     """The demo records, then the demo building (each once per store)."""
     created = _provision_records(store)
     _provision_building(store)
+    _provision_nas(store)
     return created
+
+
+def _provision_nas(store: Store) -> None:
+    """The demo NAS (``radclient`` at 127.0.0.1, secret testing123) for the demo hotel's
+    business, once per store."""
+    with store.read() as conn:
+        mark = select(store_marks.c.name).where(store_marks.c.name == NAS_MARK)
+        done = conn.execute(mark).first()
+        hotel = properties.by_enterprise_ids(conn, [HOTEL])
+    if done or not hotel:
+        return
+    add_nas(
+        store,
+        business_id=hotel[0].business_id,
+        address=NAS_ADDRESS,
+        secret=NAS_SECRET,
+        name="Demo hotspot",
+    )
+    with store.write() as conn:
+        conn.execute(insert(store_marks), {"name": NAS_MARK, "created_utc": utc_now()})
 
 
 def _provision_building(store: Store) -> None:

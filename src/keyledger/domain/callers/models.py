@@ -14,6 +14,7 @@ class ActorKind(StrEnum):
     INTEGRATION = "integration"
     USER = "user"
     SYSTEM = "system"
+    NAS = "nas"  # a hotspot asking over RADIUS (issue 14)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     HOTSPOT_SESSION_STARTED = "hotspot.session_started"
     HOTSPOT_USAGE = "hotspot.usage"
     HOTSPOT_SESSION_ENDED = "hotspot.session_ended"
+    HOTSPOT_DISCONNECT = "hotspot.disconnect"  # a RADIUS Disconnect-Request answered or not
 
 
 @dataclass(frozen=True, slots=True)
