@@ -383,6 +383,7 @@ def test_accounting_from_a_wrong_secret_gets_no_answer(radius: RadiusDeployment)
 
 
 def test_a_voucher_used_up_over_radius_ends_with_no_minutes_left(radius: RadiusDeployment) -> None:
+    radius.nas.mode = "ack"
     voucher = radius.voucher("ACCT3", MinutesIncluded=1)
     accepted = radius.auth(_login("ACCT3", "AA-00-00-00-06-01"))
     assert int(accepted.attributes["Session-Timeout"]) == 60
@@ -400,6 +401,10 @@ def test_a_voucher_used_up_over_radius_ends_with_no_minutes_left(radius: RadiusD
     assert radius.record(voucher)["MinutesLeft"] == 0
     refused = radius.auth(_login("ACCT3", "AA-00-00-00-06-02"))
     assert refused.attributes["Reply-Message"] == "NoMinutesLeft"
+    # Used up: the NAS is told to disconnect the device (no Stop came).
+    session = session_id_of(accepted)
+    found = _wait_for(lambda: _disconnect_events(radius, session))
+    assert [(o, d["Reason"]) for o, d in found] == [("Ack", "NoMinutesLeft")]
 
 
 # --- disconnect ------------------------------------------------------------------------------
@@ -420,10 +425,21 @@ def _wait_for(condition: Any, seconds: float = 20) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("mode", "outcome", "sends"), [("ack", "Ack", 1), ("nak", "Nak", 1), ("silent", "NoAnswer", 2)]
+    ("mode", "outcome", "sends", "withdrawal", "reason"),
+    [
+        ("ack", "Ack", 1, "delete", "Deleted"),
+        ("nak", "Nak", 1, "delete", "Deleted"),
+        ("silent", "NoAnswer", 2, "expire", "Expired"),
+    ],
 )
-def test_a_deleted_voucher_disconnects_its_radius_sessions(
-    radius: RadiusDeployment, mode: str, outcome: str, sends: int
+def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
+    radius: RadiusDeployment,
+    *,
+    mode: str,
+    outcome: str,
+    sends: int,
+    withdrawal: str,
+    reason: str,
 ) -> None:
     code = f"DISC{mode.upper()}"
     device = f"AA-00-00-00-07-{sends}{len(mode)}"
@@ -437,11 +453,16 @@ def test_a_deleted_voucher_disconnects_its_radius_sessions(
     assert started.kind == "Accounting-Response"
     radius.nas.mode = mode
     before = len(radius.nas.received)
-    assert radius.space.delete(voucher).status_code == 200
+    withdrawn = (
+        radius.space.delete(voucher)
+        if withdrawal == "delete"
+        else radius.space.command("EXPIRE_NOW", [voucher])
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
     found = _wait_for(lambda: _disconnect_events(radius, session))
     assert len(found) == 1
     assert found[0][0] == outcome
-    assert found[0][1]["Reason"] == "Deleted"
+    assert found[0][1]["Reason"] == reason
     assert found[0][1]["AcctSessionId"] == acct_session
     if outcome == "Nak":
         assert found[0][1]["ErrorCause"] == 503
@@ -461,3 +482,83 @@ def test_a_deleted_voucher_disconnects_its_radius_sessions(
         )
     time.sleep(1.5)  # nothing more is sent once settled
     assert len(radius.nas.received) == before + sends
+
+
+# --- one set of rules with the HTTP API --------------------------------------------------------
+
+
+def test_http_and_radius_share_user_limit_sessions_and_events(radius: RadiusDeployment) -> None:
+    from keyledger.domain.callers.service import add_access_token, add_integration
+
+    integration = add_integration(radius.store, name=f"wifi-{uuid.uuid4().hex[:6]}")
+    token = add_access_token(
+        radius.store,
+        client_token=integration.secret,
+        enterprise_ids=[radius.space.enterprise_id],
+        scopes=("hotspot",),
+    )
+    radius.voucher("MIXED1", MinutesIncluded=30, UserLimit=2)
+    over_http = radius.space.http.post(
+        "/api/v1/hotspot/sessions",
+        json={"BusinessId": radius.space.business_id, "AccessCode": "MIXED1", "DeviceId": "mix-1"},
+        headers={"Authorization": f"Bearer {token.secret}"},
+    )
+    assert over_http.status_code == 200, over_http.text
+    assert over_http.json()["Granted"] is True
+    # The HTTP device over RADIUS gets its session back; a second device fills the voucher.
+    same = radius.auth(_login("MIXED1", "mix-1"))
+    assert session_id_of(same) == over_http.json()["SessionId"]
+    second = radius.auth(_login("MIXED1", "mix-2"))
+    assert second.kind == "Access-Accept", second.output
+    third = radius.auth(_login("MIXED1", "mix-3"))
+    assert third.attributes["Reply-Message"] == "TooManyDevices"
+    refused_over_http = radius.space.http.post(
+        "/api/v1/hotspot/sessions",
+        json={"BusinessId": radius.space.business_id, "AccessCode": "MIXED1", "DeviceId": "mix-4"},
+        headers={"Authorization": f"Bearer {token.secret}"},
+    )
+    assert refused_over_http.json()["Reason"] == "TooManyDevices"
+    # One event log: the NAS's decisions are filed with actor kind nas, the token's as integration.
+    with radius.store.read() as conn:
+        rows = conn.execute(
+            select(events.c.actor_kind, events.c.outcome, events.c.details)
+            .where(events.c.kind == "hotspot.session_started")
+            .order_by(events.c.id)
+        ).all()
+    mixed = [(r[0], r[1], r[2]["DeviceId"]) for r in rows if r[2]["DeviceId"].startswith("mix-")]
+    assert mixed == [
+        ("integration", "Granted", "mix-1"),
+        ("nas", "Granted", "mix-1"),
+        ("nas", "Granted", "mix-2"),
+        ("nas", "TooManyDevices", "mix-3"),
+        ("integration", "TooManyDevices", "mix-4"),
+    ]
+
+
+def test_accounting_without_class_finds_the_device_session(radius: RadiusDeployment) -> None:
+    voucher = radius.voucher("NOCLASS1", MinutesIncluded=30)
+    accepted = radius.auth(_login("NOCLASS1", "AA-00-00-00-08-01"))
+    assert accepted.kind == "Access-Accept"
+    for status, seconds in (("Start", 0), ("Interim-Update", 120)):
+        answer = radius.acct(
+            f'Acct-Status-Type = {status}, Acct-Session-Id = "noclass-1", '
+            f'Acct-Session-Time = {seconds}, User-Name = "NOCLASS1", '
+            'Calling-Station-Id = "AA-00-00-00-08-01"'
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(voucher)["MinutesLeft"] == 28
+
+
+def test_status_server_is_answered(radius: RadiusDeployment) -> None:
+    from pyrad import packet as rp
+
+    from keyledger.radius.packets import dictionary
+
+    client = Client(radius.auth_port)
+    try:
+        request = rp.AuthPacket(code=rp.StatusServer, secret=b"testing123", dict=dictionary())
+        request.add_message_authenticator()
+        reply = reply_of(request, client.exchange(request.RequestPacket()))
+        assert reply.code == 2
+    finally:
+        client.close()

@@ -40,6 +40,17 @@ NAS_CACHE_SECONDS = 2.0
 DUPLICATES_KEPT = 65_536
 
 
+def plain_host(host: str) -> str:
+    """An address as a NAS is recorded and reached: an IPv4-mapped IPv6 address as IPv4."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 class NasDirectory:
     """The NAS records, re-read every ``NAS_CACHE_SECONDS``; a source address finds the NAS of
     the most specific network holding it."""
@@ -193,6 +204,8 @@ class RadiusServer:
             partial(_Endpoint, self._disconnect_answer, self._tasks),
             local_addr=("0.0.0.0", 0),  # noqa: S104 - replies come from the NAS, wherever it is
         )
+        # Disconnect-Requests go to IPv4 NAS addresses (the socket above); an IPv6 NAS is
+        # answered and accounted, and its withdrawn sessions end at their timeouts.
         self._sender = loop.create_task(self._send_disconnects())
 
     async def stop(self) -> None:
@@ -288,7 +301,7 @@ class RadiusServer:
                 partial(
                     nas_service.account,
                     nas=nas,
-                    nas_address=str(addr[0]),
+                    nas_address=plain_host(str(addr[0])),
                     status=status,
                     acct_session_id=acct_session_id[:253],
                     session_time=packets.integer(request, "Acct-Session-Time"),
@@ -314,6 +327,7 @@ class RadiusServer:
                     partial(
                         nas_service.claim_disconnects,
                         retry_seconds=self.settings.radius_disconnect_timeout_seconds,
+                        max_attempts=self.settings.radius_disconnect_attempts,
                     )
                 )
             except Exception:  # the next poll tries again
@@ -342,7 +356,10 @@ class RadiusServer:
         sent = _Sent(request, asyncio.get_running_loop().create_future())
         self._sent[target] = sent
         try:
-            self._coa.sendto(raw, (pending.nas_address, nas.coa_port))
+            try:
+                self._coa.sendto(raw, (pending.nas_address, nas.coa_port))
+            except (OSError, ValueError):  # e.g. an IPv6 NAS: sent nowhere, counted as silence
+                log.warning("radius_disconnect_unsendable", nas=nas.id)
             reply_data = await asyncio.wait_for(
                 sent.answer, self.settings.radius_disconnect_timeout_seconds
             )

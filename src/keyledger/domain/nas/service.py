@@ -18,6 +18,7 @@ due ones for one worker (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's single 
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -322,10 +323,12 @@ def has_pending_disconnects(store: Store) -> bool:
 
 
 def claim_disconnects(
-    conn: Connection, *, retry_seconds: float, limit: int = 50
+    conn: Connection, *, retry_seconds: float, max_attempts: int, limit: int = 50
 ) -> list[PendingDisconnect]:
     """Due Disconnect-Requests for this worker to send now: each attempt is counted and the
-    session left alone by every worker for ``retry_seconds`` (the wait for an answer)."""
+    session left alone by every worker for ``retry_seconds`` (the wait for an answer), rounded up
+    to whole seconds as the store keeps them. A session whose ``max_attempts`` went unanswered
+    (its sender gone before recording it) is settled here as ``NoAnswer``, not sent again."""
     now = utc_now()
     rows = repository.pending_disconnects(
         conn,
@@ -334,14 +337,17 @@ def claim_disconnects(
         limit=limit,
         claim=conn.dialect.name == "postgresql",
     )
-    if rows:
+    due = [row for row in rows if int(row.disconnect_attempts) < max_attempts]
+    if due:
         repository.claim_disconnects(
             conn,
-            row_ids=[int(row.id) for row in rows],
-            after=now + timedelta(seconds=retry_seconds),
+            row_ids=[int(row.id) for row in due],
+            after=now + timedelta(seconds=math.ceil(retry_seconds) + 1),
         )
-    return [
-        PendingDisconnect(
+    claimed = []
+    for row in rows:
+        exhausted = int(row.disconnect_attempts) >= max_attempts
+        pending = PendingDisconnect(
             id=int(row.id),
             nas_id=int(row.nas_id),
             nas_address=row.nas_address,
@@ -349,13 +355,16 @@ def claim_disconnects(
             acct_session_id=row.acct_session_id,
             user_name=row.user_name,
             calling_station_id=row.calling_station_id,
-            attempts=int(row.disconnect_attempts) + 1,
+            attempts=int(row.disconnect_attempts) + (0 if exhausted else 1),
             property_id=int(row.property_id),
             credential_uid=row.credential_uid,
             end_reason=row.end_reason,
         )
-        for row in rows
-    ]
+        if exhausted:
+            settle_disconnect(conn, pending=pending, nas=None, outcome=DisconnectOutcome.NO_ANSWER)
+        else:
+            claimed.append(pending)
+    return claimed
 
 
 def settle_disconnect(
