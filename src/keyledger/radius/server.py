@@ -120,6 +120,10 @@ class DuplicateCache:
         if self._seconds > 0 and key in self._seen:
             self._seen[key] = (self._seen[key][0], answer)
 
+    def forget(self, key: tuple[Any, ...]) -> None:
+        """A request that could not be decided (the store failed): its retransmit tries again."""
+        self._seen.pop(key, None)
+
 
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, handler: Handler, tasks: set[asyncio.Task[None]]) -> None:
@@ -244,7 +248,11 @@ class RadiusServer:
         seen, answer = self.duplicates.lookup(key)
         if seen:
             return answer
-        answer = await self._decide(nas, request)
+        try:
+            answer = await self._decide(nas, request)
+        except BaseException:
+            self.duplicates.forget(key)
+            raise
         self.duplicates.remember(key, answer)
         return answer
 
@@ -297,23 +305,32 @@ class RadiusServer:
         status = packets.status_type(request)
         acct_session_id = packets.text(request, "Acct-Session-Id")
         if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
-            await self.writer.run(
-                partial(
-                    nas_service.account,
-                    nas=nas,
-                    nas_address=plain_host(str(addr[0])),
-                    status=status,
-                    acct_session_id=acct_session_id[:253],
-                    session_time=packets.integer(request, "Acct-Session-Time"),
-                    class_uid=packets.session_class(request),
-                    user_name=packets.text(request, "User-Name"),
-                    device_id=packets.text(request, "Calling-Station-Id")[:200],
-                    idle_seconds=self.settings.hotspot_idle_seconds,
-                )
-            )
+            try:
+                await self._account(nas, request, addr, status, acct_session_id)
+            except BaseException:
+                self.duplicates.forget(key)
+                raise
         answer = packets.accounting_response(request)
         self.duplicates.remember(key, answer)
         return answer
+
+    async def _account(
+        self, nas: Nas, request: Any, addr: Address, status: str, acct_session_id: str
+    ) -> None:
+        await self.writer.run(
+            partial(
+                nas_service.account,
+                nas=nas,
+                nas_address=plain_host(str(addr[0])),
+                status=status,
+                acct_session_id=acct_session_id[:253],
+                session_time=packets.integer(request, "Acct-Session-Time"),
+                class_uid=packets.session_class(request),
+                user_name=packets.text(request, "User-Name"),
+                device_id=packets.text(request, "Calling-Station-Id")[:200],
+                idle_seconds=self.settings.hotspot_idle_seconds,
+            )
+        )
 
     # --- disconnect ------------------------------------------------------------------------------
 
