@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from keyledger.store.schema import (
     credentials,
@@ -39,12 +39,26 @@ def delete_nas(conn: Connection, nas_id: int) -> bool:
     return bool(conn.execute(delete(n).where(n.c.id == nas_id)).rowcount)
 
 
+# Every Accounting-Request runs these: built once (building costs more than running).
+_ACCOUNTING_SESSION = (
+    select(r.c.id, r.c.session_uid, r.c.session_time, r.c.stopped)
+    .where(r.c.nas_id == bindparam("nas_id"), r.c.acct_session_id == bindparam("acct_id"))
+    .with_for_update()
+)
+_UPDATE_ACCOUNTING = (
+    update(r)
+    .where(r.c.id == bindparam("row_id"))
+    .values(
+        session_time=bindparam("counted"),  # a column's name is reserved in UPDATE
+        stopped=bindparam("is_stopped"),
+        updated_utc=bindparam("now"),
+    )
+)
+_VALID_TO = select(credentials.c.valid_to).where(credentials.c.uid == bindparam("uid"))
+
+
 def accounting_session(conn: Connection, *, nas_id: int, acct_session_id: str) -> Any:
-    return conn.execute(
-        select(r.c.id, r.c.session_uid, r.c.session_time, r.c.stopped)
-        .where(r.c.nas_id == nas_id, r.c.acct_session_id == acct_session_id)
-        .with_for_update()
-    ).first()
+    return conn.execute(_ACCOUNTING_SESSION, {"nas_id": nas_id, "acct_id": acct_session_id}).first()
 
 
 def insert_accounting_session(conn: Connection, **columns: Any) -> int:
@@ -55,9 +69,8 @@ def update_accounting_session(
     conn: Connection, *, row_id: int, session_time: int, stopped: bool, now: datetime
 ) -> None:
     conn.execute(
-        update(r)
-        .where(r.c.id == row_id)
-        .values(session_time=session_time, stopped=stopped, updated_utc=now)
+        _UPDATE_ACCOUNTING,
+        {"row_id": row_id, "counted": session_time, "is_stopped": stopped, "now": now},
     )
 
 
@@ -126,7 +139,5 @@ def session_property(conn: Connection, *, session_uid: UUID) -> int | None:
 
 
 def voucher_valid_to(conn: Connection, *, credential_uid: UUID) -> datetime | None:
-    found = conn.execute(
-        select(credentials.c.valid_to).where(credentials.c.uid == credential_uid)
-    ).first()
+    found = conn.execute(_VALID_TO, {"uid": credential_uid}).first()
     return None if found is None else found[0]
