@@ -35,12 +35,8 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.access import is_voucher, seed, settle
-from keyledger.domain.callers.service import (
-    ACCESS_TOKEN_ROLES,
-    add_access_token,
-    add_integration,
-    add_user,
-)
+from keyledger.domain.callers.integrations import add_access_token, add_integration
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.kit.clock import format_utc
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
@@ -256,7 +252,9 @@ def run(
             "AccessToken": token.secret,
             "Client": "keyledger-bench 1.0",
         }
-        client = httpx.Client(base_url=base, timeout=60)
+        # Idle connections are dropped well before the server's keep-alive timeout (5 s), so a
+        # request never meets a connection the server is closing (a reset, seen under load).
+        client = httpx.Client(base_url=base, timeout=60, limits=httpx.Limits(keepalive_expiry=1.0))
         ceiling, c50, c99 = _wrk(
             base, "/healthz", None, seconds=seconds, connections=connections, workdir=workdir
         )

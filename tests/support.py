@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,16 +26,20 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
+from keyledger.domain.callers.integrations import add_access_token, add_integration
 from keyledger.domain.callers.models import Actor, Scope
-from keyledger.domain.callers.service import add_access_token, add_integration
+from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.models import (
     Credential,
     Permissions,
     ReservationTokenDraft,
     TokenType,
 )
-from keyledger.domain.credentials.service import add_reservation_tokens
+from keyledger.domain.credentials.reservations import add_reservation_tokens
+from keyledger.domain.properties.models import Property
 from keyledger.domain.properties.service import add_property
+from keyledger.domain.resources.models import ResourceDraft, ResourceKind
+from keyledger.domain.resources.service import save_resources
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
@@ -366,7 +372,7 @@ class NexudusTenant:
 def add_user_to(
     deployment: Deployment, business_ids: list[int], roles: tuple[str, ...] = ALL_ROLES
 ) -> tuple[str, str]:
-    from keyledger.domain.callers.service import add_user
+    from keyledger.domain.callers.users import add_user
 
     email, password = f"user-{uuid.uuid4().hex[:8]}@example.com", "a long password"
     add_user(
@@ -426,3 +432,215 @@ def dump_database(url: str) -> str:
     return subprocess.run(
         ["pg_dump", "--data-only", url], capture_output=True, text=True, check=True
     ).stdout
+
+
+# ---- Helpers shared by several test modules (never import one test module from another) ----
+
+
+def assert_error(response: httpx.Response, status: int, message_start: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"Message", "RequestId", "Details"}
+    assert body["Details"] is None
+    assert body["RequestId"] == response.headers["Request-Id"]
+    assert uuid.UUID(body["RequestId"])
+    assert body["Message"].startswith(message_start), body["Message"]
+    assert "Traceback" not in body["Message"]
+    return body
+
+
+WINDOW = {"StartUtc": "2030-01-01T00:00:00Z", "EndUtc": "2030-03-01T00:00:00Z"}
+
+
+def add(tenant: Tenant, *items: dict[str, Any], **body: Any) -> list[dict[str, Any]]:
+    from tests.mews_schema import assert_valid_mews_response  # imports this module
+
+    response = tenant.mews("add", ResourceAccessTokenParameters=list(items), **body)
+    assert response.status_code == 200, response.text
+    assert_valid_mews_response("add", 200, response.json())
+    tokens: list[dict[str, Any]] = response.json()["ResourceAccessTokens"]
+    return tokens
+
+
+def get_all(tenant: Tenant, **body: Any) -> list[dict[str, Any]]:
+    body.setdefault("Limitation", {"Count": 1000})
+    from tests.mews_schema import assert_valid_mews_response  # imports this module
+
+    response = tenant.mews("getAll", **body)
+    assert response.status_code == 200, response.text
+    assert_valid_mews_response("getAll", 200, response.json())
+    tokens: list[dict[str, Any]] = response.json()["ResourceAccessTokens"]
+    return tokens
+
+
+KEYLEDGER = [sys.executable, "-m", "keyledger"]
+
+
+def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KEYLEDGER_DATABASE_URL": database_url}
+    return subprocess.run(
+        [*KEYLEDGER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def ok(database_url: str, *args: str) -> dict[str, Any]:
+    done = run(database_url, *args)
+    assert done.returncode == 0, done.stderr
+    payload: dict[str, Any] = json.loads(done.stdout)
+    return payload
+
+
+def v1(tenant: Tenant, method: str, path: str, **body: Any) -> httpx.Response:
+    return tenant.http.request(
+        method,
+        f"/api/v1{path}",
+        json=body or None,
+        headers={"Authorization": f"Bearer {tenant.access_token}"},
+    )
+
+
+def put(
+    tenant: Tenant, uid: uuid.UUID, kind: str, parent: uuid.UUID | None = None, **extra: Any
+) -> httpx.Response:
+    return v1(
+        tenant,
+        "PUT",
+        f"/resources/{uid}",
+        Kind=kind,
+        Name=extra.pop("Name", f"{kind} {str(uid)[:4]}"),
+        ParentId=None if parent is None else str(parent),
+        **extra,
+    )
+
+
+def building(tenant: Tenant) -> dict[str, uuid.UUID]:
+    tree = {name: uuid.uuid4() for name in ("building", "floor", "room", "bed", "other_room")}
+    assert put(tenant, tree["building"], "Building").status_code == 200
+    assert put(tenant, tree["floor"], "Floor", tree["building"]).status_code == 200
+    assert put(tenant, tree["room"], "Room", tree["floor"]).status_code == 200
+    assert put(tenant, tree["bed"], "Bed", tree["room"]).status_code == 200
+    assert put(tenant, tree["other_room"], "Room", tree["floor"]).status_code == 200
+    return tree
+
+
+def check(
+    tenant: Tenant,
+    reader: uuid.UUID,
+    value: str,
+    at: str = "2030-01-02T12:00:00Z",
+    token_type: str = "PinCode",
+) -> dict[str, Any]:
+    response = v1(
+        tenant, "POST", "/access/check", ResourceId=str(reader), Type=token_type, Value=value, At=at
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def token(
+    tenant: Tenant,
+    value: str,
+    resource: uuid.UUID | None,
+    token_type: str = "PinCode",
+    **flags: bool,
+) -> str:
+    permissions = {
+        name: {"Value": flags.get(name.lower(), False)}
+        for name in ("Bed", "Room", "Floor", "Building")
+    }
+    parameters = token_parameters(
+        value=value,
+        token_type=token_type,
+        start="2030-01-01T00:00:00Z",
+        end="2030-01-05T00:00:00Z",
+        Permissions=permissions,
+    )
+    if resource is not None:
+        parameters["ResourceId"] = str(resource)
+    (made,) = add(tenant, parameters)
+    return str(made["Id"])
+
+
+@dataclass(frozen=True)
+class Building:
+    """A small resource tree: building > floor > rooms 1 and 2, bed A in room 1."""
+
+    property: Property
+    building: uuid.UUID
+    floor: uuid.UUID
+    room_1: uuid.UUID
+    room_2: uuid.UUID
+    bed_a: uuid.UUID
+
+
+def add_building(store: Store, prop: Property) -> Building:
+    """``Building`` in ``prop``, through the resource service."""
+    tree = Building(prop, *(uuid.uuid4() for _ in range(5)))
+    save_resources(
+        store,
+        actor=Actor.system(),
+        batches={
+            prop: [
+                ResourceDraft(tree.building, None, ResourceKind.BUILDING, "Building"),
+                ResourceDraft(tree.floor, tree.building, ResourceKind.FLOOR, "Floor"),
+                ResourceDraft(tree.room_1, tree.floor, ResourceKind.ROOM, "Room 1"),
+                ResourceDraft(tree.room_2, tree.floor, ResourceKind.ROOM, "Room 2"),
+                ResourceDraft(tree.bed_a, tree.room_1, ResourceKind.BED, "Bed A"),
+            ]
+        },
+        on_reach_change=reach_check(store.sealer),
+    )
+    return tree
+
+
+ROOM_ONLY = Permissions(room=True)
+
+
+def door_token(
+    value: str,
+    valid_from: datetime,
+    valid_to: datetime,
+    *,
+    resource_id: uuid.UUID | None = None,
+    permissions: Permissions = ROOM_ONLY,
+) -> ReservationTokenDraft:
+    """A PIN token's draft with a service order of its own."""
+    return ReservationTokenDraft(
+        service_order_id=uuid.uuid4(),
+        token_type=TokenType.PIN_CODE,
+        value=value,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        permissions=permissions,
+        resource_id=resource_id,
+    )
+
+
+def add_door_tokens(
+    store: Store, prop: Property, drafts: Sequence[ReservationTokenDraft]
+) -> list[Credential]:
+    """The tokens, through the credential service (in order)."""
+    return add_reservation_tokens(store, scope=Scope((prop,)), actor=Actor.system(), drafts=drafts)
+
+
+def readme_example(name: str) -> str:
+    """The shell block after ``<!-- readme-example: NAME -->`` in the README."""
+    readme = (REPO / "README.md").read_text()
+    found = re.search(
+        rf"<!-- readme-example: {re.escape(name)} -->\n```sh\n(.*?)\n```", readme, re.DOTALL
+    )
+    assert found, name
+    return found.group(1)
+
+
+def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

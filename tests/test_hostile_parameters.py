@@ -27,7 +27,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from keyledger.domain.callers.service import add_access_token, add_integration, add_user
+from keyledger.domain.callers.integrations import add_access_token, add_integration
+from keyledger.domain.callers.users import add_user
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.settings import Settings
 from keyledger.store import Store

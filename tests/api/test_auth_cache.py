@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyledger.domain.callers.service import revoke_access_token, set_integration_enabled
+from keyledger.domain.callers.integrations import revoke_access_token, set_integration_enabled
 from tests.support import DatabaseFactory, Deployment, deploy, make_tenant, token_parameters
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES, add_user
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.web.auth_throttle import address_key
 from tests.support import (
     MEWS_PATH,

@@ -9,50 +9,19 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from keyledger.domain.callers.service import add_access_token
+from keyledger.domain.callers.integrations import add_access_token
 from keyledger.store.schema import events
-from tests.api.test_resources import building, v1
-from tests.dialects.mews.test_operations import add
-from tests.support import DatabaseFactory, Deployment, Tenant, deploy, make_tenant, token_parameters
-
-
-def check(
-    tenant: Tenant,
-    reader: uuid.UUID,
-    value: str,
-    at: str = "2030-01-02T12:00:00Z",
-    token_type: str = "PinCode",
-) -> dict[str, Any]:
-    response = v1(
-        tenant, "POST", "/access/check", ResourceId=str(reader), Type=token_type, Value=value, At=at
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def token(
-    tenant: Tenant,
-    value: str,
-    resource: uuid.UUID | None,
-    token_type: str = "PinCode",
-    **flags: bool,
-) -> str:
-    permissions = {
-        name: {"Value": flags.get(name.lower(), False)}
-        for name in ("Bed", "Room", "Floor", "Building")
-    }
-    parameters = token_parameters(
-        value=value,
-        token_type=token_type,
-        start="2030-01-01T00:00:00Z",
-        end="2030-01-05T00:00:00Z",
-        Permissions=permissions,
-    )
-    if resource is not None:
-        parameters["ResourceId"] = str(resource)
-    (made,) = add(tenant, parameters)
-    return str(made["Id"])
+from tests.support import (
+    DatabaseFactory,
+    Deployment,
+    Tenant,
+    building,
+    check,
+    deploy,
+    make_tenant,
+    token,
+    v1,
+)
 
 
 def reasons(tenant: Tenant, value: str, *readers: uuid.UUID, **kwargs: Any) -> list[str]:

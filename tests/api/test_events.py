@@ -8,19 +8,20 @@ from typing import Any
 from sqlalchemy import select
 
 from keyledger.store.schema import events
-from tests.api.test_door_checks import check
-from tests.api.test_resources import building, v1
-from tests.cli.test_admin import ok
-from tests.dialects.mews.test_operations import add
 from tests.support import (
     DatabaseFactory,
     Deployment,
     NexudusTenant,
     Tenant,
+    add,
     add_user_to,
+    building,
+    check,
     make_tenant,
+    ok,
     settings_for,
     token_parameters,
+    v1,
 )
 
 

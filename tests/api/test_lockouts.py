@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyledger.domain.callers.service import (
+from keyledger.domain.callers.users import (
     ACCESS_TOKEN_ROLES,
     add_user,
     set_user_enabled,

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES, add_user
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from tests.ops.harness import braked_server
 from tests.support import (
     REDIS_URL,

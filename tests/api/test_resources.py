@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-import httpx
-
-from keyledger.domain.callers.service import revoke_access_token
-from tests.cli.test_admin import ok, run
-from tests.support import DatabaseFactory, Deployment, Tenant, make_tenant
-
-
-def v1(tenant: Tenant, method: str, path: str, **body: Any) -> httpx.Response:
-    return tenant.http.request(
-        method,
-        f"/api/v1{path}",
-        json=body or None,
-        headers={"Authorization": f"Bearer {tenant.access_token}"},
-    )
-
-
-def put(
-    tenant: Tenant, uid: uuid.UUID, kind: str, parent: uuid.UUID | None = None, **extra: Any
-) -> httpx.Response:
-    return v1(
-        tenant,
-        "PUT",
-        f"/resources/{uid}",
-        Kind=kind,
-        Name=extra.pop("Name", f"{kind} {str(uid)[:4]}"),
-        ParentId=None if parent is None else str(parent),
-        **extra,
-    )
-
-
-def building(tenant: Tenant) -> dict[str, uuid.UUID]:
-    tree = {name: uuid.uuid4() for name in ("building", "floor", "room", "bed", "other_room")}
-    assert put(tenant, tree["building"], "Building").status_code == 200
-    assert put(tenant, tree["floor"], "Floor", tree["building"]).status_code == 200
-    assert put(tenant, tree["room"], "Room", tree["floor"]).status_code == 200
-    assert put(tenant, tree["bed"], "Bed", tree["room"]).status_code == 200
-    assert put(tenant, tree["other_room"], "Room", tree["floor"]).status_code == 200
-    return tree
+from keyledger.domain.callers.integrations import revoke_access_token
+from tests.support import (
+    DatabaseFactory,
+    Deployment,
+    Tenant,
+    building,
+    make_tenant,
+    ok,
+    put,
+    run,
+    v1,
+)
 
 
 def test_put_get_list_and_delete(tenant: Tenant) -> None:

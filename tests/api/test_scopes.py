@@ -12,12 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
+from keyledger.domain.callers.integrations import (
+    add_access_token,
+    add_integration,
+    list_access_tokens,
+)
 from keyledger.domain.callers.permissions import OPERATION_PERMISSIONS, Permission
-from keyledger.domain.callers.service import add_access_token, add_integration, list_access_tokens
 from keyledger.domain.properties.service import add_property
 from keyledger.web.api import router as api
 from keyledger.web.mews import router as mews
-from tests.cli.test_admin import ok, run
 from tests.support import (
     MEWS_PATH,
     REPO,
@@ -27,6 +30,8 @@ from tests.support import (
     add_user_to,
     deploy,
     dump_database,
+    ok,
+    run,
     token_parameters,
 )
 

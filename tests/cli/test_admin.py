@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -22,23 +20,7 @@ from keyledger.store.schema import (
     properties,
     users,
 )
-from tests.support import MEWS_PATH, NEXUDUS_PATH, DatabaseFactory, deploy
-
-KEYLEDGER = [sys.executable, "-m", "keyledger"]
-
-
-def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KEYLEDGER_DATABASE_URL": database_url}
-    return subprocess.run(
-        [*KEYLEDGER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def ok(database_url: str, *args: str) -> dict[str, Any]:
-    done = run(database_url, *args)
-    assert done.returncode == 0, done.stderr
-    payload: dict[str, Any] = json.loads(done.stdout)
-    return payload
+from tests.support import KEYLEDGER, MEWS_PATH, NEXUDUS_PATH, DatabaseFactory, deploy, ok, run
 
 
 def _counts(database_url: str) -> dict[str, int]:

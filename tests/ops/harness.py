@@ -15,12 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from keyledger.domain.callers.service import (
-    ACCESS_TOKEN_ROLES,
-    add_access_token,
-    add_integration,
-    add_user,
-)
+from keyledger.domain.callers.integrations import add_access_token, add_integration
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.domain.properties.models import Property
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store

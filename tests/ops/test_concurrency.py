@@ -25,8 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from keyledger.domain.callers.service import add_user
-from keyledger.domain.credentials import repository as credentials
+from keyledger.domain.callers.users import add_user
+from keyledger.domain.credentials import reservation_repository as credentials
 from keyledger.domain.properties.models import Property
 from keyledger.store import Store
 from keyledger.store.schema import events

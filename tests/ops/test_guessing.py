@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from keyledger.domain.callers.service import add_access_token, add_integration
-from keyledger.domain.credentials.service import CONCEALED_COLLISION
+from keyledger.domain.callers.integrations import add_access_token, add_integration
+from keyledger.domain.credentials.reservations import CONCEALED_COLLISION
 from keyledger.domain.properties.models import Property
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
@@ -447,14 +447,14 @@ def test_a_write_only_token_learns_no_pin_from_the_collision_rule(server: Server
 
 
 def _connection(server: Server, token: Token) -> int:
-    from keyledger.domain.callers.service import authenticate_access_token
+    from keyledger.domain.callers.integrations import authenticate_access_token
 
     caller = authenticate_access_token(server.store, access_token=token.access_token)
     return caller.connection_id
 
 
 def _user(server: Server, prop: Property) -> tuple[str, str]:
-    from keyledger.domain.callers.service import add_user
+    from keyledger.domain.callers.users import add_user
 
     email, password = f"user-{uuid.uuid4().hex[:8]}@example.com", "a long password"
     add_user(

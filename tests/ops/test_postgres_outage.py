@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
@@ -94,7 +95,19 @@ def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
     store = Store(settings_for(url))
     upgrade(store.engine)
     prop, mews = mews_caller(store, "Outage")
+    add_user(
+        store,
+        email="outage@example.com",
+        password="a long enough password",
+        business_ids=[prop.business_id],
+        roles=ACCESS_TOKEN_ROLES,
+    )
     store.dispose()
+    grant = {
+        "grant_type": "password",
+        "username": "outage@example.com",
+        "password": "a long enough password",
+    }
     get_all = {**mews, "ServiceOrderIds": [str(prop.enterprise_id)], "Limitation": {"Count": 1}}
     bearer = {"Authorization": f"Bearer {mews['AccessToken']}"}
     port = free_port()
@@ -111,6 +124,7 @@ def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
                 started = time.monotonic()
                 mews_answer = http.post(f"{MEWS_PATH}/getAll", json=get_all)
                 v1_answer = http.get("/api/v1/events", headers=bearer)
+                token_answer = http.post("/api/token", data=grant)
                 took = time.monotonic() - started
                 slowest = max(slowest, took)
                 assert took < 6, "a request hung during the outage"
@@ -120,7 +134,12 @@ def test_an_outage_fails_fast_in_each_dialects_shape_and_heals_by_itself(
                     "The credential store is unavailable"
                 )
                 assert v1_answer.status_code in (401, 503)  # remembered caller or not
-                for answer in (mews_answer, v1_answer):
+                # /api/token: the same route machinery, in RFC 6749's shape.
+                assert token_answer.status_code == 503
+                assert token_answer.headers["Retry-After"] == "1"
+                assert token_answer.json()["error"] == "temporarily_unavailable"
+                assert set(token_answer.json()) == {"error", "error_description"}
+                for answer in (mews_answer, v1_answer, token_answer):
                     for internal in ("Traceback", "psycopg", "sqlalchemy", "connection to server"):
                         assert internal not in answer.text
                 seen += 1

@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import create_engine, func
 from sqlalchemy import select as sql_select
 
-from keyledger.domain.callers.service import add_user
+from keyledger.domain.callers.users import add_user
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.schema import credentials, events, hotspot_sessions

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_benchmarks import bench
+from tests.support import bench
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,7 @@ from sqlalchemy import select
 
 from keyledger.store import Store
 from keyledger.store.schema import nas_clients
-from tests.cli.test_admin import ok, run
-from tests.support import DatabaseFactory, sealing_for, settings_for
+from tests.support import DatabaseFactory, ok, run, sealing_for, settings_for
 
 
 def test_add_list_and_remove_nas(

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES, add_user
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.domain.nas.service import add_nas
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
@@ -488,7 +488,7 @@ def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
 
 
 def test_http_and_radius_share_user_limit_sessions_and_events(radius: RadiusDeployment) -> None:
-    from keyledger.domain.callers.service import add_access_token, add_integration
+    from keyledger.domain.callers.integrations import add_access_token, add_integration
 
     integration = add_integration(radius.store, name=f"wifi-{uuid.uuid4().hex[:6]}")
     token = add_access_token(

@@ -17,8 +17,13 @@ from keyledger.cli.demo import provision_demo
 from keyledger.store import Store
 from tests.ops.harness import start_server
 from tests.radius.support import free_udp_port, radclient
-from tests.support import DatabaseFactory, free_port, sealing_for, settings_for
-from tests.test_readme import readme_example
+from tests.support import (
+    DatabaseFactory,
+    free_port,
+    readme_example,
+    sealing_for,
+    settings_for,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -18,13 +18,14 @@ from sqlalchemy import func, select
 from keyledger.domain.callers import repository
 from keyledger.domain.callers import users as user_auth
 from keyledger.domain.callers.models import IssuedBearer
-from keyledger.domain.callers.service import add_user, set_user_password
 from keyledger.domain.callers.users import (
     PasswordCache,
     PasswordVerifier,
+    add_user,
     authenticate_bearer,
     issue_bearer_for_password,
     refresh_bearer,
+    set_user_password,
 )
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.clock import utc_now

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from sqlalchemy import bindparam, update
 
 from keyledger.domain.callers.models import Scope
-from keyledger.domain.credentials import repository
+from keyledger.domain.credentials import reservation_repository as repository
 from keyledger.domain.credentials.models import (
     ActivityState,
     ReservationTokenQuery,
     TimeInterval,
 )
-from keyledger.domain.credentials.service import list_reservation_tokens
+from keyledger.domain.credentials.reservations import list_reservation_tokens
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import credentials

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, func, select
 
 from keyledger.domain.callers.models import Actor
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import EventKind, NewEvent
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import DeadlineExceeded, RuleViolation
 from keyledger.store import Store, deadline_scope
@@ -31,7 +31,10 @@ def store(databases: DatabaseFactory) -> Iterator[Store]:
 def _append(label: str) -> Callable[[Connection], str]:
     def work(conn: Connection) -> str:
         events.append(
-            conn, kind=EventKind.ACCESS_CHECKED, actor=Actor.system(), now=utc_now(), outcome=label
+            conn,
+            NewEvent(EventKind.ACCESS_CHECKED, outcome=label),
+            actor=Actor.system(),
+            now=utc_now(),
         )
         return label
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 
-from keyledger.domain.callers.service import add_user
+from keyledger.domain.callers.users import add_user
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.clock import utc_now
 from keyledger.kit.settings import Settings
@@ -83,12 +83,12 @@ def test_0008_makes_each_existing_bearer_pair_a_family_of_its_own(
 
 def test_0010_gives_every_existing_access_token_every_scope(databases: DatabaseFactory) -> None:
     """Tokens made before scopes keep working exactly as before: they hold all seven."""
-    from keyledger.domain.callers.permissions import EVERY_PERMISSION
-    from keyledger.domain.callers.service import (
+    from keyledger.domain.callers.integrations import (
         add_access_token,
         add_integration,
         authenticate_access_token,
     )
+    from keyledger.domain.callers.permissions import EVERY_PERMISSION
     from keyledger.store.schema import connections
 
     store = Store(Settings(database_url=databases.new_url()))

@@ -16,7 +16,7 @@ from keyledger.domain.credentials.models import (
     ReservationTokenQuery,
     TimeInterval,
 )
-from keyledger.domain.credentials.service import (
+from keyledger.domain.credentials.reservations import (
     delete_reservation_tokens,
     list_reservation_tokens,
     update_reservation_tokens,

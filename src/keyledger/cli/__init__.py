@@ -208,7 +208,7 @@ def list_properties() -> None:
 @click.option("--name", required=True)
 def add_integration(name: str) -> None:
     """Register an integration; prints its ClientToken once."""
-    from keyledger.domain.callers.service import add_integration as add
+    from keyledger.domain.callers.integrations import add_integration as add
 
     issued = add(_store(), name=name)
     _emit({"IntegrationId": issued.id, "Name": issued.name, "ClientToken": issued.secret})
@@ -217,7 +217,7 @@ def add_integration(name: str) -> None:
 def _integration_switch(
     enabled: bool, client_token: str | None, integration_id: int | None
 ) -> None:
-    from keyledger.domain.callers.service import set_integration_enabled
+    from keyledger.domain.callers.integrations import set_integration_enabled
 
     if (client_token is None) == (integration_id is None):
         raise CommandError("give exactly one of --client-token and --id")
@@ -257,7 +257,7 @@ def add_access_token(
     client_token: str, enterprises: tuple[UUID, ...], scopes: tuple[str, ...]
 ) -> None:
     """Connect an integration to enterprises; several make a portfolio token. Printed once."""
-    from keyledger.domain.callers.service import add_access_token as add
+    from keyledger.domain.callers.integrations import add_access_token as add
 
     issued = add(
         _store(), client_token=client_token, enterprise_ids=list(enterprises), scopes=scopes
@@ -275,7 +275,7 @@ def add_access_token(
 @admin.command("list-access-tokens")
 def list_access_tokens() -> None:
     """List every access token: id, integration, enterprises, scopes (never the token)."""
-    from keyledger.domain.callers.service import list_access_tokens as listing
+    from keyledger.domain.callers.integrations import list_access_tokens as listing
     from keyledger.kit.clock import format_utc
 
     _emit(
@@ -303,7 +303,7 @@ def list_access_tokens() -> None:
 @click.option("--id", "connection_id", type=int, default=None)
 def revoke_access_token(access_token: str | None, connection_id: int | None) -> None:
     """Revoke an access token: it stops working at once."""
-    from keyledger.domain.callers.service import revoke_access_token as revoke
+    from keyledger.domain.callers.integrations import revoke_access_token as revoke
 
     if (access_token is None) == (connection_id is None):
         raise CommandError("give exactly one of --access-token and --id")
@@ -320,13 +320,13 @@ def add_user(
     email: str, password: str, businesses: tuple[int, ...], roles: tuple[str, ...]
 ) -> None:
     """Add a Nexudus API user with roles in the given businesses."""
-    from keyledger.domain.callers.service import add_user as add
+    from keyledger.domain.callers.users import add_user as add
 
     _emit(add(_store(), email=email, password=password, business_ids=businesses, roles=roles))
 
 
 def _user_switch(email: str, enabled: bool) -> None:
-    from keyledger.domain.callers.service import set_user_enabled
+    from keyledger.domain.callers.users import set_user_enabled
 
     _emit_user_change(set_user_enabled(_store(), email=email, enabled=enabled), Enabled=enabled)
 
@@ -361,7 +361,7 @@ def enable_user(email: str) -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def set_password(email: str, password: str) -> None:
     """Replace a user's password (asked for when not given); its bearer tokens are revoked."""
-    from keyledger.domain.callers.service import set_user_password
+    from keyledger.domain.callers.users import set_user_password
 
     changed = set_user_password(_store(), email=email, password=password)
     _emit_user_change(changed, PasswordChanged=True)

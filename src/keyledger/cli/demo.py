@@ -1,29 +1,34 @@
 """Demo data (``keyledger serve --demo``): the seed documents' public example credentials and the
 records of section 4 of the wire contract. Provisioned once per store: a mark in ``store_marks``
-keeps a restart from bringing back what a client changed or deleted."""
+keeps a restart from bringing back what a client changed or deleted.
+
+The records go in through the domain (``credentials.reservations.import_credentials``,
+``resources.service.import_resources``, the caller and property repositories), with the ids and
+times the seed documents show, and without events: demo data is not something anyone did, so a
+fresh demo's event log is empty (docs/access.md, "Events")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository as callers
 from keyledger.domain.callers.permissions import EVERY_PERMISSION, ordered
-from keyledger.domain.callers.service import ACCESS_TOKEN_ROLES
-from keyledger.domain.credentials import voucher_repository
-from keyledger.domain.credentials.models import CredentialKind
-from keyledger.domain.credentials.repository import insert_credentials
-from keyledger.domain.nas.service import add_nas
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES
+from keyledger.domain.credentials.models import Credential, CredentialKind, Permissions, TokenType
+from keyledger.domain.credentials.reservations import import_credentials
+from keyledger.domain.nas.service import import_nas
 from keyledger.domain.properties import repository as properties
-from keyledger.domain.resources import repository as resources
-from keyledger.domain.resources.models import Resource, ResourceDraft, ResourceKind
+from keyledger.domain.properties.models import Property
+from keyledger.domain.resources.models import ResourceDraft, ResourceKind
+from keyledger.domain.resources.service import import_resources
 from keyledger.kit.clock import utc_now
 from keyledger.kit.hashing import hash_password, secret_digest
 from keyledger.store import Store
-from keyledger.store.schema import credentials, store_marks
+from keyledger.store.marks import has_mark, set_mark
 
 MARK = "demo-provisioned"
 CLIENT_TOKEN = "E0D439EE522F44368DC78E1BFB03710C-D24FB11DBE31D4621C4817E028D9E1D"
@@ -40,68 +45,79 @@ def _at(text_value: str) -> datetime:
     return datetime.fromisoformat(text_value).replace(tzinfo=UTC)
 
 
-def _reservation_token(
-    *,
-    uid: str,
-    service_order: str,
-    token_type: str,
-    value: str,
-    valid_from: str,
-    valid_to: str,
-    created: str,
-    room: bool = True,
-    floor: bool = False,
-    building: bool = False,
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "uid": UUID(uid),
-        "kind": CredentialKind.RESERVATION.value,
-        "value": value,
-        "token_type": token_type,
-        "service_order_id": UUID(service_order),
-        "companionship_id": extra.get("companionship_id"),
-        "resource_id": extra.get("resource_id"),
-        "serial_number": extra.get("serial_number"),
-        "valid_from": _at(valid_from),
-        "valid_to": _at(valid_to),
-        "perm_bed": False,
-        "perm_room": room,
-        "perm_floor": floor,
-        "perm_building": building,
-        "created_utc": _at(created),
-        "updated_utc": _at(created),
-        "created_by": "System",
-        "updated_by": "System",
-    }
+ROOM = Permissions(room=True)
+
+
+@dataclass(frozen=True)
+class DemoToken:
+    """A reservation token of the seed examples (room flag only unless told)."""
+
+    uid: str
+    service_order: str
+    token_type: TokenType
+    value: str
+    valid_from: str
+    valid_to: str
+    created: str
+    permissions: Permissions = ROOM
+    companionship_id: UUID | None = None
+    resource_id: UUID | None = None
+    serial_number: str | None = None
+
+    def credential(self, hotel: Property) -> Credential:
+        return Credential(
+            id=0,
+            uid=UUID(self.uid),
+            property=hotel,
+            kind=CredentialKind.RESERVATION,
+            value=self.value,
+            token_type=self.token_type,
+            service_order_id=UUID(self.service_order),
+            companionship_id=self.companionship_id,
+            resource_id=self.resource_id,
+            serial_number=self.serial_number,
+            valid_from=_at(self.valid_from),
+            valid_to=_at(self.valid_to),
+            permissions=self.permissions,
+            description=None,
+            minutes_included=None,
+            minutes_left=None,
+            user_limit=None,
+            last_access=None,
+            system_id=None,
+            created_utc=_at(self.created),
+            updated_utc=_at(self.created),
+            created_by="System",
+            updated_by="System",
+            deleted_utc=None,
+        )
 
 
 RESERVATION_TOKENS = [
-    _reservation_token(
+    DemoToken(
         uid="90eff5aa-36b4-4689-80c0-ab3a00bb412e",
         service_order="65eff5aa-36b4-4689-80c0-ab3a00bb412e",
-        token_type="RfidTag",
+        token_type=TokenType.RFID_TAG,
         value="04A224B2C15E80",
         serial_number="CARD-0001",
         valid_from="2020-02-14T14:00:00",
         valid_to="2020-02-18T10:00:00",
         created="2020-01-06T09:00:00",
-        floor=True,
-        building=True,
+        permissions=Permissions(room=True, floor=True, building=True),
     ),
-    _reservation_token(
+    DemoToken(
         uid="e7f26210-10e7-462e-9da8-ae8300be8ab7",
         service_order="65eff5aa-36b4-4689-80c0-ab3a00bb412e",
-        token_type="PinCode",
+        token_type=TokenType.PIN_CODE,
         value="8520#",
         valid_from="2020-02-14T14:00:00",
         valid_to="2020-02-18T10:00:00",
         created="2020-01-07T09:00:00",
     ),
-    _reservation_token(
+    DemoToken(
         uid="35d4b117-4e60-44a3-9580-c582117eff98",
         service_order="35d4b117-4e60-44a3-9580-c582117eff98",
-        token_type="PinCode",
+        token_type=TokenType.PIN_CODE,
         value="4711#",
         companionship_id=UUID("25d4b117-4e60-44a3-9580-c582117eff98"),
         resource_id=UUID("65d4b117-4e60-44a3-9580-c582117eff98"),
@@ -114,26 +130,49 @@ RESERVATION_TOKENS = [
 SYSTEM_ID = "{ metadata: { id: 887766, processed: true } }"
 
 
-def _voucher(row_id: int, code: str, minutes: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": row_id,
-        "uid": extra.get("uid") or UUID(int=row_id, version=4),
-        "kind": CredentialKind.VOUCHER.value,
-        "value": code,
-        "description": extra.get("description"),
-        "minutes_included": minutes,
-        "minutes_left": minutes,
-        "user_limit": extra.get("user_limit"),
-        "system_id": extra.get("system_id"),
-        "created_utc": _at("2018-07-03T06:23:01"),
-        "updated_utc": _at("2020-01-01T21:57:21"),
-        "created_by": "System",
-        "updated_by": "System",
-    }
+@dataclass(frozen=True)
+class DemoVoucher:
+    """A voucher of the Nexudus seed examples, with the row id they show."""
+
+    row_id: int
+    code: str
+    minutes: int
+    description: str | None = None
+    user_limit: int | None = None
+    uid: UUID | None = None
+    system_id: str | None = None
+
+    def credential(self, hotel: Property) -> Credential:
+        return Credential(
+            id=self.row_id,
+            uid=self.uid or UUID(int=self.row_id, version=4),
+            property=hotel,
+            kind=CredentialKind.VOUCHER,
+            value=self.code,
+            token_type=None,
+            service_order_id=None,
+            companionship_id=None,
+            resource_id=None,
+            serial_number=None,
+            valid_from=None,
+            valid_to=None,
+            permissions=Permissions(),
+            description=self.description,
+            minutes_included=self.minutes,
+            minutes_left=self.minutes,
+            user_limit=self.user_limit,
+            last_access=None,
+            system_id=self.system_id,
+            created_utc=_at("2018-07-03T06:23:01"),
+            updated_utc=_at("2020-01-01T21:57:21"),
+            created_by="System",
+            updated_by="System",
+            deleted_utc=None,
+        )
 
 
 VOUCHERS = [
-    _voucher(
+    DemoVoucher(
         1234567,
         "00001",
         600,
@@ -142,8 +181,8 @@ VOUCHERS = [
         uid=UUID("d0d0c98d-f01b-4869-9e48-1db584428e9b"),
         system_id=SYSTEM_ID,
     ),
-    _voucher(9876541, "00002", 120),
-    _voucher(12345678, "00003", 60),
+    DemoVoucher(9876541, "00002", 120),
+    DemoVoucher(12345678, "00003", 60),
 ]
 
 
@@ -167,7 +206,7 @@ DEMO_BUILDING = [
 
 
 def provision_demo(store: Store) -> bool:
-    """The demo records, then the demo building (each once per store)."""
+    """The demo records, then the demo building and the demo NAS (each once per store)."""
     created = _provision_records(store)
     _provision_building(store)
     _provision_nas(store)
@@ -176,49 +215,38 @@ def provision_demo(store: Store) -> bool:
 
 def _provision_nas(store: Store) -> None:
     """The demo NAS (``radclient`` at 127.0.0.1, secret testing123) for the demo hotel's
-    business, once per store."""
-    with store.read() as conn:
-        mark = select(store_marks.c.name).where(store_marks.c.name == NAS_MARK)
-        done = conn.execute(mark).first()
-        hotel = properties.by_enterprise_ids(conn, [HOTEL])
-    if done or not hotel:
-        return
-    add_nas(
-        store,
-        business_id=hotel[0].business_id,
-        address=NAS_ADDRESS,
-        secret=NAS_SECRET,
-        name="Demo hotspot",
-    )
+    business (an event-less import, as every demo record)."""
     with store.write() as conn:
-        conn.execute(insert(store_marks), {"name": NAS_MARK, "created_utc": utc_now()})
+        hotel = properties.by_enterprise_ids(conn, [HOTEL])
+        if has_mark(conn, NAS_MARK) or not hotel:
+            return
+        import_nas(
+            conn,
+            store.sealer,
+            business_id=hotel[0].business_id,
+            address=NAS_ADDRESS,
+            secret=NAS_SECRET,
+            name="Demo hotspot",
+        )
+        set_mark(conn, NAS_MARK, now=utc_now())
 
 
 def _provision_building(store: Store) -> None:
-    """The demo building, written directly (parents first): demo data is not an event, so it
-    bypasses the resource service, which records every save (docs/access.md, "Events")."""
+    """The demo building (an event-less import, as every demo record)."""
     with store.write() as conn:
-        done = conn.execute(
-            select(store_marks.c.name).where(store_marks.c.name == RESOURCES_MARK)
-        ).first()
         hotel = properties.by_enterprise_ids(conn, [HOTEL])
-        if done or not hotel:
+        if has_mark(conn, RESOURCES_MARK) or not hotel:
             return
         now = utc_now()
-        for draft in DEMO_BUILDING:
-            resources.upsert(
-                conn,
-                Resource(hotel[0].id, draft.uid, draft.parent_uid, draft.kind, draft.name),
-                now=now,
-            )
-        conn.execute(insert(store_marks), {"name": RESOURCES_MARK, "created_utc": now})
+        import_resources(conn, prop=hotel[0], drafts=DEMO_BUILDING, now=now)
+        set_mark(conn, RESOURCES_MARK, now=now)
 
 
 def _provision_records(store: Store) -> bool:
     """Create the demo records unless this store has had them once. True when it created them."""
     password_hash = hash_password(USER_PASSWORD)
     with store.write() as conn:
-        if conn.execute(select(store_marks.c.name).where(store_marks.c.name == MARK)).first():
+        if has_mark(conn, MARK):
             return False
         now = utc_now()
         hotel = _property(conn, HOTEL, HOTEL_BUSINESS, "Keyledger Demo Hotel", now)
@@ -247,20 +275,16 @@ def _provision_records(store: Store) -> bool:
             callers.insert_memberships(
                 conn, user_id=user_id, property_ids=[hotel], roles=ACCESS_TOKEN_ROLES
             )
-        wanted = [*RESERVATION_TOKENS, *VOUCHERS]
-        present = set(
-            conn.execute(
-                select(credentials.c.uid).where(credentials.c.uid.in_([r["uid"] for r in wanted]))
-            ).scalars()
+        (target,) = properties.by_ids(conn, [hotel])
+        import_credentials(
+            conn,
+            [
+                *(token.credential(target) for token in RESERVATION_TOKENS),
+                *(voucher.credential(target) for voucher in VOUCHERS),
+            ],
+            store.sealer,
         )
-        rows = [
-            {**row, "property_id": hotel, **_value_columns(store, row)}
-            for row in wanted
-            if row["uid"] not in present
-        ]
-        if rows:
-            _insert_defaults(conn, rows)
-        conn.execute(insert(store_marks), {"name": MARK, "created_utc": now})
+        set_mark(conn, MARK, now=now)
     return True
 
 
@@ -280,34 +304,3 @@ def _property(
         timezone="Europe/London",
         now=now,
     ).id
-
-
-def _value_columns(store: Store, row: dict[str, Any]) -> dict[str, Any]:
-    if row["kind"] == CredentialKind.RESERVATION.value:
-        return store.sealer.columns(row["uid"], row["value"])
-    return voucher_repository.key_columns(row["value"], row.get("description"))
-
-
-def _insert_defaults(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    columns = [column.name for column in credentials.columns]
-    defaults: dict[str, Any] = dict.fromkeys(columns)
-    defaults.update(
-        perm_bed=False, perm_room=False, perm_floor=False, perm_building=False, usage_seconds=0
-    )
-    with_ids = [{**defaults, **row} for row in rows if "id" in row]
-    without_ids = [
-        {k: v for k, v in {**defaults, **row}.items() if k != "id"}
-        for row in rows
-        if "id" not in row
-    ]
-    if without_ids:
-        insert_credentials(conn, without_ids)
-    if with_ids:
-        conn.execute(insert(credentials), with_ids)
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "SELECT setval(pg_get_serial_sequence('credentials', 'id'), "
-                    "(SELECT max(id) FROM credentials))"
-                )
-            )

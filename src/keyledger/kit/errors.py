@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 
 class DomainError(Exception):
@@ -105,3 +106,23 @@ class StoreUnavailable(DomainError):
 class WriteConflict(StoreUnavailable):
     """PostgreSQL chose this transaction as the victim of a deadlock or serialization failure:
     nothing was changed, and running it again may succeed (``Store.write_retrying``)."""
+
+
+class KeysMissing(DomainError):
+    """Values are sealed with keys the configuration does not hold (``keyledger rekey``)."""
+
+
+Answer = TypeVar("Answer")
+
+
+def lookup(table: Mapping[Any, Answer], error: BaseException) -> Answer | None:
+    """The entry of ``error``'s class in a dialect's error table, else of its nearest ancestor
+    (along the MRO, as Starlette looks up exception handlers); None when no ancestor has one.
+    Each dialect's table has an entry for every ``DomainError`` class
+    (tests/dialects/test_error_tables.py), so the fallback along the MRO only serves subclasses
+    defined outside keyledger."""
+    for cls in type(error).__mro__:
+        found = table.get(cls)
+        if found is not None:
+            return found
+    return None

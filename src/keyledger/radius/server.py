@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import structlog
 
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.nas import service as nas_service
 from keyledger.domain.nas.models import DisconnectOutcome, Nas, PendingDisconnect
 from keyledger.kit.settings import Settings

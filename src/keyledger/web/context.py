@@ -40,6 +40,24 @@ async def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
+# Narrower dependencies: an endpoint that needs only one part says which.
+async def get_store(context: ContextDep) -> Store:
+    return context.store
+
+
+async def get_settings(context: ContextDep) -> Settings:
+    return context.settings
+
+
+async def get_writer(context: ContextDep) -> GroupWriter:
+    return context.writer
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+WriterDep = Annotated[GroupWriter, Depends(get_writer)]
+
+
 def client_address(request: Request) -> str | None:
     """The peer's address; a trusted proxy's ``X-Forwarded-For`` client only when the peer is one
     of ``KEYLEDGER_TRUSTED_PROXIES`` (uvicorn's ProxyHeadersMiddleware, added by ``create_app``)."""

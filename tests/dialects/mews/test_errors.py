@@ -5,24 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
-from keyledger.domain.callers.service import revoke_access_token, set_integration_enabled
+from keyledger.domain.callers.integrations import revoke_access_token, set_integration_enabled
 from tests.mews_schema import assert_valid_mews_response
-from tests.support import MEWS_PATH, Deployment, Tenant, token_parameters
-
-
-def assert_error(response: httpx.Response, status: int, message_start: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"Message", "RequestId", "Details"}
-    assert body["Details"] is None
-    assert body["RequestId"] == response.headers["Request-Id"]
-    assert uuid.UUID(body["RequestId"])
-    assert body["Message"].startswith(message_start), body["Message"]
-    assert "Traceback" not in body["Message"]
-    return body
+from tests.support import MEWS_PATH, Deployment, Tenant, assert_error, token_parameters
 
 
 def count_tokens(tenant: Tenant) -> int:

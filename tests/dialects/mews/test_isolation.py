@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import uuid
 
-from tests.dialects.mews.test_errors import assert_error
-from tests.dialects.mews.test_operations import WINDOW, add, get_all
-from tests.support import Deployment, make_tenant, token_parameters
+from tests.support import (
+    WINDOW,
+    Deployment,
+    add,
+    assert_error,
+    get_all,
+    make_tenant,
+    token_parameters,
+)
 
 
 def test_foreign_tokens_are_invisible_and_untouchable(shared_deployment: Deployment) -> None:

@@ -7,28 +7,17 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.dialects.mews.test_errors import assert_error
 from tests.mews_schema import assert_valid_mews_response
-from tests.support import Deployment, Tenant, make_tenant, token_parameters
-
-WINDOW = {"StartUtc": "2030-01-01T00:00:00Z", "EndUtc": "2030-03-01T00:00:00Z"}
-
-
-def add(tenant: Tenant, *items: dict[str, Any], **body: Any) -> list[dict[str, Any]]:
-    response = tenant.mews("add", ResourceAccessTokenParameters=list(items), **body)
-    assert response.status_code == 200, response.text
-    assert_valid_mews_response("add", 200, response.json())
-    tokens: list[dict[str, Any]] = response.json()["ResourceAccessTokens"]
-    return tokens
-
-
-def get_all(tenant: Tenant, **body: Any) -> list[dict[str, Any]]:
-    body.setdefault("Limitation", {"Count": 1000})
-    response = tenant.mews("getAll", **body)
-    assert response.status_code == 200, response.text
-    assert_valid_mews_response("getAll", 200, response.json())
-    tokens: list[dict[str, Any]] = response.json()["ResourceAccessTokens"]
-    return tokens
+from tests.support import (
+    WINDOW,
+    Deployment,
+    Tenant,
+    add,
+    assert_error,
+    get_all,
+    make_tenant,
+    token_parameters,
+)
 
 
 def ids(tokens: list[dict[str, Any]]) -> set[str]:

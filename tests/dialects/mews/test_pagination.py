@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.dialects.mews.test_operations import WINDOW, add
-from tests.support import Tenant, token_parameters
+from tests.support import WINDOW, Tenant, add, token_parameters
 
 
 def _page(tenant: Tenant, count: int, cursor: str | None) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import re
 import time
 import uuid
 
-from tests.dialects.mews.test_errors import assert_error
 from tests.support import (
     DatabaseFactory,
     Tenant,
+    assert_error,
     deploy,
     make_tenant,
     two_instances_sharing_redis,

@@ -7,13 +7,15 @@ import uuid
 from sqlalchemy import select, text
 
 from keyledger.store.schema import credentials
-from tests.dialects.mews.test_operations import WINDOW, add, get_all
 from tests.support import (
+    WINDOW,
     DatabaseFactory,
     Deployment,
     NexudusTenant,
+    add,
     add_user_to,
     deploy,
+    get_all,
     make_nexudus_tenant,
     make_tenant,
     token_parameters,

@@ -5,6 +5,12 @@ query by query: the reader, when it was last locked, every reservation token wit
 Type and Value (found by its fingerprint, see sealing.py) in the reader's property, and each
 token's resource with its ancestors. The tree is at most four levels deep (a parent is always of a
 higher kind: building, floor, room, bed), so four joins reach every ancestor.
+
+The same reach is computed in Python by ``Tree.reach`` (``credentials/collisions.py``), which the
+collision rule walks on a tree in memory; both rest on ``ResourceKind.rank`` (four kinds, a parent
+always of a lower rank). Kept as two because the door check must stay one statement; a change to
+the tree model changes both, and tests/domain/access/test_reach.py checks on random trees, on
+SQLite and PostgreSQL, that they name the same resources.
 """
 
 from __future__ import annotations

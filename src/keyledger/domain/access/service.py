@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -21,16 +22,17 @@ from keyledger.domain.access.models import REFUSAL_ORDER, Decision, DoorCheck, R
 from keyledger.domain.access.repository import DoorView
 from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.models import Credential, Permissions
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.resources.models import Resource, ResourceKind
 from keyledger.domain.resources.service import ambiguous_resource
-from keyledger.kit.clock import format_utc, utc_now
+from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import ResourceNotFound
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
+from keyledger.store.writer import GroupWriter
 
 
 def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
@@ -215,14 +217,16 @@ def record(
     decision = _recheck(conn, decision=decision, policy=policy, now=now, budget=budget)
     events.append(
         conn,
-        kind=EventKind.ACCESS_CHECKED,
+        records.access_checked(
+            property_id=decision.property_id,
+            credential_uid=decision.credential_uid,
+            reader_uid=decision.reader_uid,
+            outcome=decision.reason.value,
+            token_type=check.token_type,
+            at=check.at,
+        ),
         actor=actor,
         now=now,
-        property_id=decision.property_id,
-        credential_uid=decision.credential_uid,
-        resource_uid=decision.reader_uid,
-        outcome=decision.reason.value,
-        details={"Type": check.token_type, "At": format_utc(check.at)},
     )
     if decision.reason in (Reason.GRANTED, Reason.THROTTLED):
         return decision
@@ -245,43 +249,51 @@ def record(
     until = now + timedelta(seconds=policy.cooldown_seconds)
     events.append(
         conn,
-        kind=EventKind.READER_THROTTLED,
+        records.reader_throttled(
+            property_id=decision.property_id,
+            reader_uid=decision.reader_uid,
+            refused_checks=refused,
+            until=until,
+        ),
         actor=actor,
         now=now,
-        property_id=decision.property_id,
-        resource_uid=decision.reader_uid,
-        outcome=Reason.THROTTLED.value,
-        details={"RefusedChecks": refused, "Until": format_utc(until)},
     )
     return decision
 
 
-def check_door(
+async def check_door(
     store: Store,
+    writer: GroupWriter,
     *,
     scope: Scope,
     actor: Actor,
-    check: DoorCheck,
+    caller: str,
+    reader_uid: UUID,
+    token_type: str,
+    value: str,
+    at: datetime | None,
     policy: ReaderPolicy,
-    caller: str | None = None,
-    budget: GuessBudget | None = None,
+    budget: GuessBudget,
 ) -> Decision:
-    """Decide and record in one call (the API records through the group writer instead);
-    ``caller`` defaults to the actor."""
+    """A door check as the server answers it: ``decide`` from one consistent read, then
+    ``record`` through the group writer (in the write transaction the concurrent checks share,
+    under ``record_locks``); the answer is the decision as that write found it, so a budget used
+    up or a reader locked by checks in flight with this one makes it ``Throttled``. ``at`` is
+    the instant checked (None: now); ``caller`` is the guessing budget's caller."""
     now = utc_now()
-    who = caller or f"{actor.kind.value}:{actor.id}"
-    budget = budget or GuessBudget()
+    check = DoorCheck(reader_uid=reader_uid, token_type=token_type, value=value, at=at or now)
     decision = decide(
-        store, scope=scope, check=check, policy=policy, now=now, caller=who, budget=budget
+        store, scope=scope, check=check, policy=policy, now=now, caller=caller, budget=budget
     )
-    with store.write() as conn:
-        serialise_on(conn, record_locks(decision))
-        return record(
-            conn,
+    return await writer.run(
+        partial(
+            record,
             decision=decision,
             check=check,
             actor=actor,
             policy=policy,
             now=now,
             budget=budget,
-        )
+        ),
+        locks=record_locks(decision),
+    )

@@ -9,6 +9,23 @@ from keyledger.domain.callers.permissions import EVERY_PERMISSION, MissingPermis
 from keyledger.domain.properties.models import Property
 from keyledger.kit.errors import Forbidden, OutOfScope
 
+#: The longest secret (password, ClientToken, AccessToken, bearer or refresh token) looked up or
+#: verified; a longer one is refused as invalid credentials without hashing it. 1024, the larger
+#: of the two limits there were (passwords and bearer tokens had 1024, Mews and API tokens 512):
+#: no secret accepted before is refused, and keyledger's own tokens are far shorter.
+MAX_SECRET_LENGTH = 1024
+
+
+class Role(StrEnum):
+    """A Nexudus user's role in a business: what it may do with the business's access tokens
+    (docs/nexudus.md, "Roles"). Granted per business (``keyledger admin add-user --role``)."""
+
+    LIST = "AccessToken-List"
+    READ = "AccessToken-Read"
+    CREATE = "AccessToken-Create"
+    EDIT = "AccessToken-Edit"
+    DELETE = "AccessToken-Delete"
+
 
 class ActorKind(StrEnum):
     INTEGRATION = "integration"
@@ -122,21 +139,21 @@ class UserCaller:
         """Every business the user belongs to: records elsewhere do not exist for them."""
         return Scope(tuple(m.property for m in self.memberships))
 
-    def scope_with(self, role: str) -> Scope:
+    def scope_with(self, role: Role) -> Scope:
         return Scope(tuple(m.property for m in self.memberships if role in m.roles))
 
-    def scope_requiring(self, role: str) -> Scope:
+    def scope_requiring(self, role: Role) -> Scope:
         """The businesses where the user has ``role``; none at all is Forbidden."""
         scope = self.scope_with(role)
         if not scope.properties:
-            raise Forbidden(f"This operation requires the role {role}.")
+            raise Forbidden(f"This operation requires the role {role.value}.")
         return scope
 
-    def require(self, role: str, property_id: int) -> None:
+    def require(self, role: Role, property_id: int) -> None:
         for membership in self.memberships:
             if membership.property.id == property_id and role in membership.roles:
                 return
-        raise Forbidden(f"This operation requires the role {role} in the record's business.")
+        raise Forbidden(f"This operation requires the role {role.value} in the record's business.")
 
 
 @dataclass(frozen=True, slots=True)

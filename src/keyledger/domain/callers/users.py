@@ -1,4 +1,5 @@
-"""Nexudus callers: users authenticated by password (HTTP Basic) or by bearer token.
+"""Nexudus callers: users, added and changed by the admin CLI and authenticated by password (HTTP
+Basic) or by bearer token.
 
 Argon2id makes a password check cost tens of milliseconds on purpose. Clients of the Nexudus API
 send Basic credentials with every request, so a successful check is remembered in this process
@@ -13,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -27,14 +30,24 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
-from keyledger.domain.callers.models import Actor, IssuedBearer, Membership, UserCaller
+from keyledger.domain.callers.models import (
+    MAX_SECRET_LENGTH,
+    Actor,
+    IssuedBearer,
+    Membership,
+    Role,
+    UserCaller,
+)
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import EventKind
+from keyledger.domain.properties import repository as property_repository
 from keyledger.kit.clock import utc_now
-from keyledger.kit.errors import PasswordChecksBusy, Unauthenticated
+from keyledger.kit.errors import Conflict, InvalidInput, PasswordChecksBusy, Unauthenticated
 from keyledger.kit.hashing import (
     digests_match,
     dummy_password_hash,
+    hash_password,
     new_api_token,
     secret_digest,
     verify_password,
@@ -42,7 +55,9 @@ from keyledger.kit.hashing import (
 from keyledger.kit.inputs import refused_character
 from keyledger.store import Store
 
-MAX_SECRET_LENGTH = 1024
+#: The roles of the Nexudus access-token endpoints, as granted and stored.
+ACCESS_TOKEN_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 class PasswordCache:
@@ -357,13 +372,140 @@ def _revoke_family(conn: Connection, found: Any, *, now: datetime) -> None:
     events.append_many(
         conn,
         [
-            {
-                "kind": EventKind.USER_REFRESH_TOKEN_REUSED,
-                "property_id": prop.id,
-                "details": {"UserId": user_id, "BearerTokensRevoked": revoked},
-            }
+            records.user_refresh_token_reused(
+                property_id=prop.id, user_id=user_id, bearer_tokens_revoked=revoked
+            )
             for prop, _ in repository.memberships_of(conn, user_id)
         ],
         actor=Actor.system(),
         now=now,
+    )
+
+
+# Administration (the admin CLI).
+
+
+def add_user(
+    store: Store,
+    *,
+    email: str,
+    password: str,
+    business_ids: Sequence[int],
+    roles: Sequence[str],
+) -> dict[str, object]:
+    email = email.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise InvalidInput("Give a valid e-mail address.", subject="email")
+    _password_allowed(password)
+    unknown_roles = [role for role in roles if role not in ACCESS_TOKEN_ROLES]
+    if unknown_roles:
+        raise InvalidInput(
+            f"Unknown role {', '.join(unknown_roles)}; roles are {', '.join(ACCESS_TOKEN_ROLES)}.",
+            subject="role",
+        )
+    if not business_ids:
+        raise InvalidInput("Name at least one business.", subject="business")
+    password_hash = hash_password(password)
+    with store.write() as conn:
+        property_ids = []
+        for business_id in dict.fromkeys(business_ids):
+            found = property_repository.by_business_id(conn, business_id)
+            if found is None:
+                raise InvalidInput(f"Unknown business {business_id}.", subject="business")
+            property_ids.append(found.id)
+        if repository.user_id_by_email(conn, email) is not None:
+            raise Conflict(f"User {email} exists already.", subject="email")
+        user_id = repository.insert_user(
+            conn, email=email, password_hash=password_hash, now=utc_now()
+        )
+        unique_roles = list(dict.fromkeys(roles))
+        repository.insert_memberships(
+            conn, user_id=user_id, property_ids=property_ids, roles=unique_roles
+        )
+        events.append_many(
+            conn,
+            [
+                records.user_created(
+                    property_id=property_id, user_id=user_id, email=email, roles=unique_roles
+                )
+                for property_id in property_ids
+            ],
+            actor=Actor.system(),
+            now=utc_now(),
+        )
+    return {
+        "UserId": user_id,
+        "Email": email,
+        "Businesses": list(dict.fromkeys(business_ids)),
+        "Roles": unique_roles,
+    }
+
+
+#: The event of each change ``_change_user`` makes.
+_USER_CHANGED = {
+    EventKind.USER_ENABLED: records.user_enabled,
+    EventKind.USER_DISABLED: records.user_disabled,
+    EventKind.USER_PASSWORD_CHANGED: records.user_password_changed,
+}
+
+
+@dataclass(frozen=True)
+class UserChange:
+    user_id: int
+    email: str
+    bearer_tokens_revoked: int
+
+
+def _password_allowed(password: str) -> None:
+    if not 8 <= len(password) <= 1024:
+        raise InvalidInput("A password has 8 to 1024 characters.", subject="password")
+
+
+def _change_user(store: Store, email: str, kind: EventKind, **values: Any) -> UserChange:
+    """Change a user's row, revoke its bearer tokens, and record ``kind`` in each of its
+    businesses."""
+    email = email.strip().lower()
+    now = utc_now()
+    with store.write() as conn:
+        user_id = repository.user_id_by_email(conn, email)
+        if user_id is None:
+            raise InvalidInput(f"Unknown user {email}.", subject="email")
+        repository.change_user(conn, user_id, **values)
+        if kind in (EventKind.USER_ENABLED, EventKind.USER_PASSWORD_CHANGED):
+            repository.advance_auth_failures_epoch(conn, user_id)  # its failed logins are forgiven
+        revoked = repository.revoke_bearers_of(conn, user_id, now=now)
+        events.append_many(
+            conn,
+            [
+                _USER_CHANGED[kind](
+                    property_id=prop.id,
+                    user_id=user_id,
+                    email=email,
+                    bearer_tokens_revoked=revoked,
+                )
+                for prop, _ in repository.memberships_of(conn, user_id)
+            ],
+            actor=Actor.system(),
+            now=now,
+        )
+    return UserChange(user_id=user_id, email=email, bearer_tokens_revoked=revoked)
+
+
+def set_user_enabled(store: Store, *, email: str, enabled: bool) -> UserChange:
+    """Disable a user (Basic and bearer authentication refused at once, its bearer tokens
+    revoked) or enable it again."""
+    return _change_user(
+        store,
+        email,
+        EventKind.USER_ENABLED if enabled else EventKind.USER_DISABLED,
+        disabled_utc=None if enabled else utc_now(),
+    )
+
+
+def set_user_password(store: Store, *, email: str, password: str) -> UserChange:
+    """Replace a user's password and revoke its bearer tokens; the old password is refused at
+    once, also where a check of it is remembered (``remembered_password``)."""
+    _password_allowed(password)
+    return _change_user(
+        store, email, EventKind.USER_PASSWORD_CHANGED, password_hash=hash_password(password)
     )

@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.access.service import flag_for
-from keyledger.domain.credentials import repository as credentials
+from keyledger.domain.credentials import reservation_repository as credentials
 from keyledger.domain.credentials.models import Credential
 from keyledger.domain.properties import repository as properties_repository
 from keyledger.domain.properties.models import Property
@@ -32,6 +32,10 @@ class Tree:
         self.nodes = {node.uid: node for node in nodes}
 
     def reach(self, credential: Credential) -> list[Resource] | None:
+        """The credential's resource and its ancestors (None: no resource, the whole property).
+        The door check computes the same reach in SQL (``access/repository.py``, four joins, as
+        a tree is at most four levels deep by ``ResourceKind.rank``); change both together
+        (tests/domain/access/test_reach.py compares them)."""
         if credential.resource_id is None:
             return None
         found: list[Resource] = []

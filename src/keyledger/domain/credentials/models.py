@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import builtins
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -78,6 +79,72 @@ class Credential:
     created_by: str
     updated_by: str
     deleted_utc: datetime | None
+
+    @classmethod
+    def new_reservation(
+        cls, *, prop: Property, draft: ReservationTokenDraft, actor_label: str, now: datetime
+    ) -> Credential:
+        """A new reservation token (a door PIN or RFID tag of a service order), not yet stored:
+        its ``id`` stays 0 (never read back: a reservation token is addressed by its uid)."""
+        return cls(
+            id=0,
+            uid=uuid.uuid4(),
+            property=prop,
+            kind=CredentialKind.RESERVATION,
+            value=draft.value,
+            token_type=draft.token_type,
+            service_order_id=draft.service_order_id,
+            companionship_id=draft.companionship_id,
+            resource_id=draft.resource_id,
+            serial_number=draft.serial_number,
+            valid_from=draft.valid_from,
+            valid_to=draft.valid_to,
+            permissions=draft.permissions,
+            description=None,
+            minutes_included=None,
+            minutes_left=None,
+            user_limit=None,
+            last_access=None,
+            system_id=None,
+            created_utc=now,
+            updated_utc=now,
+            created_by=actor_label,
+            updated_by=actor_label,
+            deleted_utc=None,
+        )
+
+    @classmethod
+    def new_voucher(
+        cls, *, prop: Property, fields: VoucherFields, actor_label: str, now: datetime
+    ) -> Credential:
+        """A new Wi-Fi voucher with its whole budget left, not yet stored (``id`` 0 until the
+        insert reads its row id back)."""
+        return cls(
+            id=0,
+            uid=uuid.uuid4(),
+            property=prop,
+            kind=CredentialKind.VOUCHER,
+            value=fields.access_code,
+            token_type=None,
+            service_order_id=None,
+            companionship_id=None,
+            resource_id=None,
+            serial_number=None,
+            valid_from=fields.valid_from,
+            valid_to=fields.valid_to,
+            permissions=Permissions(),
+            description=fields.description,
+            minutes_included=fields.minutes_included,
+            minutes_left=fields.minutes_included,
+            user_limit=fields.user_limit,
+            last_access=None,
+            system_id=fields.system_id,
+            created_utc=now,
+            updated_utc=now,
+            created_by=actor_label,
+            updated_by=actor_label,
+            deleted_utc=None,
+        )
 
     @builtins.property
     def is_active(self) -> bool:
@@ -200,3 +267,27 @@ class VoucherFields:
     valid_to: datetime | None = None
     user_limit: int | None = None
     system_id: str | None = None
+
+
+#: The tracked fields of each credential kind, named as the API property the caller used: a kind
+#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
+#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column
+#: (``events.models.changed_fields``).
+TRACKED_FIELDS: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
+    CredentialKind.RESERVATION: (
+        ("value", "Value"),
+        ("valid_from", "ValidityStartUtc"),
+        ("valid_to", "ValidityEndUtc"),
+        ("permissions", "Permissions"),
+    ),
+    CredentialKind.VOUCHER: (
+        ("value", "AccessCode"),
+        ("valid_from", "ValidFrom"),
+        ("valid_to", "ValidTo"),
+        ("description", "Description"),
+        ("minutes_included", "MinutesIncluded"),
+        ("minutes_left", "MinutesLeft"),
+        ("user_limit", "UserLimit"),
+        ("system_id", "SystemId"),
+    ),
+}

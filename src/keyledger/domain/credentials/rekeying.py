@@ -14,33 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, update
-
-from keyledger.domain.credentials.models import CredentialKind
-from keyledger.kit.errors import DomainError
-from keyledger.kit.sealing import ValueSealer, key_id_in_sql
+from keyledger.domain.credentials import reservation_repository as repository
+from keyledger.kit.errors import KeysMissing
+from keyledger.kit.sealing import ValueSealer
 from keyledger.store import Store
-from keyledger.store.schema import credentials as t
-
-_RESERVATIONS = t.c.kind == literal(CredentialKind.RESERVATION.value, literal_execute=True)
-
-_REWRITE = (
-    update(t)
-    .where(
-        t.c.id == bindparam("row_id"),
-        t.c.value == bindparam("old_value"),
-        t.c.value_sealed.is_not_distinct_from(bindparam("old_sealed")),
-    )
-    .values(
-        value=bindparam("new_value"),
-        value_sealed=bindparam("new_sealed"),
-        value_fp=bindparam("new_fp"),
-    )
-)
-
-
-class KeysMissing(DomainError):
-    """Values are sealed with keys the configuration does not hold."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +32,8 @@ class Rekeying:
 
 def sealed_key_ids(store: Store) -> dict[str, int]:
     """How many door credential values are sealed with each key (by key id)."""
-    key_id = key_id_in_sql(t.c.value_sealed)
     with store.read() as conn:
-        rows = conn.execute(
-            select(key_id, func.count())
-            .where(_RESERVATIONS, t.c.value_sealed.is_not(None))
-            .group_by(key_id)
-        ).all()
-    return {bytes(raw).hex(): int(count) for raw, count in rows}
+        return {raw.hex(): count for raw, count in repository.sealed_key_counts(conn)}
 
 
 def rekey_values(store: Store, *, decrypt: bool = False, batch_size: int = 1_000) -> Rekeying:
@@ -97,14 +68,7 @@ def rekey_values(store: Store, *, decrypt: bool = False, batch_size: int = 1_000
 def read_batch(store: Store, *, after: int, size: int) -> list[Sequence[Any]]:
     """The next ``size`` door credentials after row id ``after``: id, uid, value, sealed."""
     with store.read() as conn:
-        return list(
-            conn.execute(
-                select(t.c.id, t.c.uid, t.c.value, t.c.value_sealed)
-                .where(_RESERVATIONS, t.c.id > after)
-                .order_by(t.c.id)
-                .limit(size)
-            )
-        )
+        return repository.value_batch(conn, after=after, size=size)
 
 
 def plan(
@@ -135,23 +99,10 @@ def apply(store: Store, work: list[dict[str, Any]]) -> int:
     if not work:
         return 0
     with store.write() as conn:
-        return sum(int(conn.execute(_REWRITE, item).rowcount) for item in work)
+        return sum(repository.rewrite_value(conn, item) for item in work)
 
 
 def compact(store: Store) -> None:
-    """Rebuild the credentials storage so values rewritten leave nothing in free space
-    (SQLite: VACUUM of the file; PostgreSQL: VACUUM FULL of the table). Blocks writers while it
-    runs."""
-    if store.dialect == "sqlite":
-        # Outside any transaction: the raw connection is in autocommit mode (engine.py).
-        raw = store.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("VACUUM")
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            cursor.close()
-        finally:
-            raw.close()
-        return
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM FULL credentials")
+    """Rebuild the credentials storage so values rewritten leave nothing in free space (see
+    ``reservation_repository.compact``). Blocks writers while it runs."""
+    repository.compact(store)

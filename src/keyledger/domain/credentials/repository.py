@@ -1,9 +1,18 @@
-"""SQL for credentials. Every query is scoped to a list of property ids and one kind."""
+"""The credentials table's row contract, shared by every reader and writer of credentials.
+
+Column knowledge lives here and nowhere else: which columns a credential is read from
+(``CREDENTIAL_COLUMNS``, also selected by access/ and hotspot/ and the kind repositories), how a
+row becomes a ``Credential`` (``to_credential``) and back (``row_of``), which columns an update of
+each kind writes, and the writes common to both kinds. Queries of one kind are in
+``reservation_repository.py`` and ``voucher_repository.py``. Every query is scoped to a list of
+property ids and one kind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -12,24 +21,21 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
-    func,
     insert,
     literal,
     select,
-    tuple_,
+    text,
     update,
 )
 
 from keyledger.domain.credentials.models import (
-    ActivityState,
     Credential,
     CredentialKind,
     Permissions,
-    ReservationTokenQuery,
-    TimeInterval,
     TokenType,
 )
 from keyledger.domain.properties.models import Property
+from keyledger.kit.inputs import code_key, fold
 from keyledger.kit.sealing import UnreadableValue, ValueSealer
 from keyledger.store.schema import credentials as t
 
@@ -64,45 +70,199 @@ CREDENTIAL_COLUMNS = (
     t.c.value_sealed,
 )
 
+#: The columns ``to_credential`` reads, by name, in the order it unpacks them. Their positions
+#: in a row are looked up in ``CREDENTIAL_COLUMNS`` once, here: reordering or inserting a column
+#: there cannot shift what is read. A row is unpacked by one ``itemgetter`` call (as fast as the
+#: literal ``row[0]`` .. ``row[27]`` it replaces: see docs/architecture.md, "Domain folders").
+_READ = (
+    "id",
+    "uid",
+    "property_id",
+    "kind",
+    "value",
+    "token_type",
+    "service_order_id",
+    "companionship_id",
+    "resource_id",
+    "serial_number",
+    "valid_from",
+    "valid_to",
+    "perm_bed",
+    "perm_room",
+    "perm_floor",
+    "perm_building",
+    "description",
+    "minutes_included",
+    "minutes_left",
+    "user_limit",
+    "last_access",
+    "system_id",
+    "created_utc",
+    "updated_utc",
+    "created_by",
+    "updated_by",
+    "deleted_utc",
+    "value_sealed",
+)
+_POSITION = {column.name: index for index, column in enumerate(CREDENTIAL_COLUMNS)}
+_unpack = itemgetter(*(_POSITION[name] for name in _READ))
+
 
 def to_credential(
     row: Sequence[Any], properties: Mapping[int, Property], sealer: ValueSealer | None = None
 ) -> Credential:
-    """The credential of a row of ``CREDENTIAL_COLUMNS``; ``sealer`` opens a sealed value (only
-    door credentials are sealed, so voucher reads pass none)."""
-    sealed = row[27]
-    if sealed is None:
-        value = row[4]
-    elif sealer is None:
-        raise UnreadableValue(f"credential {row[1]}: its value is sealed")
-    else:
-        value = sealer.open(row[1], sealed)
+    """The credential of a row of ``CREDENTIAL_COLUMNS`` (or a row starting with them);
+    ``sealer`` opens a sealed value (only door credentials are sealed, so voucher reads pass
+    none)."""
+    (
+        row_id,
+        uid,
+        property_id,
+        kind,
+        value,
+        token_type,
+        service_order_id,
+        companionship_id,
+        resource_id,
+        serial_number,
+        valid_from,
+        valid_to,
+        perm_bed,
+        perm_room,
+        perm_floor,
+        perm_building,
+        description,
+        minutes_included,
+        minutes_left,
+        user_limit,
+        last_access,
+        system_id,
+        created_utc,
+        updated_utc,
+        created_by,
+        updated_by,
+        deleted_utc,
+        sealed,
+    ) = _unpack(row)
+    if sealed is not None:
+        if sealer is None:
+            raise UnreadableValue(f"credential {uid}: its value is sealed")
+        value = sealer.open(uid, sealed)
     return Credential(
-        id=row[0],
-        uid=row[1],
-        property=properties[row[2]],
-        kind=CredentialKind(row[3]),
+        id=row_id,
+        uid=uid,
+        property=properties[property_id],
+        kind=CredentialKind(kind),
         value=value,
-        token_type=None if row[5] is None else TokenType(row[5]),
-        service_order_id=row[6],
-        companionship_id=row[7],
-        resource_id=row[8],
-        serial_number=row[9],
-        valid_from=row[10],
-        valid_to=row[11],
-        permissions=Permissions(bed=row[12], room=row[13], floor=row[14], building=row[15]),
-        description=row[16],
-        minutes_included=row[17],
-        minutes_left=row[18],
-        user_limit=row[19],
-        last_access=row[20],
-        system_id=row[21],
-        created_utc=row[22],
-        updated_utc=row[23],
-        created_by=row[24],
-        updated_by=row[25],
-        deleted_utc=row[26],
+        token_type=None if token_type is None else TokenType(token_type),
+        service_order_id=service_order_id,
+        companionship_id=companionship_id,
+        resource_id=resource_id,
+        serial_number=serial_number,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        permissions=Permissions(
+            bed=perm_bed, room=perm_room, floor=perm_floor, building=perm_building
+        ),
+        description=description,
+        minutes_included=minutes_included,
+        minutes_left=minutes_left,
+        user_limit=user_limit,
+        last_access=last_access,
+        system_id=system_id,
+        created_utc=created_utc,
+        updated_utc=updated_utc,
+        created_by=created_by,
+        updated_by=updated_by,
+        deleted_utc=deleted_utc,
     )
+
+
+def key_columns(code: str, description: str | None) -> dict[str, Any]:
+    """The normalised copies stored beside a voucher's code and description."""
+    return {
+        "code_key": code_key(code),
+        "description_key": None if description is None else fold(description),
+    }
+
+
+def row_of(credential: Credential, sealer: ValueSealer) -> dict[str, Any]:
+    """The store row of a credential (every column but ``id``): a door credential's value
+    sealed or in clear, with its fingerprint; a voucher's code in clear."""
+    permissions = credential.permissions
+    if credential.kind is CredentialKind.RESERVATION:
+        value_columns = sealer.columns(credential.uid, credential.value)
+    else:
+        value_columns = {
+            "value": credential.value,
+            "value_sealed": None,
+            "value_fp": None,
+            **key_columns(credential.value, credential.description),
+        }
+    return {
+        "uid": credential.uid,
+        "property_id": credential.property.id,
+        "kind": credential.kind.value,
+        **value_columns,
+        "token_type": None if credential.token_type is None else credential.token_type.value,
+        "service_order_id": credential.service_order_id,
+        "companionship_id": credential.companionship_id,
+        "resource_id": credential.resource_id,
+        "serial_number": credential.serial_number,
+        "valid_from": credential.valid_from,
+        "valid_to": credential.valid_to,
+        "perm_bed": permissions.bed,
+        "perm_room": permissions.room,
+        "perm_floor": permissions.floor,
+        "perm_building": permissions.building,
+        "description": credential.description,
+        "minutes_included": credential.minutes_included,
+        "minutes_left": credential.minutes_left,
+        "user_limit": credential.user_limit,
+        "last_access": credential.last_access,
+        "system_id": credential.system_id,
+        "created_utc": credential.created_utc,
+        "updated_utc": credential.updated_utc,
+        "created_by": credential.created_by,
+        "updated_by": credential.updated_by,
+        "deleted_utc": credential.deleted_utc,
+    }
+
+
+#: The columns an update of a reservation token writes.
+RESERVATION_MUTABLE = (
+    "value",
+    "value_sealed",
+    "value_fp",
+    "valid_from",
+    "valid_to",
+    "perm_bed",
+    "perm_room",
+    "perm_floor",
+    "perm_building",
+    "updated_utc",
+    "updated_by",
+)
+#: The columns an update of a voucher writes when its code changes.
+VOUCHER_MUTABLE = (
+    "value",
+    "description",
+    "minutes_included",
+    "minutes_left",
+    "user_limit",
+    "valid_from",
+    "valid_to",
+    "system_id",
+    "updated_utc",
+    "updated_by",
+    "deleted_utc",
+    "code_key",
+    "description_key",
+)
+#: The columns an update of a voucher writes when its code stays: the code's key is written only
+#: when the code changes (a key migration 0009 set apart for a look-alike of an older code stays
+#: as it is, so the voucher can still be edited).
+VOUCHER_MUTABLE_KEEPING_KEY = tuple(name for name in VOUCHER_MUTABLE if name != "code_key")
 
 
 def in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement[bool]:
@@ -116,115 +276,6 @@ def in_scope(property_ids: Sequence[int], kind: CredentialKind) -> ColumnElement
     if len(property_ids) == 1:
         return and_(t.c.property_id == property_ids[0], kind_is)
     return and_(t.c.property_id.in_(list(property_ids)), kind_is)
-
-
-# Built once (door checks and every add/update run it).
-_WITH_VALUES = select(*CREDENTIAL_COLUMNS).where(
-    t.c.property_id == bindparam("property_id"),
-    t.c.kind == literal(CredentialKind.RESERVATION.value, literal_execute=True),
-    t.c.value_fp.in_(bindparam("fingerprints", expanding=True)),
-)
-
-
-def _within(column: Any, interval: TimeInterval) -> ColumnElement[bool]:
-    if interval.is_instant:
-        return column == interval.start  # type: ignore[no-any-return]
-    return and_(column >= interval.start, column < interval.end)
-
-
-def _validity_overlaps(
-    interval: TimeInterval, *, valid_from: Any = t.c.valid_from, valid_to: Any = t.c.valid_to
-) -> ColumnElement[bool]:
-    """Validity ``[valid_from, valid_to)`` overlaps the interval (or contains the instant)."""
-    if interval.is_instant:
-        return and_(valid_from <= interval.start, valid_to > interval.start)
-    return and_(valid_from < interval.end, valid_to > interval.start)
-
-
-def _unindexed(column: Any) -> Any:
-    """The column's value, in a form SQLite cannot look up in an index (same type, same value)."""
-    return func.coalesce(column, column)
-
-
-def position_of(
-    conn: Connection, *, property_ids: Sequence[int], kind: CredentialKind, uid: UUID
-) -> tuple[datetime, UUID] | None:
-    """The (created, uid) sort key of a credential in scope, whatever its state."""
-    row = conn.execute(
-        select(t.c.created_utc, t.c.uid).where(in_scope(property_ids, kind), t.c.uid == uid)
-    ).first()
-    return None if row is None else (row[0], row[1])
-
-
-def select_reservation_page(
-    conn: Connection,
-    *,
-    properties: Mapping[int, Property],
-    query: ReservationTokenQuery,
-    after: tuple[datetime, UUID] | None,
-    sealer: ValueSealer,
-) -> list[Credential]:
-    conditions: list[ColumnElement[bool]] = [in_scope(list(properties), CredentialKind.RESERVATION)]
-    if query.credential_ids is not None:
-        conditions.append(t.c.uid.in_(query.credential_ids))
-    if query.service_order_ids is not None:
-        conditions.append(t.c.service_order_id.in_(query.service_order_ids))
-    if query.states == frozenset({ActivityState.ACTIVE}):
-        conditions.append(t.c.deleted_utc.is_(None))
-    elif query.states == frozenset({ActivityState.DELETED}):
-        conditions.append(t.c.deleted_utc.is_not(None))
-    times: list[ColumnElement[bool]] = []
-    if query.colliding is not None:
-        times.append(_validity_overlaps(query.colliding))
-    if query.updated is not None:
-        times.append(_within(t.c.updated_utc, query.updated))
-    if (
-        times
-        and conn.dialect.name == "sqlite"
-        and len(properties) == 1
-        and query.credential_ids is None
-        and query.service_order_ids is None
-        and _matches_at_least(conn, [*conditions, *times], DENSE_RANGE)
-    ):
-        # Read in page order (newest first) and stop after Count matches; see below.
-        times = []
-        if query.colliding is not None:
-            times.append(
-                _validity_overlaps(
-                    query.colliding,
-                    valid_from=_unindexed(t.c.valid_from),
-                    valid_to=_unindexed(t.c.valid_to),
-                )
-            )
-        if query.updated is not None:
-            times.append(_within(_unindexed(t.c.updated_utc), query.updated))
-    conditions.extend(times)
-    if after is not None:
-        conditions.append(tuple_(t.c.created_utc, t.c.uid) < tuple_(*after))
-    statement = (
-        select(*CREDENTIAL_COLUMNS)
-        .where(*conditions)
-        .order_by(t.c.created_utc.desc(), t.c.uid.desc())
-        .limit(query.count)
-    )
-    return [to_credential(row, properties, sealer) for row in conn.execute(statement)]
-
-
-#: A time filter matching at least this many tokens is read in page order (see below).
-DENSE_RANGE = 20_000
-
-
-def _matches_at_least(conn: Connection, conditions: list[ColumnElement[bool]], enough: int) -> bool:
-    """Whether the filters match ``enough`` tokens, counting no further than that.
-
-    Without histograms SQLite cannot tell a narrow UpdatedUtc/CollidingUtc window (a few changed
-    tokens: use the time index, then sort them) from one covering most of the property (then
-    sorting every match costs ~0.5 s at a million tokens; reading the creation-order index newest
-    first and stopping after ``Count`` matches costs milliseconds). Counting up to ``enough`` on
-    the time index tells them apart in a few milliseconds.
-    """
-    probe = select(literal(1)).where(*conditions).limit(enough).subquery()
-    return int(conn.execute(select(func.count()).select_from(probe)).scalar_one()) >= enough
 
 
 def by_uids(
@@ -246,24 +297,6 @@ def by_uids(
     rows = conn.execute(statement)
     found = (to_credential(row, properties, sealer) for row in rows)
     return {credential.uid: credential for credential in found}
-
-
-def properties_of_service_orders(
-    conn: Connection, *, property_ids: Sequence[int], service_order_ids: Sequence[UUID]
-) -> dict[UUID, set[int]]:
-    """Which properties already hold tokens of each service order."""
-    rows = conn.execute(
-        select(t.c.service_order_id, t.c.property_id)
-        .where(
-            in_scope(property_ids, CredentialKind.RESERVATION),
-            t.c.service_order_id.in_(list(service_order_ids)),
-        )
-        .distinct()
-    )
-    found: dict[UUID, set[int]] = {}
-    for service_order_id, property_id in rows:
-        found.setdefault(service_order_id, set()).add(property_id)
-    return found
 
 
 def insert_credentials(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -304,37 +337,21 @@ def mark_deleted(
     return int(result.rowcount)
 
 
-def reservation_tokens_with_values(
-    conn: Connection,
-    *,
-    properties: Mapping[int, Property],
-    property_id: int,
-    values: Sequence[str],
-    sealer: ValueSealer,
-) -> list[Credential]:
-    """Every reservation token of a property whose Value is one of ``values``, any state."""
-    rows = conn.execute(
-        _WITH_VALUES, {"property_id": property_id, "fingerprints": sealer.fingerprints(values)}
-    )
-    return [to_credential(row, properties, sealer) for row in rows]
-
-
-def active_reservation_tokens_at(
-    conn: Connection,
-    *,
-    properties: Mapping[int, Property],
-    property_id: int,
-    resource_ids: Sequence[UUID],
-    sealer: ValueSealer,
-) -> list[Credential]:
-    """The live reservation tokens of a property held at one of ``resource_ids``."""
-    if not resource_ids:
-        return []
-    rows = conn.execute(
-        select(*CREDENTIAL_COLUMNS).where(
-            in_scope([property_id], CredentialKind.RESERVATION),
-            t.c.deleted_utc.is_(None),
-            t.c.resource_id.in_(list(resource_ids)),
+def insert_credentials_keeping_ids(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that carry their own ``id``; on PostgreSQL the id sequence then moves past
+    the largest id, so later inserts never reuse one (SQLite's rowid does so by itself)."""
+    if not rows:
+        return
+    conn.execute(insert(t), list(rows))
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(
+                "SELECT setval(pg_get_serial_sequence('credentials', 'id'), "
+                "(SELECT max(id) FROM credentials))"
+            )
         )
-    )
-    return [to_credential(row, properties, sealer) for row in rows]
+
+
+def existing_uids(conn: Connection, uids: Sequence[UUID]) -> set[UUID]:
+    """Which of these credential uids are taken (in any property, of any kind)."""
+    return set(conn.execute(select(t.c.uid).where(t.c.uid.in_(list(uids)))).scalars())

@@ -25,7 +25,12 @@ from keyledger.domain.credentials.models import (
     VoucherField,
     VoucherQuery,
 )
-from keyledger.domain.credentials.repository import CREDENTIAL_COLUMNS, in_scope, to_credential
+from keyledger.domain.credentials.repository import (  # key_columns: also read through here
+    CREDENTIAL_COLUMNS,
+    in_scope,
+    key_columns,
+    to_credential,
+)
 from keyledger.domain.properties.models import Property
 from keyledger.kit.inputs import code_key, fold
 from keyledger.store.schema import credentials as t
@@ -56,13 +61,7 @@ _SEARCHABLE = {
 }
 _fts = table("credential_search", column("rowid"), column("code_key"), column("description_key"))
 
-
-def key_columns(code: str, description: str | None) -> dict[str, Any]:
-    """The normalised copies stored beside a voucher's code and description."""
-    return {
-        "code_key": code_key(code),
-        "description_key": None if description is None else fold(description),
-    }
+__all__ = ["codes_in_use", "key_columns", "live_vouchers", "select_voucher_page"]
 
 
 def _escape_like(term: str) -> str:

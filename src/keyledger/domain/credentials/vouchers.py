@@ -8,7 +8,6 @@ among the live vouchers of its business (a partial unique index backs the check 
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -19,16 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, voucher_repository
 from keyledger.domain.credentials.models import (
+    TRACKED_FIELDS,
     Credential,
-    CredentialKind,
-    Permissions,
     VoucherFields,
     VoucherPage,
     VoucherQuery,
 )
-from keyledger.domain.credentials.service import created_event, row_of
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import utc_now
@@ -41,22 +38,6 @@ from keyledger.store.schema import MINUTES_MAX, USER_LIMIT_MAX
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 MAX_BULK = 1000
-VOUCHER_MUTABLE = (
-    "value",
-    "description",
-    "minutes_included",
-    "minutes_left",
-    "user_limit",
-    "valid_from",
-    "valid_to",
-    "system_id",
-    "updated_utc",
-    "updated_by",
-    "deleted_utc",
-    "code_key",
-    "description_key",
-)
-_KEEPING_KEY = tuple(name for name in VOUCHER_MUTABLE if name != "code_key")
 
 
 def _check(fields: VoucherFields) -> VoucherFields:
@@ -81,37 +62,6 @@ def _check(fields: VoucherFields) -> VoucherFields:
     if fields.valid_from and fields.valid_to and fields.valid_to <= fields.valid_from:
         raise RuleViolation("must be after ValidFrom", subject="validity", value=fields.valid_to)
     return replace(fields, access_code=normal_code(fields.access_code))
-
-
-def _new_voucher(
-    target: Property, actor: Actor, fields: VoucherFields, now: datetime
-) -> Credential:
-    return Credential(
-        id=0,
-        uid=uuid.uuid4(),
-        property=target,
-        kind=CredentialKind.VOUCHER,
-        value=fields.access_code,
-        token_type=None,
-        service_order_id=None,
-        companionship_id=None,
-        resource_id=None,
-        serial_number=None,
-        valid_from=fields.valid_from,
-        valid_to=fields.valid_to,
-        permissions=Permissions(),
-        description=fields.description,
-        minutes_included=fields.minutes_included,
-        minutes_left=fields.minutes_included,
-        user_limit=fields.user_limit,
-        last_access=None,
-        system_id=fields.system_id,
-        created_utc=now,
-        updated_utc=now,
-        created_by=actor.label,
-        updated_by=actor.label,
-        deleted_utc=None,
-    )
 
 
 def _code_taken(code: str) -> Conflict:
@@ -145,10 +95,21 @@ def _insert(store: Store, vouchers: Sequence[Credential], actor: Actor) -> list[
             if taken:
                 raise _code_taken(sorted(taken)[0])
             row_ids = repository.insert_credentials(
-                conn, [row_of(v, store.sealer) for v in vouchers]
+                conn, [repository.row_of(v, store.sealer) for v in vouchers]
             )
             events.append_many(
-                conn, [created_event(v) for v in vouchers], actor=actor, now=vouchers[0].created_utc
+                conn,
+                [
+                    records.credential_created(
+                        property_id=v.property.id,
+                        credential_uid=v.uid,
+                        kind=v.kind.value,
+                        token_type=None,
+                    )
+                    for v in vouchers
+                ],
+                actor=actor,
+                now=vouchers[0].created_utc,
             )
     except IntegrityError:
         raise _code_taken(vouchers[0].value) from None
@@ -159,7 +120,15 @@ def create_voucher(
     store: Store, *, target: Property, actor: Actor, fields: VoucherFields
 ) -> Credential:
     fields = _check(fields)
-    return _insert(store, [_new_voucher(target, actor, fields, utc_now())], actor)[0]
+    return _insert(
+        store,
+        [
+            Credential.new_voucher(
+                prop=target, fields=fields, actor_label=actor.label, now=utc_now()
+            )
+        ],
+        actor,
+    )[0]
 
 
 def _rewrite(
@@ -196,30 +165,37 @@ def _rewrite(
             )
             if taken:
                 raise _code_taken(sorted(taken)[0])
-        # The code's key is written only when the code changes: a key migration 0009 set apart
-        # for a look-alike of an older code stays as it is, so the voucher can still be edited.
+        # The code's key is written only when the code changes (repository.py says why).
         renamed_ids = {c.id for c in renamed}
         for columns, part in (
-            (VOUCHER_MUTABLE, [c for c in changed if c.id in renamed_ids]),
-            (_KEEPING_KEY, [c for c in changed if c.id not in renamed_ids]),
+            (repository.VOUCHER_MUTABLE, [c for c in changed if c.id in renamed_ids]),
+            (
+                repository.VOUCHER_MUTABLE_KEEPING_KEY,
+                [c for c in changed if c.id not in renamed_ids],
+            ),
         ):
             if part:
                 repository.rewrite_credentials(
                     conn,
-                    [{"row_id": c.id, **row_of(c, store.sealer)} for c in sorted(part, key=_id)],
+                    [
+                        {"row_id": c.id, **repository.row_of(c, store.sealer)}
+                        for c in sorted(part, key=_id)
+                    ],
                     columns=columns,
                 )
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.CREDENTIAL_DELETED
+                (
+                    records.credential_deleted
                     if c.deleted_utc is not None
-                    else EventKind.CREDENTIAL_UPDATED,
-                    "property_id": c.property.id,
-                    "credential_uid": c.uid,
-                    "details": {"Via": via, "Changed": events.changed_fields(found[c.id], c)},
-                }
+                    else records.credential_updated
+                )(
+                    property_id=c.property.id,
+                    credential_uid=c.uid,
+                    changed=records.changed_fields(found[c.id], c, TRACKED_FIELDS[c.kind]),
+                    via=via,
+                )
                 for c in changed
             ],
             actor=actor,
@@ -424,7 +400,12 @@ def bulk_create(
             return _insert(
                 store,
                 [
-                    _new_voucher(target, actor, replace(template, access_code=code), now)
+                    Credential.new_voucher(
+                        prop=target,
+                        fields=replace(template, access_code=code),
+                        actor_label=actor.label,
+                        now=now,
+                    )
                     for code in codes
                 ],
                 actor,

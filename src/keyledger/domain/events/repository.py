@@ -4,70 +4,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
 from keyledger.domain.callers.models import Actor, ActorKind
-from keyledger.domain.credentials.models import Credential, CredentialKind
-from keyledger.domain.events.models import Event, EventKind, EventQuery
+from keyledger.domain.events.models import Event, EventKind, EventQuery, NewEvent
 from keyledger.store.schema import events
 
 
-def append(
-    conn: Connection,
-    *,
-    kind: EventKind,
-    actor: Actor,
-    now: datetime,
-    property_id: int | None = None,
-    credential_uid: UUID | None = None,
-    resource_uid: UUID | None = None,
-    outcome: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    append_many(
-        conn,
-        [
-            {
-                "kind": kind,
-                "property_id": property_id,
-                "credential_uid": credential_uid,
-                "resource_uid": resource_uid,
-                "outcome": outcome,
-                "details": details,
-            }
-        ],
-        actor=actor,
-        now=now,
-    )
+def append(conn: Connection, event: NewEvent, *, actor: Actor, now: datetime) -> None:
+    append_many(conn, [event], actor=actor, now=now)
 
 
 def append_many(
-    conn: Connection, entries: Sequence[dict[str, Any]], *, actor: Actor, now: datetime
+    conn: Connection, new_events: Sequence[NewEvent], *, actor: Actor, now: datetime
 ) -> None:
-    """Append events (dicts with kind, property_id, credential_uid, resource_uid, outcome,
-    details) in one statement, all by ``actor`` at ``now``."""
-    if not entries:
+    """Append events (made by the builders of ``events/models.py``) in one statement, all by
+    ``actor`` at ``now``."""
+    if not new_events:
         return
     conn.execute(
         insert(events),
         [
             {
                 "occurred_utc": now,
-                "property_id": entry.get("property_id"),
-                "kind": str(entry["kind"]),
+                "property_id": event.property_id,
+                "kind": str(event.kind),
                 "actor_kind": actor.kind.value,
                 "actor_id": actor.id,
                 "actor_label": actor.label,
                 "actor_token_id": actor.token_id,
-                "credential_uid": entry.get("credential_uid"),
-                "resource_uid": entry.get("resource_uid"),
-                "outcome": entry.get("outcome"),
-                "details": entry.get("details"),
+                "credential_uid": event.credential_uid,
+                "resource_uid": event.resource_uid,
+                "outcome": event.outcome,
+                "details": event.details,
             }
-            for entry in entries
+            for event in new_events
         ],
     )
 
@@ -164,36 +137,4 @@ def select_events(
             details=row[11] or {},
         )
         for row in rows
-    ]
-
-
-#: The tracked fields of each credential kind, named as the API property the caller used: a kind
-#: is written by exactly one dialect (``reservation``: Mews; ``voucher``: Nexudus), so the event of
-#: an update names what its author sent (``ValidityEndUtc``, ``MinutesIncluded``), never a column.
-_TRACKED: dict[CredentialKind, tuple[tuple[str, str], ...]] = {
-    CredentialKind.RESERVATION: (
-        ("value", "Value"),
-        ("valid_from", "ValidityStartUtc"),
-        ("valid_to", "ValidityEndUtc"),
-        ("permissions", "Permissions"),
-    ),
-    CredentialKind.VOUCHER: (
-        ("value", "AccessCode"),
-        ("valid_from", "ValidFrom"),
-        ("valid_to", "ValidTo"),
-        ("description", "Description"),
-        ("minutes_included", "MinutesIncluded"),
-        ("minutes_left", "MinutesLeft"),
-        ("user_limit", "UserLimit"),
-        ("system_id", "SystemId"),
-    ),
-}
-
-
-def changed_fields(before: Credential, after: Credential) -> list[str]:
-    """The API names (never the values) of the tracked properties that differ."""
-    return [
-        name
-        for field, name in _TRACKED[after.kind]
-        if getattr(before, field) != getattr(after, field)
     ]

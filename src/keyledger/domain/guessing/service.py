@@ -15,62 +15,21 @@ across workers and instances with or without Redis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection
 
 from keyledger.domain.callers.models import Actor
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
-from keyledger.kit.clock import format_utc
+from keyledger.domain.guessing import repository
+from keyledger.domain.guessing.models import GuessBudget, Guesser, caller_subject, window_of
 from keyledger.store.locks import advisory_key
-from keyledger.store.schema import guess_counts as t
-
-
-@dataclass(frozen=True, slots=True)
-class GuessBudget:
-    """``per_caller`` misses of one access token and ``per_property`` misses at one property
-    per ``window_seconds`` (defaults: docs/access.md)."""
-
-    per_caller: int = 300
-    per_property: int = 1500
-    window_seconds: int = 3600
-
-
-@dataclass(frozen=True, slots=True)
-class Guesser:
-    """Who is guessing, and where: the access token (``caller``, e.g. ``token:12``) and the
-    property of the reader or business."""
-
-    caller: str
-    property_id: int
-
-    @property
-    def subjects(self) -> tuple[str, str]:
-        return (_caller_subject(self.caller), f"property:{self.property_id}")
-
-
-def _caller_subject(caller: str) -> str:
-    """The row (and lock) of ``caller``'s own budget."""
-    return f"caller:{caller}"
-
-
-def window_of(now: datetime, budget: GuessBudget) -> tuple[datetime, datetime]:
-    """The fixed window ``now`` falls in: [start, end)."""
-    seconds = int(now.timestamp()) // budget.window_seconds * budget.window_seconds
-    start = datetime.fromtimestamp(seconds, UTC)
-    return start, start + timedelta(seconds=budget.window_seconds)
 
 
 def lock_keys(guesser: Guesser) -> list[int]:
     """The advisory locks a write counting a miss of ``guesser`` takes."""
     return [advisory_key("guess", subject) for subject in guesser.subjects]
-
-
-_MISSES = select(t.c.subject, t.c.misses).where(
-    t.c.subject.in_(bindparam("subjects", expanding=True)), t.c.window_start == bindparam("start")
-)
 
 
 def throttled_until(
@@ -79,10 +38,7 @@ def throttled_until(
     """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise."""
     start, end = window_of(now, budget)
     caller, prop = guesser.subjects
-    counted = {
-        row[0]: row[1]
-        for row in conn.execute(_MISSES, {"subjects": [caller, prop], "start": start})
-    }
+    counted = repository.misses_in(conn, subjects=[caller, prop], start=start)
     if counted.get(caller, 0) >= budget.per_caller:
         return end
     if counted.get(prop, 0) >= budget.per_property:
@@ -90,14 +46,9 @@ def throttled_until(
     return None
 
 
-def token_caller(connection_id: int) -> str:
-    """The guessing budget's caller for an access token (its connection), in every dialect."""
-    return f"token:{connection_id}"
-
-
 def caller_lock_key(caller: str) -> int:
     """The advisory lock of ``caller``'s own budget (one of ``lock_keys``)."""
-    return advisory_key("guess", _caller_subject(caller))
+    return advisory_key("guess", caller_subject(caller))
 
 
 def caller_throttled_until(
@@ -105,8 +56,9 @@ def caller_throttled_until(
 ) -> datetime | None:
     """When the window ends, if ``caller``'s own budget is used up; None otherwise."""
     start, end = window_of(now, budget)
-    counted = conn.execute(_MISSES, {"subjects": [_caller_subject(caller)], "start": start}).all()
-    return end if counted and counted[0][1] >= budget.per_caller else None
+    subject = caller_subject(caller)
+    counted = repository.misses_in(conn, subjects=[subject], start=start)
+    return end if counted.get(subject, 0) >= budget.per_caller else None
 
 
 def _add(
@@ -122,27 +74,15 @@ def _add(
     now: datetime,
 ) -> None:
     start, end = window_of(now, budget)
-    changed = conn.execute(
-        update(t)
-        .where(t.c.subject == subject, t.c.window_start == start)
-        .values(misses=t.c.misses + misses)
-    ).rowcount
-    if not changed:
-        # A new window: the subject's older windows are done with.
-        conn.execute(delete(t).where(t.c.subject == subject, t.c.window_start < start))
-        conn.execute(insert(t), {"subject": subject, "window_start": start, "misses": misses})
-    total = conn.execute(
-        select(t.c.misses).where(t.c.subject == subject, t.c.window_start == start)
-    ).scalar_one()
+    total = repository.add_misses(conn, subject=subject, misses=misses, start=start)
     if total - misses < limit <= total:  # these misses used the budget up
         events.append(
             conn,
-            kind=EventKind.GUESSING_THROTTLED,
+            records.guessing_throttled(
+                property_id=property_id, budget=kind, misses=total, until=end
+            ),
             actor=actor,
             now=now,
-            property_id=property_id,
-            outcome="Throttled",
-            details={"Budget": kind, "Misses": total, "Until": format_utc(end)},
         )
 
 
@@ -185,7 +125,7 @@ def count_caller_misses(
     filed under ``property_id``."""
     _add(
         conn,
-        subject=_caller_subject(caller),
+        subject=caller_subject(caller),
         misses=misses,
         limit=budget.per_caller,
         kind="Caller",

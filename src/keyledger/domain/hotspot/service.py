@@ -16,10 +16,10 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 from keyledger.kit.clock import utc_now
@@ -67,13 +67,12 @@ def end_sessions(
     events.append_many(
         conn,
         [
-            {
-                "kind": EventKind.HOTSPOT_SESSION_ENDED,
-                "property_id": property_id,
-                "credential_uid": credential_uid,
-                "outcome": reason.value,
-                "details": {"SessionId": str(uid), "Reason": reason.value},
-            }
+            records.hotspot_session_ended(
+                property_id=property_id,
+                credential_uid=credential_uid,
+                session_uid=uid,
+                reason=reason.value,
+            )
             for uid in ended
         ],
         actor=actor,
@@ -148,16 +147,15 @@ def start_session(
         guessing.count_miss(conn, guesser=guesser, budget=budget, actor=actor, now=now)
     events.append(
         conn,
-        kind=EventKind.HOTSPOT_SESSION_STARTED,
+        records.hotspot_session_started(
+            property_id=target.id,
+            credential_uid=None if voucher is None else voucher.uid,
+            outcome=reason.value,
+            device_id=device_id,
+            session_uid=session_uid,
+        ),
         actor=actor,
         now=now,
-        property_id=target.id,
-        credential_uid=None if voucher is None else voucher.uid,
-        outcome=reason.value,
-        details={
-            "DeviceId": device_id,
-            "SessionId": None if session_uid is None else str(session_uid),
-        },
     )
     return SessionDecision(
         granted=reason is SessionReason.GRANTED,
@@ -248,17 +246,16 @@ def report_usage(
     )
     events.append(
         conn,
-        kind=EventKind.HOTSPOT_SESSION_ENDED if ended else EventKind.HOTSPOT_USAGE,
+        records.hotspot_usage(
+            property_id=found.property_id,
+            credential_uid=found.credential_uid,
+            session_uid=session_uid,
+            seconds=elapsed_seconds,
+            minutes_left=minutes_left,
+            end_reason=None if reason is None else reason.value,
+        ),
         actor=actor,
         now=now,
-        property_id=found.property_id,
-        credential_uid=found.credential_uid,
-        outcome=None if reason is None else reason.value,
-        details={
-            "SessionId": str(session_uid),
-            "Seconds": elapsed_seconds,
-            "MinutesLeft": minutes_left,
-        },
     )
     if reason is EndReason.NO_MINUTES_LEFT:
         # The voucher's other devices go offline with it.

@@ -28,9 +28,9 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from keyledger.domain.callers.models import Actor, ActorKind, Scope
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.hotspot import repository as hotspot_repository
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.hotspot.models import EndReason, SessionDecision
@@ -82,6 +82,32 @@ def add_nas(
 ) -> Nas:
     """Let the hotspot(s) at ``address`` (an IP address or a CIDR network) ask for
     ``business_id``'s vouchers, signing with ``secret`` (stored sealed like door values)."""
+    with store.write() as conn:
+        return import_nas(
+            conn,
+            store.sealer,
+            business_id=business_id,
+            address=address,
+            secret=secret,
+            name=name,
+            coa_port=coa_port,
+            allow_missing_message_authenticator=allow_missing_message_authenticator,
+        )
+
+
+def import_nas(
+    conn: Connection,
+    sealer: ValueSealer,
+    *,
+    business_id: int,
+    address: str,
+    secret: str,
+    name: str | None = None,
+    coa_port: int = DEFAULT_COA_PORT,
+    allow_missing_message_authenticator: bool = False,
+) -> Nas:
+    """``add_nas`` in the caller's write transaction (the demo's import, docs/radius.md). Adding
+    a NAS records no event either way."""
     try:
         network = parse_network(address)
     except ValueError:
@@ -95,23 +121,22 @@ def add_nas(
     if not 1 <= coa_port <= 65535:
         raise InvalidInput("A CoA port is between 1 and 65535.", subject="coa_port")
     uid = uuid.uuid4()
-    sealed = store.sealer.columns(uid, secret)
-    with store.write() as conn:
-        found = properties.by_business_id(conn, business_id)
-        if found is None:
-            raise InvalidInput(f"No business {business_id}.", subject="business")
-        nas_id = repository.insert_nas(
-            conn,
-            uid=uid,
-            property_id=found.id,
-            name=None if name is None else name.strip(),
-            address=str(network),
-            secret=sealed["value"],
-            secret_sealed=sealed["value_sealed"],
-            coa_port=coa_port,
-            require_message_authenticator=not allow_missing_message_authenticator,
-            created_utc=utc_now(),
-        )
+    sealed = sealer.columns(uid, secret)
+    found = properties.by_business_id(conn, business_id)
+    if found is None:
+        raise InvalidInput(f"No business {business_id}.", subject="business")
+    nas_id = repository.insert_nas(
+        conn,
+        uid=uid,
+        property_id=found.id,
+        name=None if name is None else name.strip(),
+        address=str(network),
+        secret=sealed["value"],
+        secret_sealed=sealed["value_sealed"],
+        coa_port=coa_port,
+        require_message_authenticator=not allow_missing_message_authenticator,
+        created_utc=utc_now(),
+    )
     return Nas(
         id=nas_id,
         uid=uid,
@@ -381,19 +406,18 @@ def settle_disconnect(
         return
     events.append(
         conn,
-        kind=EventKind.HOTSPOT_DISCONNECT,
+        records.hotspot_disconnect(
+            property_id=pending.property_id,
+            credential_uid=pending.credential_uid,
+            outcome=outcome.value,
+            session_uid=pending.session_uid,
+            acct_session_id=pending.acct_session_id,
+            device_id=pending.calling_station_id,
+            nas_id=pending.nas_id,
+            reason=pending.end_reason,
+            attempts=pending.attempts,
+            error_cause=error_cause,
+        ),
         actor=Actor.system() if nas is None else actor(nas),
         now=now,
-        property_id=pending.property_id,
-        credential_uid=pending.credential_uid,
-        outcome=outcome.value,
-        details={
-            "SessionId": str(pending.session_uid),
-            "AcctSessionId": pending.acct_session_id,
-            "DeviceId": pending.calling_station_id,
-            "NasId": pending.nas_id,
-            "Reason": pending.end_reason,
-            "Attempts": pending.attempts,
-            "ErrorCause": error_cause,
-        },
     )

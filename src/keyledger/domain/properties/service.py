@@ -8,8 +8,8 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from keyledger.domain.callers.models import Actor
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.properties import repository
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import utc_now
@@ -55,11 +55,9 @@ def add_property(
         )
         events.append(
             conn,
-            kind=EventKind.PROPERTY_CREATED,
+            records.property_created(property_id=created.id, name=name, business_id=business_id),
             actor=Actor.system(),
             now=now,
-            property_id=created.id,
-            details={"Name": name, "BusinessId": business_id},
         )
         return created
 
@@ -77,10 +75,8 @@ def set_collision_check(store: Store, *, enterprise_id: UUID, enabled: bool) -> 
         repository.set_collision_check(conn, found[0].id, enabled=enabled)
         events.append(
             conn,
-            kind=EventKind.PROPERTY_CHANGED,
+            records.property_changed(property_id=found[0].id, collision_check=enabled),
             actor=Actor.system(),
             now=utc_now(),
-            property_id=found[0].id,
-            details={"CollisionCheck": enabled},
         )
     return replace(found[0], collision_check=enabled)

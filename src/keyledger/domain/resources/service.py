@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import Connection
 
 from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.properties.models import Property
 from keyledger.domain.resources import repository
 from keyledger.domain.resources.models import Resource, ResourceDraft
@@ -93,22 +94,18 @@ def save_resources(
             events.append_many(
                 conn,
                 [
-                    {
-                        "kind": EventKind.RESOURCE_SAVED,
-                        "property_id": prop.id,
-                        "resource_uid": draft.uid,
-                        "details": {"Kind": str(draft.kind), "ParentId": _text(draft.parent_uid)},
-                    }
+                    records.resource_saved(
+                        property_id=prop.id,
+                        resource_uid=draft.uid,
+                        kind=str(draft.kind),
+                        parent_uid=draft.parent_uid,
+                    )
                     for draft in drafts
                 ],
                 actor=actor,
                 now=now,
             )
     return saved
-
-
-def _text(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
 
 
 def list_resources(store: Store, *, scope: Scope) -> list[Resource]:
@@ -159,9 +156,22 @@ def delete_resource(store: Store, *, scope: Scope, actor: Actor, uid: UUID) -> N
         repository.remove(conn, property_id=found.property_id, uid=uid)
         events.append(
             conn,
-            kind=EventKind.RESOURCE_DELETED,
+            records.resource_deleted(property_id=found.property_id, resource_uid=uid),
             actor=actor,
             now=utc_now(),
-            property_id=found.property_id,
-            resource_uid=uid,
         )
+
+
+def import_resources(
+    conn: Connection, *, prop: Property, drafts: Sequence[ResourceDraft], now: datetime
+) -> None:
+    """Write resources (parents first) under the tree rule, without events: records that existed
+    before this store saw them (the demo's building, ``cli/demo.py``), whose reach concerns no
+    token yet. Runs in the caller's write transaction."""
+    serialise_on(conn, [advisory_key("tree", prop.id)])
+    tree = {uid: r for (_, uid), r in repository.tree_of(conn, [prop.id]).items()}
+    for draft in drafts:
+        tree[draft.uid] = Resource(prop.id, draft.uid, draft.parent_uid, draft.kind, draft.name)
+    _check_tree(tree, [draft.uid for draft in drafts])
+    for draft in drafts:
+        repository.upsert(conn, tree[draft.uid], now=now)

@@ -11,18 +11,25 @@ from keyledger.kit.errors import (
     Conflict,
     CredentialNotFound,
     DeadlineExceeded,
+    DomainError,
     Forbidden,
+    GuessingThrottled,
     InvalidInput,
+    KeysMissing,
     OutOfScope,
+    PasswordChecksBusy,
     ResourceNotFound,
     RuleViolation,
     SessionNotFound,
     StoreUnavailable,
     TooManyFailures,
     Unauthenticated,
+    WriteConflict,
+    lookup,
 )
 from keyledger.web.middleware import request_id_of
 from keyledger.web.routing import (
+    BodyReadTimeout,
     BodyTooLarge,
     DialectRoute,
     MalformedJson,
@@ -38,6 +45,34 @@ def _location(error: ValidationError) -> str:
     return f"{path}: {str(first['msg']).rstrip('.').lower()}."
 
 
+UNEXPECTED = (500, "Unexpected", "An unexpected error occurred; it has been logged.")
+
+#: (status, ``Error`` name) of each domain error, looked up along the error's class hierarchy;
+#: the message is the error's own (or ``UNEXPECTED``'s for a 500). Every ``DomainError`` class has
+#: its own entry (tests/dialects/test_error_tables.py).
+ERRORS: dict[type[DomainError], tuple[int, str]] = {
+    DomainError: (500, "Unexpected"),
+    Unauthenticated: (401, "Unauthenticated"),
+    InvalidInput: (400, "InvalidInput"),
+    CredentialNotFound: (404, "NotFound"),
+    ResourceNotFound: (404, "NotFound"),
+    SessionNotFound: (404, "NotFound"),
+    Forbidden: (403, "Forbidden"),
+    MissingPermission: (403, "MissingScope"),
+    OutOfScope: (403, "OutOfScope"),
+    RuleViolation: (409, "RuleViolation"),
+    Conflict: (409, "RuleViolation"),
+    DeadlineExceeded: (408, "Timeout"),
+    BodyReadTimeout: (408, "Timeout"),
+    TooManyFailures: (429, "TooManyFailures"),
+    PasswordChecksBusy: (429, "TooManyFailures"),
+    GuessingThrottled: (429, "Throttled"),
+    StoreUnavailable: (503, "Unavailable"),
+    WriteConflict: (503, "Unavailable"),
+    KeysMissing: (500, "Unexpected"),
+}
+
+
 def classify(error: Exception) -> tuple[int, str, str]:
     if isinstance(error, ValidationError):
         return 400, "InvalidInput", _location(error)
@@ -51,27 +86,11 @@ def classify(error: Exception) -> tuple[int, str, str]:
         return 415, "UnsupportedMediaType", str(error)
     if isinstance(error, BodyTooLarge):
         return 413, "TooLarge", str(error)
-    if isinstance(error, Unauthenticated):
-        return 401, "Unauthenticated", error.message
-    if isinstance(error, TooManyFailures):
-        return 429, "TooManyFailures", error.message
-    if isinstance(error, StoreUnavailable):
-        return 503, "Unavailable", error.message
-    if isinstance(error, MissingPermission):
-        return 403, "MissingScope", error.message
-    if isinstance(error, Forbidden):
-        return 403, "Forbidden", error.message
-    if isinstance(error, ResourceNotFound | CredentialNotFound | SessionNotFound):
-        return 404, "NotFound", error.message
-    if isinstance(error, OutOfScope):
-        return 403, "OutOfScope", error.message
-    if isinstance(error, RuleViolation | Conflict):
-        return 409, "RuleViolation", error.message
-    if isinstance(error, InvalidInput):
-        return 400, "InvalidInput", error.message
-    if isinstance(error, DeadlineExceeded):
-        return 408, "Timeout", error.message
-    return 500, "Unexpected", "An unexpected error occurred; it has been logged."
+    found = lookup(ERRORS, error) if isinstance(error, DomainError) else None
+    if found is None or found[0] == 500 or not isinstance(error, DomainError):
+        return UNEXPECTED
+    status, name = found
+    return status, name, error.message
 
 
 class ApiRoute(DialectRoute):
@@ -80,7 +99,7 @@ class ApiRoute(DialectRoute):
         if status == 500:
             log_unexpected(request, error)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(error, TooManyFailures):
+        if isinstance(error, TooManyFailures | GuessingThrottled):
             headers = {"Retry-After": str(error.retry_after)}
         if isinstance(error, StoreUnavailable):
             headers = {"Retry-After": "1"}

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import Request, Response
 from pydantic import ValidationError
 
+from keyledger.domain.callers.permissions import MissingPermission
 from keyledger.kit.errors import (
     Conflict,
+    CredentialNotFound,
     DeadlineExceeded,
     DomainError,
     Forbidden,
     GuessingThrottled,
     InvalidInput,
+    KeysMissing,
     OutOfScope,
+    PasswordChecksBusy,
+    ResourceNotFound,
     RuleViolation,
+    SessionNotFound,
     StoreUnavailable,
     TooManyFailures,
     Unauthenticated,
+    WriteConflict,
+    lookup,
 )
 from keyledger.web.middleware import request_id_of
 from keyledger.web.routing import (
@@ -99,13 +107,78 @@ def from_validation_error(error: ValidationError) -> MewsError:
     return invalid(name, f"{_path(location) or name} {_reason(first)}.")
 
 
-def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict[str, str] | None]:
+#: (status, message, headers): what a Mews error answers.
+Answered = tuple[int, str, dict[str, str] | None]
+
+UNEXPECTED = "An unexpected error occurred; it has been logged."
+
+
+def _status(status: int) -> Callable[[DomainError, str], Answered]:
+    """The status, with the error's own message."""
+    return lambda error, operation: (status, error.message, None)
+
+
+def _invalid(error: DomainError, operation: str) -> Answered:
+    """400 ``Invalid <Property>``, the subject named as the operation's JSON property. Unknown
+    ids (of credentials, resources, sessions) answer like this too: the contract has no 404."""
+    subject = error.subject or "request"
+    name = _PROPERTY_OF_SUBJECT.get(operation, {}).get(subject, subject)
+    return 400, f"Invalid {name}: {error.message}", None
+
+
+def _throttled(error: TooManyFailures | GuessingThrottled, operation: str) -> Answered:
+    return 429, error.message, {"Retry-After": str(error.retry_after)}
+
+
+def _unavailable(error: DomainError, operation: str) -> Answered:
+    return 500, error.message, {"Retry-After": "1"}  # Mews documents 500 for faults
+
+
+def _deadline(error: DomainError, operation: str) -> Answered:
+    return (
+        408,
+        (
+            "The request took longer than the processing time limit and was cancelled; "
+            "nothing of it was kept. Send smaller batches."
+        ),
+        None,
+    )
+
+
+def _unexpected(error: DomainError, operation: str) -> Answered:
+    return 500, UNEXPECTED, None
+
+
+#: What each domain error answers in Mews, looked up along the error's class hierarchy. Every
+#: ``DomainError`` class has its own entry (tests/dialects/test_error_tables.py).
+ERRORS: dict[type[DomainError], Callable[[Any, str], Answered]] = {
+    DomainError: _unexpected,
+    Unauthenticated: _status(401),
+    InvalidInput: _invalid,
+    CredentialNotFound: _invalid,
+    ResourceNotFound: _invalid,
+    SessionNotFound: _invalid,
+    Forbidden: _status(403),
+    MissingPermission: _status(403),
+    OutOfScope: _status(403),
+    RuleViolation: _status(403),
+    Conflict: _status(403),
+    DeadlineExceeded: _deadline,
+    BodyReadTimeout: _status(408),
+    TooManyFailures: _throttled,
+    PasswordChecksBusy: _throttled,
+    GuessingThrottled: _throttled,
+    StoreUnavailable: _unavailable,
+    WriteConflict: _unavailable,
+    KeysMissing: _unexpected,
+}
+
+
+def status_and_message(operation: str, error: Exception) -> Answered:
     if isinstance(error, MewsError):
         return error.status, error.message, error.headers
     if isinstance(error, BodyTooLarge):
         return 413, str(error), None
-    if isinstance(error, BodyReadTimeout):
-        return 408, error.message, None
     if isinstance(error, MalformedJson):
         if error.reason == MalformedJson().reason:
             return 400, "Invalid JSON: the body is not a valid JSON object.", None
@@ -115,29 +188,10 @@ def status_and_message(operation: str, error: Exception) -> tuple[int, str, dict
     if isinstance(error, ValidationError):
         mapped = from_validation_error(error)
         return mapped.status, mapped.message, None
-    if isinstance(error, DomainError):
-        if isinstance(error, Unauthenticated):
-            return 401, error.message, None
-        if isinstance(error, StoreUnavailable):
-            return 500, error.message, {"Retry-After": "1"}  # Mews documents 500 for faults
-        if isinstance(error, TooManyFailures | GuessingThrottled):
-            return 429, error.message, {"Retry-After": str(error.retry_after)}
-        if isinstance(error, InvalidInput):
-            subject = error.subject or "request"
-            name = _PROPERTY_OF_SUBJECT.get(operation, {}).get(subject, subject)
-            return 400, f"Invalid {name}: {error.message}", None
-        if isinstance(error, Forbidden | OutOfScope | RuleViolation | Conflict):
-            return 403, error.message, None
-        if isinstance(error, DeadlineExceeded):
-            return (
-                408,
-                (
-                    "The request took longer than the processing time limit and was cancelled; "
-                    "nothing of it was kept. Send smaller batches."
-                ),
-                None,
-            )
-    return 500, "An unexpected error occurred; it has been logged.", None
+    answer = lookup(ERRORS, error) if isinstance(error, DomainError) else None
+    if answer is None:
+        return 500, UNEXPECTED, None
+    return answer(error, operation)
 
 
 def error_response(

@@ -13,12 +13,11 @@ from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from keyledger.domain.callers.integrations import authenticate_integration
 from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import Permission, required_for
-from keyledger.domain.callers.service import authenticate_integration
-from keyledger.domain.credentials import service
-from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.credentials import reservations
+from keyledger.domain.guessing.models import GuessBudget, token_caller
 from keyledger.kit.errors import Unauthenticated
 from keyledger.web.context import AppContext, ContextDep, client_address
 from keyledger.web.mews import schemas, translate
@@ -126,7 +125,7 @@ def _collision_terms(caller: IntegrationCaller, context: AppContext) -> Collisio
     settings = context.settings
     return {
         "reveal_conflicts": caller.holds(Permission.CREDENTIALS_READ),
-        "caller": guessing.token_caller(caller.connection_id),
+        "caller": token_caller(caller.connection_id),
         "budget": GuessBudget(
             per_caller=settings.guess_budget_per_caller,
             per_property=settings.guess_budget_per_property,
@@ -144,7 +143,7 @@ def _collision_terms(caller: IntegrationCaller, context: AppContext) -> Collisio
     openapi_extra=request_body(schemas.GetAllRequest),
 )
 async def get_all(call: GetAllCall, context: ContextDep, minimal: MinimalDep) -> Response:
-    page = service.list_reservation_tokens(
+    page = reservations.list_reservation_tokens(
         context.store, scope=call.caller.scope, query=translate.to_query(call.body)
     )
     if not page.credentials and minimal:
@@ -161,7 +160,7 @@ async def get_all(call: GetAllCall, context: ContextDep, minimal: MinimalDep) ->
     openapi_extra=request_body(schemas.AddRequest),
 )
 async def add(call: AddCall, context: ContextDep) -> Response:
-    created = service.add_reservation_tokens(
+    created = reservations.add_reservation_tokens(
         context.store,
         scope=call.caller.scope,
         actor=call.caller.actor,
@@ -181,7 +180,7 @@ async def add(call: AddCall, context: ContextDep) -> Response:
     openapi_extra=request_body(schemas.UpdateRequest),
 )
 async def update(call: UpdateCall, context: ContextDep) -> Response:
-    updated = service.update_reservation_tokens(
+    updated = reservations.update_reservation_tokens(
         context.store,
         scope=call.caller.scope,
         actor=call.caller.actor,
@@ -201,7 +200,7 @@ async def update(call: UpdateCall, context: ContextDep) -> Response:
     openapi_extra=request_body(schemas.DeleteRequest),
 )
 async def delete(call: DeleteCall, context: ContextDep, minimal: MinimalDep) -> Response:
-    service.delete_reservation_tokens(
+    reservations.delete_reservation_tokens(
         context.store,
         scope=call.caller.scope,
         actor=call.caller.actor,

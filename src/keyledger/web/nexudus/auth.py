@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 
-from keyledger.domain.callers.models import UserCaller
+from keyledger.domain.callers.models import Role, Scope, UserCaller
 from keyledger.domain.callers.users import (
     authenticate_bearer,
     authenticate_password,
@@ -105,6 +106,20 @@ async def nexudus_caller(request: Request, context: ContextDep) -> UserCaller:
 
 
 CallerDep = Annotated[UserCaller, Depends(nexudus_caller)]
+
+
+def requiring(role: Role) -> Callable[[UserCaller], Scope]:
+    """A dependency: the businesses where the caller has ``role`` (none at all: 403). Checks of a
+    role on one record (404 before 403) are ``UserCaller.require``, in the endpoint."""
+
+    def scope_requiring(caller: CallerDep) -> Scope:
+        return caller.scope_requiring(role)
+
+    return scope_requiring
+
+
+#: The caller's businesses where it may list access tokens (and their commands).
+ListScope = Annotated[Scope, Depends(requiring(Role.LIST))]
 
 
 async def read_fields(request: Request, limit: int) -> dict[str, Any]:

@@ -7,17 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keyledger.domain.callers.models import Scope, UserCaller
+from keyledger.domain.callers.models import Role, Scope, UserCaller
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import format_utc, utc_now
-from keyledger.web.context import AppContext
+from keyledger.store import Store
+from keyledger.web.nexudus.auth import requiring
 from keyledger.web.nexudus.errors import NexudusError, invalid, problem
 from keyledger.web.nexudus.schemas import NUMBER_LIMIT, CommandParameter, CommandRun
 from keyledger.web.nexudus.times import parse_time
-
-EDIT, CREATE = "AccessToken-Edit", "AccessToken-Create"
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,8 @@ def resolve(command: Command, given: list[CommandParameter]) -> dict[str, Any]:
 
 
 def _target_for_bulk(caller: UserCaller, business_id: int | None) -> Property:
-    creators = caller.scope_with(CREATE)
-    editors = caller.scope_with(EDIT)
+    creators = caller.scope_with(Role.CREATE)
+    editors = caller.scope_with(Role.EDIT)
     allowed = [p for p in creators.properties if p.id in editors.by_id]
     if business_id is not None:
         for candidate in allowed:
@@ -132,16 +131,20 @@ def _target_for_bulk(caller: UserCaller, business_id: int | None) -> Property:
 
 
 def run(
-    context: AppContext,
+    store: Store,
     caller: UserCaller,
     request: CommandRun,
     locate: Callable[[int], Credential],
 ) -> tuple[str, dict[str, Any]]:
+    """Run a command: every command needs ``AccessToken-Edit`` somewhere (checked here, after the
+    body was read, as before), and on each record it names (``locate``); ``BULK_CREATE`` also
+    ``AccessToken-Create`` in its business."""
+    requiring(Role.EDIT)(caller)
     command = BY_KEY.get(request.Key.strip().upper())
     if command is None:
         raise invalid(problem("Key", "is not a command; see GET …/commands", request.Key))
     values = resolve(command, request.Parameters)
-    store, actor = context.store, caller.actor
+    actor = caller.actor
     if not command.needs_entities:
         created = vouchers.bulk_create(
             store,

@@ -8,16 +8,17 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 
-from keyledger.domain.callers.models import IssuedBearer, UserCaller
+from keyledger.domain.callers.models import IssuedBearer, Role, UserCaller
 from keyledger.domain.callers.users import issue_bearer_for_password, refresh_bearer
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential, VoucherFields
 from keyledger.domain.properties.models import Property
 from keyledger.kit.errors import CredentialNotFound, TooManyFailures, Unauthenticated
 from keyledger.kit.inputs import refused_character
-from keyledger.web.context import AppContext, ContextDep, client_address
+from keyledger.store import Store
+from keyledger.web.context import ContextDep, StoreDep, client_address
 from keyledger.web.nexudus import commands, schemas, translate
-from keyledger.web.nexudus.auth import CallerDep, read_fields
+from keyledger.web.nexudus.auth import CallerDep, ListScope, read_fields
 from keyledger.web.nexudus.errors import (
     NexudusRoute,
     TokenRequestError,
@@ -31,13 +32,6 @@ from keyledger.web.routing import error_responses, json_response, read_body, req
 
 PREFIX = "/api/spaces/accesstokens"
 TAG = "Nexudus"
-LIST, READ, CREATE, EDIT, DELETE = (
-    "AccessToken-List",
-    "AccessToken-Read",
-    "AccessToken-Create",
-    "AccessToken-Edit",
-    "AccessToken-Delete",
-)
 
 _FAILURES = error_responses(
     schemas.Failure,
@@ -54,9 +48,7 @@ _FAILURES = error_responses(
 )
 
 
-def _locate(
-    context: AppContext, caller: UserCaller, voucher_id: int | str, role: str
-) -> Credential:
+def _locate(store: Store, caller: UserCaller, voucher_id: int | str, role: Role) -> Credential:
     """The voucher in one of the caller's businesses (else 404), if the role allows (else 403)."""
     try:
         wanted = int(voucher_id)
@@ -64,12 +56,12 @@ def _locate(
         raise CredentialNotFound([voucher_id]) from None
     if abs(wanted) > schemas.NUMBER_LIMIT:  # no record has such an id
         raise CredentialNotFound([voucher_id])
-    found = vouchers.find_voucher(context.store, scope=caller.visible, voucher_id=wanted)
+    found = vouchers.find_voucher(store, scope=caller.visible, voucher_id=wanted)
     caller.require(role, found.property.id)
     return found
 
 
-def _business(caller: UserCaller, business_id: int, role: str) -> Property:
+def _business(caller: UserCaller, business_id: int, role: Role) -> Property:
     found = caller.visible.by_business.get(business_id)
     if found is None:
         raise invalid(problem("BusinessId", "names no business of this user", business_id))
@@ -103,10 +95,9 @@ router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=NexudusRoute)
     response_model=schemas.VoucherList,
     responses=_FAILURES,
 )
-async def list_vouchers(request: Request, caller: CallerDep, context: ContextDep) -> Response:
-    scope = caller.scope_requiring(LIST)
+async def list_vouchers(request: Request, scope: ListScope, store: StoreDep) -> Response:
     wanted = parse_list_request(request.query_params.multi_items())
-    page = vouchers.list_vouchers(context.store, scope=scope, query=wanted.query)
+    page = vouchers.list_vouchers(store, scope=scope, query=wanted.query)
     return json_response(translate.render_list(page, wanted))
 
 
@@ -117,8 +108,7 @@ async def list_vouchers(request: Request, caller: CallerDep, context: ContextDep
     response_model=list[schemas.CommandInfo],
     responses=_FAILURES,
 )
-async def list_commands(caller: CallerDep) -> Response:
-    caller.scope_requiring(LIST)
+async def list_commands(scope: ListScope) -> Response:
     return json_response([command.describe() for command in commands.COMMANDS])
 
 
@@ -129,8 +119,8 @@ async def list_commands(caller: CallerDep) -> Response:
     response_model=schemas.Voucher,
     responses=_FAILURES,
 )
-async def get_voucher(Id: str, caller: CallerDep, context: ContextDep) -> Response:  # noqa: N803
-    return json_response(translate.render_voucher(_locate(context, caller, Id, READ)))
+async def get_voucher(Id: str, caller: CallerDep, store: StoreDep) -> Response:  # noqa: N803
+    return json_response(translate.render_voucher(_locate(store, caller, Id, Role.READ)))
 
 
 @router.post(
@@ -147,7 +137,7 @@ async def create_voucher(request: Request, caller: CallerDep, context: ContextDe
     )
     made = vouchers.create_voucher(
         context.store,
-        target=_business(caller, body.BusinessId, CREATE),
+        target=_business(caller, body.BusinessId, Role.CREATE),
         actor=caller.actor,
         fields=_fields(body),
     )
@@ -166,14 +156,14 @@ async def replace_voucher(request: Request, caller: CallerDep, context: ContextD
     body = schemas.VoucherReplacement.model_validate(
         await read_fields(request, context.settings.max_body_bytes)
     )
-    current = _locate(context, caller, body.Id, EDIT)
+    current = _locate(context.store, caller, body.Id, Role.EDIT)
     if body.BusinessId != current.property.business_id:
         raise invalid(
             problem("BusinessId", "cannot change: a voucher stays in its business", body.BusinessId)
         )
     replaced = vouchers.replace_voucher(
         context.store,
-        scope=caller.scope_with(EDIT),
+        scope=caller.scope_with(Role.EDIT),
         actor=caller.actor,
         voucher_id=current.id,
         fields=_fields(body),
@@ -188,10 +178,10 @@ async def replace_voucher(request: Request, caller: CallerDep, context: ContextD
     response_model=schemas.DeleteResult,
     responses=_FAILURES,
 )
-async def delete_voucher(Id: str, caller: CallerDep, context: ContextDep) -> Response:  # noqa: N803
-    current = _locate(context, caller, Id, DELETE)
+async def delete_voucher(Id: str, caller: CallerDep, store: StoreDep) -> Response:  # noqa: N803
+    current = _locate(store, caller, Id, Role.DELETE)
     vouchers.delete_voucher(
-        context.store, scope=caller.scope_with(DELETE), actor=caller.actor, voucher_id=current.id
+        store, scope=caller.scope_with(Role.DELETE), actor=caller.actor, voucher_id=current.id
     )
     return json_response(translate.DELETED)
 
@@ -208,9 +198,11 @@ async def run_command(request: Request, caller: CallerDep, context: ContextDep) 
     body = schemas.CommandRun.model_validate(
         await read_fields(request, context.settings.max_body_bytes)
     )
-    caller.scope_requiring(EDIT)
     message, value = commands.run(
-        context, caller, body, lambda voucher_id: _locate(context, caller, voucher_id, EDIT)
+        context.store,
+        caller,
+        body,
+        lambda voucher_id: _locate(context.store, caller, voucher_id, Role.EDIT),
     )
     return json_response(commands.envelope(caller, message, value))
 

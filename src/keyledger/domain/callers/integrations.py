@@ -1,10 +1,9 @@
-"""Issuing, revoking and authenticating callers."""
+"""Integrations (Mews connectors) and their access tokens: issuing, enabling, revoking and
+authenticating them. Nexudus users are in ``users.py``."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -12,31 +11,26 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import Actor, IntegrationCaller, IssuedSecret, Scope
+from keyledger.domain.callers.models import (
+    MAX_SECRET_LENGTH,
+    Actor,
+    IntegrationCaller,
+    IssuedSecret,
+    Scope,
+)
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
     ordered,
     parse_permissions,
 )
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.properties import repository as property_repository
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
-from keyledger.kit.hashing import digests_match, hash_password, new_api_token, secret_digest
+from keyledger.kit.hashing import digests_match, new_api_token, secret_digest
 from keyledger.store import Store
-
-#: The roles of the Nexudus access-token endpoints.
-ACCESS_TOKEN_ROLES = (
-    "AccessToken-List",
-    "AccessToken-Read",
-    "AccessToken-Create",
-    "AccessToken-Edit",
-    "AccessToken-Delete",
-)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-MAX_SECRET_LENGTH = 512
 
 
 def add_integration(store: Store, *, name: str, client_token: str | None = None) -> IssuedSecret:
@@ -53,10 +47,9 @@ def add_integration(store: Store, *, name: str, client_token: str | None = None)
         integration_id = repository.insert_integration(conn, name=name, digest=digest, now=now)
         events.append(
             conn,
-            kind=EventKind.INTEGRATION_CREATED,
+            records.integration_created(integration_id=integration_id, name=name),
             actor=Actor.system(),
             now=now,
-            details={"IntegrationId": integration_id, "Name": name},
         )
     return IssuedSecret(id=integration_id, secret=token, name=name)
 
@@ -78,13 +71,8 @@ def set_integration_enabled(
             raise InvalidInput("Unknown integration.", subject="integration")
         now = utc_now()
         repository.set_integration_enabled(conn, integration_id, enabled=enabled, now=now)
-        events.append(
-            conn,
-            kind=EventKind.INTEGRATION_ENABLED if enabled else EventKind.INTEGRATION_DISABLED,
-            actor=Actor.system(),
-            now=now,
-            details={"IntegrationId": integration_id},
-        )
+        switched = records.integration_enabled if enabled else records.integration_disabled
+        events.append(conn, switched(integration_id=integration_id), actor=Actor.system(), now=now)
         return integration_id
 
 
@@ -126,15 +114,12 @@ def add_access_token(
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.ACCESS_TOKEN_CREATED,
-                    "property_id": found[e].id,
-                    "details": {
-                        "AccessTokenId": connection_id,
-                        "IntegrationId": int(integration.id),
-                        "Scopes": scope_names,
-                    },
-                }
+                records.access_token_created(
+                    property_id=found[e].id,
+                    access_token_id=connection_id,
+                    integration_id=int(integration.id),
+                    scopes=scope_names,
+                )
                 for e in wanted
             ],
             actor=Actor.system(),
@@ -167,11 +152,7 @@ def revoke_access_token(
             events.append_many(
                 conn,
                 [
-                    {
-                        "kind": EventKind.ACCESS_TOKEN_REVOKED,
-                        "property_id": prop.id,
-                        "details": {"AccessTokenId": connection_id},
-                    }
+                    records.access_token_revoked(property_id=prop.id, access_token_id=connection_id)
                     for prop in repository.connection_properties_of(conn, connection_id)
                 ],
                 actor=Actor.system(),
@@ -268,122 +249,3 @@ def _authenticate_access(store: Store, digest: str) -> IntegrationCaller:
         if integration is None or not integration.enabled:
             raise Unauthenticated("The integration is disabled.")
         return _caller(conn, integration, connection)
-
-
-def add_user(
-    store: Store,
-    *,
-    email: str,
-    password: str,
-    business_ids: Sequence[int],
-    roles: Sequence[str],
-) -> dict[str, object]:
-    email = email.strip().lower()
-    if not _EMAIL.match(email) or len(email) > 320:
-        raise InvalidInput("Give a valid e-mail address.", subject="email")
-    _password_allowed(password)
-    unknown_roles = [role for role in roles if role not in ACCESS_TOKEN_ROLES]
-    if unknown_roles:
-        raise InvalidInput(
-            f"Unknown role {', '.join(unknown_roles)}; roles are {', '.join(ACCESS_TOKEN_ROLES)}.",
-            subject="role",
-        )
-    if not business_ids:
-        raise InvalidInput("Name at least one business.", subject="business")
-    password_hash = hash_password(password)
-    with store.write() as conn:
-        property_ids = []
-        for business_id in dict.fromkeys(business_ids):
-            found = property_repository.by_business_id(conn, business_id)
-            if found is None:
-                raise InvalidInput(f"Unknown business {business_id}.", subject="business")
-            property_ids.append(found.id)
-        if repository.user_id_by_email(conn, email) is not None:
-            raise Conflict(f"User {email} exists already.", subject="email")
-        user_id = repository.insert_user(
-            conn, email=email, password_hash=password_hash, now=utc_now()
-        )
-        unique_roles = list(dict.fromkeys(roles))
-        repository.insert_memberships(
-            conn, user_id=user_id, property_ids=property_ids, roles=unique_roles
-        )
-        events.append_many(
-            conn,
-            [
-                {
-                    "kind": EventKind.USER_CREATED,
-                    "property_id": property_id,
-                    "details": {"UserId": user_id, "Email": email, "Roles": unique_roles},
-                }
-                for property_id in property_ids
-            ],
-            actor=Actor.system(),
-            now=utc_now(),
-        )
-    return {
-        "UserId": user_id,
-        "Email": email,
-        "Businesses": list(dict.fromkeys(business_ids)),
-        "Roles": unique_roles,
-    }
-
-
-@dataclass(frozen=True)
-class UserChange:
-    user_id: int
-    email: str
-    bearer_tokens_revoked: int
-
-
-def _password_allowed(password: str) -> None:
-    if not 8 <= len(password) <= 1024:
-        raise InvalidInput("A password has 8 to 1024 characters.", subject="password")
-
-
-def _change_user(store: Store, email: str, kind: EventKind, **values: Any) -> UserChange:
-    """Change a user's row, revoke its bearer tokens, and record ``kind`` in each of its
-    businesses."""
-    email = email.strip().lower()
-    now = utc_now()
-    with store.write() as conn:
-        user_id = repository.user_id_by_email(conn, email)
-        if user_id is None:
-            raise InvalidInput(f"Unknown user {email}.", subject="email")
-        repository.change_user(conn, user_id, **values)
-        if kind in (EventKind.USER_ENABLED, EventKind.USER_PASSWORD_CHANGED):
-            repository.advance_auth_failures_epoch(conn, user_id)  # its failed logins are forgiven
-        revoked = repository.revoke_bearers_of(conn, user_id, now=now)
-        events.append_many(
-            conn,
-            [
-                {
-                    "kind": kind,
-                    "property_id": prop.id,
-                    "details": {"UserId": user_id, "Email": email, "BearerTokensRevoked": revoked},
-                }
-                for prop, _ in repository.memberships_of(conn, user_id)
-            ],
-            actor=Actor.system(),
-            now=now,
-        )
-    return UserChange(user_id=user_id, email=email, bearer_tokens_revoked=revoked)
-
-
-def set_user_enabled(store: Store, *, email: str, enabled: bool) -> UserChange:
-    """Disable a user (Basic and bearer authentication refused at once, its bearer tokens
-    revoked) or enable it again."""
-    return _change_user(
-        store,
-        email,
-        EventKind.USER_ENABLED if enabled else EventKind.USER_DISABLED,
-        disabled_utc=None if enabled else utc_now(),
-    )
-
-
-def set_user_password(store: Store, *, email: str, password: str) -> UserChange:
-    """Replace a user's password and revoke its bearer tokens; the old password is refused at
-    once, also where a check of it is remembered (callers/users.py)."""
-    _password_allowed(password)
-    return _change_user(
-        store, email, EventKind.USER_PASSWORD_CHANGED, password_hash=hash_password(password)
-    )

@@ -1,21 +1,21 @@
-"""Rules and transactions for credentials. Every function takes the caller's scope and actor."""
+"""Rules and transactions for reservation tokens (Mews door credentials; ``vouchers.py`` holds
+the Wi-Fi vouchers). Every function takes the caller's scope and actor."""
 
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
 
 from keyledger.domain.callers.models import Actor, Scope
-from keyledger.domain.credentials import repository, voucher_repository
+from keyledger.domain.credentials import repository, reservation_repository
 from keyledger.domain.credentials.collisions import refuse_collisions
 from keyledger.domain.credentials.models import (
+    TRACKED_FIELDS,
     Credential,
     CredentialKind,
     Page,
@@ -23,10 +23,10 @@ from keyledger.domain.credentials.models import (
     ReservationTokenDraft,
     ReservationTokenQuery,
 )
+from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.service import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import CredentialNotFound, GuessingThrottled, InvalidInput, RuleViolation
@@ -55,7 +55,7 @@ def list_reservation_tokens(store: Store, *, scope: Scope, query: ReservationTok
     with store.read() as conn:
         after = None
         if query.cursor is not None:
-            after = repository.position_of(
+            after = reservation_repository.position_of(
                 conn,
                 property_ids=list(properties),
                 kind=CredentialKind.RESERVATION,
@@ -65,7 +65,7 @@ def list_reservation_tokens(store: Store, *, scope: Scope, query: ReservationTok
                 raise InvalidInput(
                     f"The cursor {query.cursor} names no token in scope.", subject="cursor"
                 )
-        found = repository.select_reservation_page(
+        found = reservation_repository.select_reservation_page(
             conn, properties=properties, query=query, after=after, sealer=store.sealer
         )
     return Page(credentials=found, cursor=found[-1].uid if found else None)
@@ -83,7 +83,7 @@ def _target_properties(
         return [scope.enterprise(enterprise_id)] * len(drafts)
     if not scope.is_portfolio:
         return [scope.properties[0]] * len(drafts)
-    known = repository.properties_of_service_orders(
+    known = reservation_repository.properties_of_service_orders(
         store_conn,
         property_ids=scope.property_ids,
         service_order_ids=list({draft.service_order_id for draft in drafts}),
@@ -132,32 +132,7 @@ def add_reservation_tokens(
             blind.gate(conn)
         targets = _target_properties(conn, scope=scope, drafts=drafts, enterprise_id=enterprise_id)
         created = [
-            Credential(
-                id=0,  # not read back: a reservation token is addressed by its uid
-                uid=uuid.uuid4(),
-                property=target,
-                kind=CredentialKind.RESERVATION,
-                value=draft.value,
-                token_type=draft.token_type,
-                service_order_id=draft.service_order_id,
-                companionship_id=draft.companionship_id,
-                resource_id=draft.resource_id,
-                serial_number=draft.serial_number,
-                valid_from=draft.valid_from,
-                valid_to=draft.valid_to,
-                permissions=draft.permissions,
-                description=None,
-                minutes_included=None,
-                minutes_left=None,
-                user_limit=None,
-                last_access=None,
-                system_id=None,
-                created_utc=now,
-                updated_utc=now,
-                created_by=actor.label,
-                updated_by=actor.label,
-                deleted_utc=None,
-            )
+            Credential.new_reservation(prop=target, draft=draft, actor_label=actor.label, now=now)
             for draft, target in zip(drafts, targets, strict=True)
         ]
         refused = _collisions(
@@ -165,8 +140,10 @@ def add_reservation_tokens(
         )
         if refused is not None:
             return refused
-        repository.insert_credentials_quietly(conn, [row_of(c, store.sealer) for c in created])
-        events.append_many(conn, [created_event(c) for c in created], actor=actor, now=now)
+        repository.insert_credentials_quietly(
+            conn, [repository.row_of(c, store.sealer) for c in created]
+        )
+        events.append_many(conn, [_created_event(c) for c in created], actor=actor, now=now)
         return created
 
     return _kept(store.write_retrying(work))
@@ -252,20 +229,19 @@ def update_reservation_tokens(
             repository.rewrite_credentials(
                 conn,
                 [
-                    {"row_id": c.id, **row_of(c, store.sealer)}
+                    {"row_id": c.id, **repository.row_of(c, store.sealer)}
                     for c in sorted(touched.values(), key=lambda c: c.id)
                 ],
-                columns=RESERVATION_MUTABLE,
+                columns=repository.RESERVATION_MUTABLE,
             )
             events.append_many(
                 conn,
                 [
-                    {
-                        "kind": EventKind.CREDENTIAL_UPDATED,
-                        "property_id": c.property.id,
-                        "credential_uid": c.uid,
-                        "details": {"Changed": events.changed_fields(current[uid], c)},
-                    }
+                    records.credential_updated(
+                        property_id=c.property.id,
+                        credential_uid=c.uid,
+                        changed=records.changed_fields(current[uid], c, TRACKED_FIELDS[c.kind]),
+                    )
                     for uid, c in touched.items()
                 ],
                 actor=actor,
@@ -277,16 +253,14 @@ def update_reservation_tokens(
     return _kept(store.write_retrying(work))
 
 
-def created_event(credential: Credential) -> dict[str, Any]:
-    details: dict[str, Any] = {"Kind": credential.kind.value}
-    if credential.token_type is not None:
-        details["Type"] = credential.token_type.value
-    return {
-        "kind": EventKind.CREDENTIAL_CREATED,
-        "property_id": credential.property.id,
-        "credential_uid": credential.uid,
-        "details": details,
-    }
+def _created_event(credential: Credential) -> records.NewEvent:
+    """The ``credential.created`` event of a new reservation token."""
+    return records.credential_created(
+        property_id=credential.property.id,
+        credential_uid=credential.uid,
+        kind=credential.kind.value,
+        token_type=None if credential.token_type is None else credential.token_type.value,
+    )
 
 
 #: The collision refusal a writer without ``credentials:read`` gets: no item, no other token.
@@ -414,11 +388,7 @@ def delete_reservation_tokens(
         events.append_many(
             conn,
             [
-                {
-                    "kind": EventKind.CREDENTIAL_DELETED,
-                    "property_id": c.property.id,
-                    "credential_uid": c.uid,
-                }
+                records.credential_deleted(property_id=c.property.id, credential_uid=c.uid)
                 for c in found.values()
                 if c.is_active
             ],
@@ -429,59 +399,19 @@ def delete_reservation_tokens(
     store.write_retrying(work)
 
 
-RESERVATION_MUTABLE = (
-    "value",
-    "value_sealed",
-    "value_fp",
-    "valid_from",
-    "valid_to",
-    "perm_bed",
-    "perm_room",
-    "perm_floor",
-    "perm_building",
-    "updated_utc",
-    "updated_by",
-)
-
-
-def row_of(credential: Credential, sealer: ValueSealer) -> dict[str, Any]:
-    """The store row of a credential (every column but ``id``): a door credential's value
-    sealed or in clear, with its fingerprint; a voucher's code in clear."""
-    permissions = credential.permissions
-    if credential.kind is CredentialKind.RESERVATION:
-        value_columns = sealer.columns(credential.uid, credential.value)
-    else:
-        value_columns = {
-            "value": credential.value,
-            "value_sealed": None,
-            "value_fp": None,
-            **voucher_repository.key_columns(credential.value, credential.description),
-        }
-    return {
-        "uid": credential.uid,
-        "property_id": credential.property.id,
-        "kind": credential.kind.value,
-        **value_columns,
-        "token_type": None if credential.token_type is None else credential.token_type.value,
-        "service_order_id": credential.service_order_id,
-        "companionship_id": credential.companionship_id,
-        "resource_id": credential.resource_id,
-        "serial_number": credential.serial_number,
-        "valid_from": credential.valid_from,
-        "valid_to": credential.valid_to,
-        "perm_bed": permissions.bed,
-        "perm_room": permissions.room,
-        "perm_floor": permissions.floor,
-        "perm_building": permissions.building,
-        "description": credential.description,
-        "minutes_included": credential.minutes_included,
-        "minutes_left": credential.minutes_left,
-        "user_limit": credential.user_limit,
-        "last_access": credential.last_access,
-        "system_id": credential.system_id,
-        "created_utc": credential.created_utc,
-        "updated_utc": credential.updated_utc,
-        "created_by": credential.created_by,
-        "updated_by": credential.updated_by,
-        "deleted_utc": credential.deleted_utc,
-    }
+def import_credentials(
+    conn: Connection, credentials: Sequence[Credential], sealer: ValueSealer
+) -> None:
+    """Write credentials exactly as given: their uids, ids (a voucher's, when not 0), times and
+    authors, without the rules of ``add_reservation_tokens`` (the caller vouches that they do
+    not collide) and without events, since they are records that existed before this store saw
+    them (the demo's seed examples, ``cli/demo.py``). A uid the store holds already is left as
+    it is. Runs in the caller's write transaction."""
+    taken = repository.existing_uids(conn, [c.uid for c in credentials])
+    credentials = [c for c in credentials if c.uid not in taken]
+    repository.insert_credentials_quietly(
+        conn, [repository.row_of(c, sealer) for c in credentials if not c.id]
+    )
+    repository.insert_credentials_keeping_ids(
+        conn, [{**repository.row_of(c, sealer), "id": c.id} for c in credentials if c.id]
+    )

@@ -7,9 +7,7 @@ import uuid
 from typing import Any
 
 from keyledger.domain.properties.service import set_collision_check
-from tests.api.test_resources import building, put, v1
-from tests.dialects.mews.test_errors import assert_error
-from tests.support import Deployment, Tenant, token_parameters
+from tests.support import Deployment, Tenant, assert_error, building, put, token_parameters, v1
 
 
 def params(

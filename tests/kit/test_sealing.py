@@ -18,25 +18,29 @@ from sqlalchemy import select, text, update
 from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import rekeying
 from keyledger.domain.credentials.models import ReservationTokenChange, ReservationTokenQuery
-from keyledger.domain.credentials.service import list_reservation_tokens, update_reservation_tokens
+from keyledger.domain.credentials.reservations import (
+    list_reservation_tokens,
+    update_reservation_tokens,
+)
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.sealing import UnreadableValue, ValueSealer, new_key, parse_keys
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import downgrade, is_current, upgrade
 from keyledger.store.schema import credentials
-from tests.api.test_door_checks import check, token
-from tests.api.test_resources import building
-from tests.dialects.mews.test_operations import get_all
 from tests.support import (
     DatabaseFactory,
     Deployment,
     Tenant,
     add_pins,
+    building,
+    check,
     deploy,
     dump_database,
+    get_all,
     make_tenant,
     settings_for,
+    token,
     token_parameters,
 )
 
