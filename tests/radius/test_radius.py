@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from sqlalchemy import select
 
 from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
 from keyledger.domain.nas.service import add_nas
+from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import events
@@ -47,6 +49,7 @@ GUESS_BUDGET = 12
 GUESSER = "127.0.0.2"  # a NAS of its own, to use up its guessing budget
 LAX = "127.0.0.3"  # a NAS allowed to leave Message-Authenticator out
 UNKNOWN = "127.0.0.9"  # no NAS
+RACER = "127.0.0.4"  # a NAS of its own whose guesses race each other
 
 
 @dataclass
@@ -55,6 +58,7 @@ class RadiusDeployment:
     space: NexudusTenant
     guess_space: NexudusTenant
     lax_space: NexudusTenant
+    race_space: NexudusTenant
     auth_port: int
     acct_port: int
     nas: NasStandIn
@@ -105,7 +109,7 @@ def radius(
     store = Store(settings_for(url))
     port = free_port()
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    space, guess_space, lax_space = (_space(store, http) for _ in range(3))
+    space, guess_space, lax_space, race_space = (_space(store, http) for _ in range(4))
     nas = NasStandIn()
     add_nas(
         store,
@@ -123,6 +127,7 @@ def radius(
         secret="testing123",
         allow_missing_message_authenticator=True,
     )
+    add_nas(store, business_id=race_space.business_id, address=RACER, secret="testing123")
     from tests.radius.support import free_udp_port
 
     auth_port, acct_port = free_udp_port(), free_udp_port()
@@ -138,7 +143,9 @@ def radius(
         radius_disconnect_timeout_seconds="1",
         radius_disconnect_attempts="2",
     )
-    deployment = RadiusDeployment(store, space, guess_space, lax_space, auth_port, acct_port, nas)
+    deployment = RadiusDeployment(
+        store, space, guess_space, lax_space, race_space, auth_port, acct_port, nas
+    )
     try:
         _wait_for_radius(deployment)
         yield deployment
@@ -312,6 +319,69 @@ def test_unknown_codes_use_up_the_nas_guessing_budget(radius: RadiusDeployment) 
     assert (valid_reply.code, valid_reply["Reply-Message"][0]) == (3, "Throttled")
     throttled = [d for outcome, d in radius.events("guessing.throttled")]
     assert any(d.get("Budget") == "Caller" for d in throttled)
+
+
+def _race(source: str, port: int, requests: list[Any]) -> list[str]:
+    """Send ``requests`` at once, each from a socket of its own (so both workers take some:
+    SO_REUSEPORT spreads sources); the reply reasons, or "Accept"."""
+    clients = [Client(port, source=source) for _ in requests]
+    raws = [request.RequestPacket() for request in requests]
+    answers: list[bytes | None] = [None] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def send(index: int) -> None:
+        start.wait()
+        answers[index] = clients[index].exchange(raws[index], timeout=10)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    replies = [reply_of(request, raw) for request, raw in zip(requests, answers, strict=True)]
+    return ["Accept" if r.code == 2 else r["Reply-Message"][0] for r in replies]
+
+
+def test_parallel_logins_from_both_workers_keep_the_user_limit(radius: RadiusDeployment) -> None:
+    """Twenty-four devices log in with one voucher at once: exactly UserLimit of them get in,
+    whichever worker and group commit decides them."""
+    radius.voucher("CROWD1", MinutesIncluded=30, UserLimit=3)
+    requests = [access_request(user="CROWD1", device=f"crowd-{n}") for n in range(24)]
+    reasons = _race("127.0.0.1", radius.auth_port, requests)
+    assert sorted(reasons) == ["Accept"] * 3 + ["TooManyDevices"] * 21
+    started = [
+        (outcome, d)
+        for outcome, d in radius.events("hotspot.session_started")
+        if d["DeviceId"].startswith("crowd-")
+    ]
+    assert sorted(outcome or "" for outcome, _ in started) == sorted(
+        ["Granted"] * 3 + ["TooManyDevices"] * 21
+    )
+    assert len({d["SessionId"] for outcome, d in started if outcome == "Granted"}) == 3
+
+
+def test_parallel_guesses_use_the_budget_up_exactly(radius: RadiusDeployment) -> None:
+    """Unknown codes sent at once from one NAS: exactly the budget's worth are counted as
+    UnknownCredential, every other one is Throttled, and one guessing.throttled is written."""
+    requests = [
+        access_request(user=f"RACE{n:04d}", device="racer") for n in range(GUESS_BUDGET + 12)
+    ]
+    reasons = _race(RACER, radius.auth_port, requests)
+    assert sorted(reasons) == ["Throttled"] * 12 + ["UnknownCredential"] * GUESS_BUDGET
+    with radius.store.read() as conn:
+        prop = properties.by_business_id(conn, radius.race_space.business_id)
+        assert prop is not None
+        throttled = conn.execute(
+            select(events.c.details).where(
+                events.c.kind == "guessing.throttled", events.c.property_id == prop.id
+            )
+        ).all()
+    caller = [d for (d,) in throttled if d["Budget"] == "Caller"]
+    assert [d["Misses"] for d in caller] == [GUESS_BUDGET]
 
 
 # --- accounting ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, case, insert, literal, select, update
+from sqlalchemy import Connection, bindparam, case, insert, literal_column, select, update
 
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.kit.inputs import code_key
@@ -30,7 +30,8 @@ _LIVE_VOUCHER = (
     )
     .where(
         c.c.property_id == bindparam("property_id"),
-        c.c.kind == literal(CredentialKind.VOUCHER.value, literal_execute=True),
+        # the kind inline in the SQL (the partial index's predicate), rendered when built
+        c.c.kind == literal_column(f"'{CredentialKind.VOUCHER.value}'"),
         c.c.deleted_utc.is_(None),
         c.c.code_key == bindparam("code_key"),
     )
@@ -59,6 +60,11 @@ _OPEN_DEVICES = select(s.c.id, s.c.uid, s.c.device_id).where(
     s.c.ended_utc.is_(None),
     s.c.last_report_utc > bindparam("idle_since"),
 )
+# Every open session of a voucher, and whether it has gone idle (compared in SQL, as _END_IDLE
+# and _OPEN_DEVICES compare): a start reads them once and ends idle ones only when there are.
+_OPEN_SESSIONS = select(
+    s.c.id, s.c.uid, s.c.device_id, (s.c.last_report_utc <= bindparam("idle_since")).label("idle")
+).where(s.c.credential_id == bindparam("credential_id"), s.c.ended_utc.is_(None))
 _END_IDLE = (
     update(s)
     .where(
@@ -76,6 +82,19 @@ def open_devices(conn: Connection, *, credential_id: int, idle_since: datetime) 
     return {row.device_id: row for row in rows}
 
 
+def end_idle_and_open_devices(
+    conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime
+) -> dict[str, Any]:
+    """``end_idle`` then ``open_devices`` (the caller holds the voucher's row): one read, and
+    the idle sessions' update only when the read found one."""
+    rows = conn.execute(
+        _OPEN_SESSIONS, {"credential_id": credential_id, "idle_since": idle_since}
+    ).all()
+    if any(row.idle for row in rows):
+        end_idle(conn, credential_id=credential_id, idle_since=idle_since, now=now)
+    return {row.device_id: row for row in rows if not row.idle}
+
+
 def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime) -> int:
     return int(
         conn.execute(
@@ -84,11 +103,14 @@ def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now:
     )
 
 
+_INSERT_SESSION = insert(s)
+
+
 def insert_session(
     conn: Connection, *, uid: UUID, credential_id: int, device_id: str, now: datetime
 ) -> None:
     conn.execute(
-        insert(s),
+        _INSERT_SESSION,
         {
             "uid": uid,
             "credential_id": credential_id,

@@ -54,7 +54,6 @@ _UPDATE_ACCOUNTING = (
         updated_utc=bindparam("now"),
     )
 )
-_VALID_TO = select(credentials.c.valid_to).where(credentials.c.uid == bindparam("uid"))
 
 
 def accounting_session(conn: Connection, *, nas_id: int, acct_session_id: str) -> Any:
@@ -136,8 +135,3 @@ def session_property(conn: Connection, *, session_uid: UUID) -> int | None:
         .where(hotspot_sessions.c.uid == session_uid)
     ).first()
     return None if found is None else int(found[0])
-
-
-def voucher_valid_to(conn: Connection, *, credential_uid: UUID) -> datetime | None:
-    found = conn.execute(_VALID_TO, {"uid": credential_uid}).first()
-    return None if found is None else found[0]

@@ -229,9 +229,7 @@ def authorize(
         caller=guesser(nas),
         budget=budget,
     )
-    valid_to = None
-    if decision.granted and decision.credential_uid is not None:
-        valid_to = repository.voucher_valid_to(conn, credential_uid=decision.credential_uid)
+    valid_to = decision.valid_to if decision.granted else None
     return Authorization(decision=decision, valid_to=valid_to, now=utc_now())
 
 
