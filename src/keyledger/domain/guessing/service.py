@@ -33,12 +33,18 @@ def lock_keys(guesser: Guesser) -> list[int]:
 
 
 def throttled_until(
-    conn: Connection, *, guesser: Guesser, budget: GuessBudget, now: datetime
+    conn: Connection,
+    *,
+    guesser: Guesser,
+    budget: GuessBudget,
+    now: datetime,
+    fresh: bool = False,
 ) -> datetime | None:
-    """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise."""
+    """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise
+    (``fresh``: see ``repository.misses_in``)."""
     start, end = window_of(now, budget)
     caller, prop = guesser.subjects
-    counted = repository.misses_in(conn, subjects=[caller, prop], start=start)
+    counted = repository.misses_in(conn, subjects=[caller, prop], start=start, fresh=fresh)
     if counted.get(caller, 0) >= budget.per_caller:
         return end
     if counted.get(prop, 0) >= budget.per_property:
