@@ -23,14 +23,11 @@ _MISSES_OF_MANY = select(t.c.subject, t.c.misses).where(
 def _read_in_transaction(conn: Connection) -> dict[tuple[str, datetime], int]:
     """The counts this transaction has read or written, by (subject, window start).
 
-    Reading a count again in the same write transaction needs no statement. Under the subjects'
-    advisory locks (PostgreSQL) or the one write lock (SQLite), held to the transaction's end,
-    only this transaction changes them, through ``add_misses``, which updates this copy. A
-    hotspot start reads them without the locks: a count only grows, so an earlier reading is one
-    the start may act on as if ordered before the misses in flight, and a start that counts a
-    miss takes the locks and reads with ``fresh=True``. A group commit's starts from one NAS or
-    token thus read its budgets once. Kept in the connection's ``info`` under the transaction it
-    belongs to, so it never outlives it."""
+    Reading a count again in the same write transaction needs no statement: a write that reads
+    counts holds their subjects' advisory locks (PostgreSQL) or the one write lock (SQLite) to
+    its end, so only this transaction changes them, through ``add_misses``, which updates this
+    copy. A group commit's starts from one NAS or token thus read its budgets once. Kept in the
+    connection's ``info`` under the transaction it belongs to, so it never outlives it."""
     transaction = conn.get_transaction()
     held = conn.info.get("guess_counts")
     if held is None or held[0] is not transaction:
@@ -40,14 +37,10 @@ def _read_in_transaction(conn: Connection) -> dict[tuple[str, datetime], int]:
     return counts
 
 
-def misses_in(
-    conn: Connection, *, subjects: list[str], start: datetime, fresh: bool = False
-) -> dict[str, int]:
-    """The misses counted for each of ``subjects`` in the window starting at ``start``;
-    ``fresh`` reads the table even when this transaction read them before (a caller that has
-    just taken their locks, after reading them without)."""
+def misses_in(conn: Connection, *, subjects: list[str], start: datetime) -> dict[str, int]:
+    """The misses counted for each of ``subjects`` in the window starting at ``start``."""
     known = _read_in_transaction(conn) if conn.in_transaction() else None
-    if not fresh and known is not None and all((subject, start) in known for subject in subjects):
+    if known is not None and all((subject, start) in known for subject in subjects):
         return {subject: known[subject, start] for subject in subjects if known[subject, start]}
     if 1 <= len(subjects) <= 2:
         parameters = {"first": subjects[0], "second": subjects[-1], "start": start}

@@ -33,18 +33,12 @@ def lock_keys(guesser: Guesser) -> list[int]:
 
 
 def throttled_until(
-    conn: Connection,
-    *,
-    guesser: Guesser,
-    budget: GuessBudget,
-    now: datetime,
-    fresh: bool = False,
+    conn: Connection, *, guesser: Guesser, budget: GuessBudget, now: datetime
 ) -> datetime | None:
-    """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise
-    (``fresh``: see ``repository.misses_in``)."""
+    """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise."""
     start, end = window_of(now, budget)
     caller, prop = guesser.subjects
-    counted = repository.misses_in(conn, subjects=[caller, prop], start=start, fresh=fresh)
+    counted = repository.misses_in(conn, subjects=[caller, prop], start=start)
     if counted.get(caller, 0) >= budget.per_caller:
         return end
     if counted.get(prop, 0) >= budget.per_property:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -25,7 +24,6 @@ from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
-from keyledger.store.locks import serialise_on
 
 
 def _seconds_left(minutes_left: int | None, usage_seconds: int | None) -> int:
@@ -84,21 +82,9 @@ def end_sessions(
 
 
 def start_locks(scope: Scope, *, caller: str, business_id: int) -> list[int]:
-    """The advisory locks to take before ``start_session`` runs: none. A start takes its
-    guessing budgets' locks itself, only when its code is a miss (a grant or a full voucher
-    counts nothing), so the logins of one NAS or token with known codes do not take turns."""
-    return []
-
-
-def _is_miss(voucher: Any, now: datetime) -> bool:
-    """Whether ``start_session`` refuses this voucher row (None: no such code) as a miss
-    (``MISSES``): decided by the row alone, before the sessions are looked at."""
-    return (
-        voucher is None
-        or (voucher.valid_from is not None and now < voucher.valid_from)
-        or (voucher.valid_to is not None and now >= voucher.valid_to)
-        or _seconds_left(voucher.minutes_left, voucher.usage_seconds) <= 0
-    )
+    """The advisory locks ``start_session`` takes (the guessing budgets it may count against)."""
+    target = scope.by_business.get(business_id)
+    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id))
 
 
 def start_session(
@@ -123,22 +109,12 @@ def start_session(
     now = utc_now()
     idle_since = now - timedelta(seconds=idle_seconds)
     guesser = Guesser(caller, target.id)
-    # Read without the budgets' locks: a count only grows within its window, so a used-up
-    # budget read so is used up; a start that turns out a miss takes the locks and reads again
-    # before it writes anything, so exactly the miss that uses a budget up is counted as one.
     throttled = guessing.throttled_until(conn, guesser=guesser, budget=budget, now=now)
     voucher = (
         None
         if throttled is not None
         else repository.live_voucher(conn, property_id=target.id, code=access_code)
     )
-    if throttled is None and _is_miss(voucher, now):
-        serialise_on(conn, guessing.lock_keys(guesser))
-        throttled = guessing.throttled_until(
-            conn, guesser=guesser, budget=budget, now=now, fresh=True
-        )
-        if throttled is not None:
-            voucher = None  # as a start refused before its lookup
     session_uid: UUID | None = None
     if throttled is not None:
         reason, seconds_left, minutes_left = SessionReason.THROTTLED, 0, 0
