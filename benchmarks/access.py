@@ -27,13 +27,13 @@ from sqlalchemy import text
 
 from keyledger.domain.access.models import ReaderPolicy
 from keyledger.domain.access.service import check_door
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.repository import insert_credentials_quietly
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.hotspot.service import report_usage, start_session
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind
 from keyledger.domain.resources.service import save_resources

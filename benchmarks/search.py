@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.access import settle
-from keyledger.domain.callers.models import Scope
 from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials import vouchers as voucher_service
 from keyledger.domain.credentials.models import VoucherCondition, VoucherField, VoucherQuery
 from keyledger.domain.credentials.repository import insert_credentials
 from keyledger.domain.credentials.vouchers import CODE_ALPHABET
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.settings import Settings
 from keyledger.store import Store

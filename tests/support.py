@@ -27,7 +27,6 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from keyledger.domain.callers.integrations import add_access_token, add_integration
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.models import (
     Credential,
@@ -36,7 +35,8 @@ from keyledger.domain.credentials.models import (
     TokenType,
 )
 from keyledger.domain.credentials.reservations import add_reservation_tokens
-from keyledger.domain.properties.models import Property
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind
 from keyledger.domain.resources.service import save_resources
@@ -150,7 +150,7 @@ class DatabaseFactory:
 
 
 #: The suite runs PostgreSQL with door credential values sealed and SQLite with them in clear, so
-#: every test of both databases covers both forms (tests/store/test_sealing.py tests each form on
+#: every test of both databases covers both forms (tests/kit/test_sealing.py tests each form on
 #: each database).
 TEST_ENCRYPTION_KEY = "a2V5bGVkZ2VyLXRlc3Qtc3VpdGUtc2VhbGluZy1rZXk="
 

@@ -272,7 +272,9 @@ def test_a_session_whose_voucher_runs_past_its_validity_ends_as_expired(
         before = _minutes_left(deployment, voucher)
         while datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") <= soon:
             time.sleep(0.2)
-        body = report(hotel, session, 60).json()
+        answer = report(hotel, session, 60)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
         assert (body["Ended"], body["EndReason"]) == (True, "Expired")
         assert _minutes_left(deployment, voucher) == before
     finally:

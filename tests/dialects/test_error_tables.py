@@ -104,6 +104,7 @@ def test_guessing_throttled_is_a_throttle_in_nexudus_and_the_api() -> None:
     mapped = nexudus_errors.status_of(error)
     assert (mapped.status, mapped.headers) == (409, {"Retry-After": "7"})
     assert api_errors.classify(error) == (429, "Throttled", error.message)
+    assert api_errors.headers_of(error, 429) == {"Retry-After": "7"}
 
 
 # Through a real request: a route of each dialect's class that raises the error, on an app built

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import rekeying
 from keyledger.domain.credentials.models import ReservationTokenChange, ReservationTokenQuery
 from keyledger.domain.credentials.reservations import (
     list_reservation_tokens,
     update_reservation_tokens,
 )
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.sealing import UnreadableValue, ValueSealer, new_key, parse_keys
 from keyledger.kit.settings import Settings

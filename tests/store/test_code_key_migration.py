@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import VoucherFields
+from keyledger.domain.events.models import Actor
+from keyledger.domain.hotspot.service import end_withdrawn_sessions
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
@@ -85,10 +87,21 @@ def test_0009_keeps_the_oldest_of_look_alike_codes(databases: DatabaseFactory) -
         # A voucher set apart stays editable: its key is kept as long as its code is.
         scope, actor = Scope(properties=(prop,)), Actor.system()
         topped = vouchers.add_minutes(
-            store, scope=scope, actor=actor, voucher_ids=[ids[1], ids[2]], minutes=5
+            store,
+            scope=scope,
+            actor=actor,
+            voucher_ids=[ids[1], ids[2]],
+            minutes=5,
+            on_withdrawal=end_withdrawn_sessions,
         )
         assert [v.minutes_left for v in topped] == [65, 65]
-        vouchers.expire_now(store, scope=scope, actor=actor, voucher_ids=[ids[1]])
+        vouchers.expire_now(
+            store,
+            scope=scope,
+            actor=actor,
+            voucher_ids=[ids[1]],
+            on_withdrawal=end_withdrawn_sessions,
+        )
         with store.read() as conn:
             kept = conn.execute(
                 text("SELECT code_key FROM credentials WHERE id = :id"), {"id": ids[1]}
@@ -101,6 +114,7 @@ def test_0009_keeps_the_oldest_of_look_alike_codes(databases: DatabaseFactory) -
             actor=actor,
             voucher_id=ids[2],
             fields=VoucherFields(access_code="ABC-2", minutes_included=60),
+            on_withdrawal=end_withdrawn_sessions,
         )
         with store.read() as conn:
             renamed = conn.execute(

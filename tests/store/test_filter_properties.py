@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, update
 
-from keyledger.domain.callers.models import Scope
 from keyledger.domain.credentials import reservation_repository as repository
 from keyledger.domain.credentials.models import (
     ActivityState,
@@ -22,6 +21,7 @@ from keyledger.domain.credentials.models import (
     TimeInterval,
 )
 from keyledger.domain.credentials.reservations import list_reservation_tokens
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from keyledger.store.schema import credentials

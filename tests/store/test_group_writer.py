@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import Connection, func, select
 
-from keyledger.domain.callers.models import Actor
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind, NewEvent
+from keyledger.domain.events.models import Actor, EventKind, NewEvent
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import DeadlineExceeded, RuleViolation
 from keyledger.store import Store, deadline_scope

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyledger.domain.callers.models import Scope
 from keyledger.domain.credentials import reservation_repository as repository
 from keyledger.domain.credentials.models import (
     ReservationTokenQuery,
     TimeInterval,
 )
 from keyledger.domain.credentials.reservations import list_reservation_tokens
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from tests.support import add_pins

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.models import (
     ReservationTokenChange,
     ReservationTokenQuery,
@@ -21,6 +20,8 @@ from keyledger.domain.credentials.reservations import (
     list_reservation_tokens,
     update_reservation_tokens,
 )
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
 from tests.support import add_pins, scaled

@@ -478,8 +478,8 @@ def remove_nas(nas_id: int) -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 def import_resources(file: Any) -> None:
     """Create or replace resources from CSV (EnterpriseId,Id,ParentId,Kind,Name), atomically."""
-    from keyledger.domain.callers.models import Actor
     from keyledger.domain.credentials.collisions import reach_check
+    from keyledger.domain.events.models import Actor
     from keyledger.domain.properties.service import list_properties as listing
     from keyledger.domain.resources import csvio
     from keyledger.domain.resources.service import save_resources
@@ -496,7 +496,7 @@ def import_resources(file: Any) -> None:
 @click.option("--enterprise", "enterprises", type=click.UUID, multiple=True)
 def export_resources(enterprises: tuple[UUID, ...]) -> None:
     """Print resources as CSV (all enterprises, or the ones named)."""
-    from keyledger.domain.callers.models import Scope
+    from keyledger.domain.properties.models import Scope
     from keyledger.domain.properties.service import list_properties as listing
     from keyledger.domain.resources import csvio
     from keyledger.domain.resources.service import list_resources
@@ -529,9 +529,9 @@ def list_events(
     before: int | None,
 ) -> None:
     """Print the event log, newest first (never a credential's value)."""
-    from keyledger.domain.callers.models import Scope
     from keyledger.domain.events.models import EventKind, EventQuery
     from keyledger.domain.events.service import list_events as listing
+    from keyledger.domain.properties.models import Scope
     from keyledger.domain.properties.service import list_properties
     from keyledger.kit.clock import parse_timestamp
     from keyledger.web.api.render import render_events
@@ -554,7 +554,8 @@ def list_events(
         limit=limit,
         before=before,
     )
-    _emit(render_events(listing(store, scope=scope, query=query), everything.by_id))
+    property_ids = None if scope is None else scope.property_ids
+    _emit(render_events(listing(store, property_ids=property_ids, query=query), everything.by_id))
 
 
 def _fail(message: str) -> NoReturn:

@@ -13,20 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import Connection
-
-from keyledger.domain.callers import repository as callers
-from keyledger.domain.callers.permissions import EVERY_PERMISSION, ordered
-from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES
+from keyledger.domain.callers.integrations import import_integration
+from keyledger.domain.callers.permissions import EVERY_PERMISSION
+from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, import_user
 from keyledger.domain.credentials.models import Credential, CredentialKind, Permissions, TokenType
 from keyledger.domain.credentials.reservations import import_credentials
 from keyledger.domain.nas.service import import_nas
-from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.service import find_property, import_property
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind
 from keyledger.domain.resources.service import import_resources
 from keyledger.kit.clock import utc_now
-from keyledger.kit.hashing import hash_password, secret_digest
+from keyledger.kit.hashing import hash_password
 from keyledger.store import Store
 from keyledger.store.marks import has_mark, set_mark
 
@@ -217,13 +215,13 @@ def _provision_nas(store: Store) -> None:
     """The demo NAS (``radclient`` at 127.0.0.1, secret testing123) for the demo hotel's
     business (an event-less import, as every demo record)."""
     with store.write() as conn:
-        hotel = properties.by_enterprise_ids(conn, [HOTEL])
-        if has_mark(conn, NAS_MARK) or not hotel:
+        hotel = find_property(conn, HOTEL)
+        if has_mark(conn, NAS_MARK) or hotel is None:
             return
         import_nas(
             conn,
             store.sealer,
-            business_id=hotel[0].business_id,
+            business_id=hotel.business_id,
             address=NAS_ADDRESS,
             secret=NAS_SECRET,
             name="Demo hotspot",
@@ -234,11 +232,11 @@ def _provision_nas(store: Store) -> None:
 def _provision_building(store: Store) -> None:
     """The demo building (an event-less import, as every demo record)."""
     with store.write() as conn:
-        hotel = properties.by_enterprise_ids(conn, [HOTEL])
-        if has_mark(conn, RESOURCES_MARK) or not hotel:
+        hotel = find_property(conn, HOTEL)
+        if has_mark(conn, RESOURCES_MARK) or hotel is None:
             return
         now = utc_now()
-        import_resources(conn, prop=hotel[0], drafts=DEMO_BUILDING, now=now)
+        import_resources(conn, prop=hotel, drafts=DEMO_BUILDING, now=now)
         set_mark(conn, RESOURCES_MARK, now=now)
 
 
@@ -249,58 +247,46 @@ def _provision_records(store: Store) -> bool:
         if has_mark(conn, MARK):
             return False
         now = utc_now()
-        hotel = _property(conn, HOTEL, HOTEL_BUSINESS, "Keyledger Demo Hotel", now)
-        second = _property(conn, SECOND_HOTEL, SECOND_HOTEL_BUSINESS, "Keyledger Demo Annex", now)
-        integration = callers.integration_by_digest(conn, secret_digest(CLIENT_TOKEN))
-        integration_id = (
-            int(integration.id)
-            if integration is not None
-            else callers.insert_integration(
-                conn, name="Sample Client", digest=secret_digest(CLIENT_TOKEN), now=now
-            )
+        hotel = import_property(
+            conn,
+            enterprise_id=HOTEL,
+            business_id=HOTEL_BUSINESS,
+            name="Keyledger Demo Hotel",
+            timezone="Europe/London",
+            now=now,
         )
-        if callers.connection_by_digest(conn, secret_digest(ACCESS_TOKEN)) is None:
-            callers.insert_connection(
-                conn,
-                integration_id=integration_id,
-                digest=secret_digest(ACCESS_TOKEN),
-                property_ids=[hotel, second],
-                scopes=ordered(EVERY_PERMISSION),
-                now=now,
-            )
-        if callers.user_id_by_email(conn, USER_EMAIL) is None:
-            user_id = callers.insert_user(
-                conn, email=USER_EMAIL, password_hash=password_hash, now=now
-            )
-            callers.insert_memberships(
-                conn, user_id=user_id, property_ids=[hotel], roles=ACCESS_TOKEN_ROLES
-            )
-        (target,) = properties.by_ids(conn, [hotel])
+        second = import_property(
+            conn,
+            enterprise_id=SECOND_HOTEL,
+            business_id=SECOND_HOTEL_BUSINESS,
+            name="Keyledger Demo Annex",
+            timezone="Europe/London",
+            now=now,
+        )
+        import_integration(
+            conn,
+            name="Sample Client",
+            client_token=CLIENT_TOKEN,
+            access_token=ACCESS_TOKEN,
+            property_ids=[hotel.id, second.id],
+            permissions=list(EVERY_PERMISSION),
+            now=now,
+        )
+        import_user(
+            conn,
+            email=USER_EMAIL,
+            password_hash=password_hash,
+            property_ids=[hotel.id],
+            roles=ACCESS_TOKEN_ROLES,
+            now=now,
+        )
         import_credentials(
             conn,
             [
-                *(token.credential(target) for token in RESERVATION_TOKENS),
-                *(voucher.credential(target) for voucher in VOUCHERS),
+                *(token.credential(hotel) for token in RESERVATION_TOKENS),
+                *(voucher.credential(hotel) for voucher in VOUCHERS),
             ],
             store.sealer,
         )
         set_mark(conn, MARK, now=now)
     return True
-
-
-def _property(
-    conn: Connection, enterprise_id: UUID, business_id: int, name: str, now: datetime
-) -> int:
-    found = properties.by_enterprise_ids(conn, [enterprise_id])
-    if found:
-        return found[0].id
-    if properties.by_business_id(conn, business_id) is not None:
-        business_id = properties.next_business_id(conn)
-    return properties.insert_property(
-        conn,
-        enterprise_id=enterprise_id,
-        business_id=business_id,
-        name=name,
-        timezone="Europe/London",
-        now=now,
-    ).id

@@ -78,8 +78,8 @@ class TooManyFailures(DomainError):
 
 
 class GuessingThrottled(DomainError):
-    """The caller's guessing budget is used up (access/guessing.py): a write carrying values is
-    refused without being evaluated until the window ends."""
+    """The caller's guessing budget is used up (domain/guessing/service.py): a write carrying
+    values is refused without being evaluated until the window ends."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(

@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -86,6 +86,11 @@ class Store:
         """A consistent read transaction."""
         with self._transaction(self.engine) as conn:
             yield conn
+
+    def ping(self) -> None:
+        """Reach the database once (readiness); raises as a read would when it cannot."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from keyledger.observability.metrics import render_latest
 from keyledger.web.context import ContextDep
@@ -35,8 +34,7 @@ async def readyz(context: ContextDep) -> Response:
     from keyledger.store.migrate import is_current  # noqa: PLC0415
 
     try:
-        with context.store.read() as conn:
-            conn.execute(text("SELECT 1"))
+        context.store.ping()
         current = is_current(context.store.engine)
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         return json_response({"status": "unavailable", "reason": "store unreachable"}, 503)

@@ -14,10 +14,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from keyledger.domain.access import repository as access_repository
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.collisions import Tree, reach_check
 from keyledger.domain.credentials.models import Permissions, ReservationTokenDraft, TokenType
 from keyledger.domain.credentials.reservations import add_reservation_tokens
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources import repository as resources_repository
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind

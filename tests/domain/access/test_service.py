@@ -14,11 +14,11 @@ import pytest
 
 from keyledger.domain.access.models import REFUSAL_ORDER, Decision, DoorCheck, ReaderPolicy, Reason
 from keyledger.domain.access.service import check_door, evaluate
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials.models import Permissions
-from keyledger.domain.events.models import EventKind, EventQuery
+from keyledger.domain.events.models import Actor, EventKind, EventQuery
 from keyledger.domain.events.service import list_events
 from keyledger.domain.guessing.models import GuessBudget
+from keyledger.domain.properties.models import Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.domain.resources import service as resources
 from keyledger.domain.resources.models import Resource
@@ -160,7 +160,7 @@ def test_check_door_records_each_check_and_locks_the_reader_past_the_limit(
         Reason.UNKNOWN_CREDENTIAL
     )
     events = list_events(
-        sqlite_store, scope=Scope((building.property,)), query=EventQuery(limit=100)
+        sqlite_store, property_ids=[building.property.id], query=EventQuery(limit=100)
     )
     kinds = [event.kind for event in events if event.resource_uid in (building.room_1,)]
     assert kinds.count(EventKind.ACCESS_CHECKED) == 5

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential, VoucherFields
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.hotspot.models import EndReason, SessionReason, Usage
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.errors import InvalidInput, RuleViolation
 from keyledger.store import Store
@@ -46,7 +46,12 @@ class Space:
 
     def add(self, voucher: Credential, minutes: int) -> None:
         vouchers.add_minutes(
-            self.store, scope=self.scope, actor=ACTOR, voucher_ids=[voucher.id], minutes=minutes
+            self.store,
+            scope=self.scope,
+            actor=ACTOR,
+            voucher_ids=[voucher.id],
+            minutes=minutes,
+            on_withdrawal=hotspot.end_withdrawn_sessions,
         )
 
     def set_budget(self, voucher: Credential, minutes: int) -> None:
@@ -56,6 +61,7 @@ class Space:
             actor=ACTOR,
             voucher_id=voucher.id,
             fields=VoucherFields(access_code=voucher.value, minutes_included=minutes),
+            on_withdrawal=hotspot.end_withdrawn_sessions,
         )
 
 
@@ -87,7 +93,13 @@ def test_a_budget_cut_below_what_was_used_leaves_zero(space: Space) -> None:
     assert space.read(voucher) == (5, 0)
     space.add(voucher, 3)
     assert space.read(voucher) == (8, 3)
-    vouchers.reset_minutes(space.store, scope=space.scope, actor=ACTOR, voucher_ids=[voucher.id])
+    vouchers.reset_minutes(
+        space.store,
+        scope=space.scope,
+        actor=ACTOR,
+        voucher_ids=[voucher.id],
+        on_withdrawal=hotspot.end_withdrawn_sessions,
+    )
     assert space.read(voucher) == (8, 8)
 
 

@@ -24,7 +24,11 @@ from uuid import UUID
 from sqlalchemy import Connection, Select, and_, bindparam, func, literal, select
 
 from keyledger.domain.credentials.models import Credential, CredentialKind
-from keyledger.domain.credentials.repository import CREDENTIAL_COLUMNS, to_credential
+from keyledger.domain.credentials.repository import (
+    CREDENTIAL_COLUMNS,
+    ID_POSITION,
+    to_credential,
+)
 from keyledger.domain.events.models import EventKind
 from keyledger.domain.properties.models import Property
 from keyledger.domain.resources.models import Resource, ResourceKind
@@ -140,7 +144,7 @@ def _view(rows: Sequence[Any], properties: Mapping[int, Property], sealer: Value
     )
     candidates: list[tuple[Credential, set[UUID] | None]] = []
     for row in rows:
-        if row[0] is None:
+        if row[ID_POSITION] is None:
             continue  # the outer join found no token
         credential = to_credential(row[:_CREDENTIAL_WIDTH], properties, sealer)
         mapping = row._mapping

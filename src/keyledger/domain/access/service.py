@@ -20,28 +20,20 @@ from sqlalchemy import Connection
 from keyledger.domain.access import repository
 from keyledger.domain.access.models import REFUSAL_ORDER, Decision, DoorCheck, ReaderPolicy, Reason
 from keyledger.domain.access.repository import DoorView
-from keyledger.domain.callers.models import Actor, Scope
-from keyledger.domain.credentials.models import Credential, Permissions
+from keyledger.domain.credentials.models import Credential, flag_for
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.models import GuessBudget, Guesser
-from keyledger.domain.resources.models import Resource, ResourceKind
+from keyledger.domain.properties.models import Scope
+from keyledger.domain.resources.models import Resource
 from keyledger.domain.resources.service import ambiguous_resource
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import ResourceNotFound
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
 from keyledger.store.writer import GroupWriter
-
-
-def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
-    return {
-        ResourceKind.BUILDING: permissions.building,
-        ResourceKind.FLOOR: permissions.floor,
-        ResourceKind.ROOM: permissions.room,
-        ResourceKind.BED: permissions.bed,
-    }[kind]
 
 
 def evaluate(

@@ -4,6 +4,7 @@ authenticating them. Nexudus users are in ``users.py``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,13 +12,7 @@ from sqlalchemy import Connection
 
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.cache import CallerCache
-from keyledger.domain.callers.models import (
-    MAX_SECRET_LENGTH,
-    Actor,
-    IntegrationCaller,
-    IssuedSecret,
-    Scope,
-)
+from keyledger.domain.callers.models import MAX_SECRET_LENGTH, IntegrationCaller, IssuedSecret
 from keyledger.domain.callers.permissions import (
     EVERY_PERMISSION,
     Permission,
@@ -26,7 +21,9 @@ from keyledger.domain.callers.permissions import (
 )
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.properties import repository as property_repository
+from keyledger.domain.properties.models import Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, Unauthenticated
 from keyledger.kit.hashing import digests_match, new_api_token, secret_digest
@@ -52,6 +49,38 @@ def add_integration(store: Store, *, name: str, client_token: str | None = None)
             now=now,
         )
     return IssuedSecret(id=integration_id, secret=token, name=name)
+
+
+def import_integration(
+    conn: Connection,
+    *,
+    name: str,
+    client_token: str,
+    access_token: str,
+    property_ids: Sequence[int],
+    permissions: Sequence[Permission],
+    now: datetime,
+) -> None:
+    """An integration and one access token that existed before this store saw them (the
+    demo's), kept where they exist already, in the caller's transaction and without an event.
+    Only their digests are stored, as for every secret."""
+    found = repository.integration_by_digest(conn, secret_digest(client_token))
+    integration_id = (
+        int(found.id)
+        if found is not None
+        else repository.insert_integration(
+            conn, name=name, digest=secret_digest(client_token), now=now
+        )
+    )
+    if repository.connection_by_digest(conn, secret_digest(access_token)) is None:
+        repository.insert_connection(
+            conn,
+            integration_id=integration_id,
+            digest=secret_digest(access_token),
+            property_ids=list(property_ids),
+            scopes=ordered(permissions),
+            now=now,
+        )
 
 
 def set_integration_enabled(

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
 from keyledger.domain.callers.permissions import EVERY_PERMISSION, MissingPermission, Permission
-from keyledger.domain.properties.models import Property
-from keyledger.kit.errors import Forbidden, OutOfScope
+from keyledger.domain.events.models import Actor, ActorKind
+from keyledger.domain.properties.models import Property, Scope
+from keyledger.kit.errors import Forbidden
 
 #: The longest secret (password, ClientToken, AccessToken, bearer or refresh token) looked up or
 #: verified; a longer one is refused as invalid credentials without hashing it. 1024, the larger
@@ -25,67 +25,6 @@ class Role(StrEnum):
     CREATE = "AccessToken-Create"
     EDIT = "AccessToken-Edit"
     DELETE = "AccessToken-Delete"
-
-
-class ActorKind(StrEnum):
-    INTEGRATION = "integration"
-    USER = "user"
-    SYSTEM = "system"
-    NAS = "nas"  # a hotspot asking over RADIUS (issue 14)
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who made a change: recorded as ``created_by`` / ``updated_by``; for an integration also
-    the access token it used (``token_id``), whose scopes are fixed when it is made."""
-
-    kind: ActorKind
-    id: int | None
-    label: str
-    token_id: int | None = None
-
-    @classmethod
-    def system(cls) -> Actor:
-        return cls(kind=ActorKind.SYSTEM, id=None, label="System")
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """The properties a caller may see and change."""
-
-    properties: tuple[Property, ...]
-    by_id: dict[int, Property] = field(init=False, repr=False, compare=False)
-    by_enterprise: dict[UUID, Property] = field(init=False, repr=False, compare=False)
-    by_business: dict[int, Property] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_id", {p.id: p for p in self.properties})
-        object.__setattr__(self, "by_enterprise", {p.enterprise_id: p for p in self.properties})
-        object.__setattr__(self, "by_business", {p.business_id: p for p in self.properties})
-
-    @property
-    def property_ids(self) -> list[int]:
-        return list(self.by_id)
-
-    @property
-    def is_portfolio(self) -> bool:
-        return len(self.properties) > 1
-
-    def narrow_to_enterprises(self, enterprise_ids: Iterable[UUID]) -> Scope:
-        """The part of the scope named by ``enterprise_ids``; any enterprise outside it refuses."""
-        chosen: dict[UUID, Property] = {}
-        for enterprise_id in enterprise_ids:
-            found = self.by_enterprise.get(enterprise_id)
-            if found is None:
-                raise OutOfScope(
-                    f"Enterprise {enterprise_id} is outside the scope of the access token.",
-                    subject="enterprise",
-                )
-            chosen[enterprise_id] = found
-        return Scope(tuple(chosen.values()))
-
-    def enterprise(self, enterprise_id: UUID) -> Property:
-        return self.narrow_to_enterprises([enterprise_id]).properties[0]
 
 
 @dataclass(frozen=True, slots=True)

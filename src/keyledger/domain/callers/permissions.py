@@ -1,12 +1,12 @@
 """What an access token may do: its scopes, and the one scope each operation needs.
 
-``Scope`` (callers/models.py) already names the *properties* a caller covers; what an access token
-may *do* there is a ``Permission``, shown on the wire and on the command line as a scope name
-(``--scope access:check``). A token holds a fixed set, chosen when it is made (``keyledger admin
-add-access-token --scope …``; none given: every one). Every operation an access token can call
-needs exactly one, listed in ``OPERATION_PERMISSIONS`` by the operation id of its route and
-documented in docs/access.md ("Scopes"); ``create_app`` refuses to start when a route of the Mews
-dialect or of ``/api/v1`` has no entry, so a new operation cannot be open by omission.
+``Scope`` (domain/properties/models.py) already names the *properties* a caller covers; what an
+access token may *do* there is a ``Permission``, shown on the wire and on the command line as a
+scope name (``--scope access:check``). A token holds a fixed set, chosen when it is made
+(``keyledger admin add-access-token --scope …``; none given: every one). Every operation an access
+token can call needs exactly one, listed in ``OPERATION_PERMISSIONS`` by the operation id of its
+route and documented in docs/access.md ("Scopes"); ``create_app`` refuses to start when a route of
+the Mews dialect or of ``/api/v1`` has no entry, so a new operation cannot be open by omission.
 """
 
 from __future__ import annotations

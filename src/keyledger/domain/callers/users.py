@@ -32,7 +32,6 @@ from sqlalchemy import Connection
 from keyledger.domain.callers import repository
 from keyledger.domain.callers.models import (
     MAX_SECRET_LENGTH,
-    Actor,
     IssuedBearer,
     Membership,
     Role,
@@ -40,7 +39,7 @@ from keyledger.domain.callers.models import (
 )
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import EventKind
+from keyledger.domain.events.models import Actor, EventKind
 from keyledger.domain.properties import repository as property_repository
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, InvalidInput, PasswordChecksBusy, Unauthenticated
@@ -439,6 +438,26 @@ def add_user(
         "Businesses": list(dict.fromkeys(business_ids)),
         "Roles": unique_roles,
     }
+
+
+def import_user(
+    conn: Connection,
+    *,
+    email: str,
+    password_hash: str,
+    property_ids: Sequence[int],
+    roles: Sequence[str],
+    now: datetime,
+) -> None:
+    """A Nexudus user that existed before this store saw it (the demo's), kept if the e-mail
+    exists already, in the caller's transaction and without an event. The password comes as
+    its Argon2 hash (hashed outside the transaction: it is slow)."""
+    if repository.user_id_by_email(conn, email) is not None:
+        return
+    user_id = repository.insert_user(conn, email=email, password_hash=password_hash, now=now)
+    repository.insert_memberships(
+        conn, user_id=user_id, property_ids=list(property_ids), roles=list(roles)
+    )
 
 
 #: The event of each change ``_change_user`` makes.

@@ -14,9 +14,8 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.access.service import flag_for
 from keyledger.domain.credentials import reservation_repository as credentials
-from keyledger.domain.credentials.models import Credential
+from keyledger.domain.credentials.models import Credential, flag_for
 from keyledger.domain.properties import repository as properties_repository
 from keyledger.domain.properties.models import Property
 from keyledger.domain.resources import repository as resources

@@ -8,6 +8,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from keyledger.domain.properties.models import Property
+from keyledger.domain.resources.models import ResourceKind
 
 
 class CredentialKind(StrEnum):
@@ -267,6 +268,17 @@ class VoucherFields:
     valid_to: datetime | None = None
     user_limit: int | None = None
     system_id: str | None = None
+
+
+def flag_for(kind: ResourceKind, permissions: Permissions) -> bool:
+    """Whether ``permissions`` let a credential open a reader of ``kind`` (door checks and the
+    collision rule both ask)."""
+    return {
+        ResourceKind.BUILDING: permissions.building,
+        ResourceKind.FLOOR: permissions.floor,
+        ResourceKind.ROOM: permissions.room,
+        ResourceKind.BED: permissions.bed,
+    }[kind]
 
 
 #: The tracked fields of each credential kind, named as the API property the caller used: a kind

@@ -1,7 +1,7 @@
 """The credentials table's row contract, shared by every reader and writer of credentials.
 
 Column knowledge lives here and nowhere else: which columns a credential is read from
-(``CREDENTIAL_COLUMNS``, also selected by access/ and hotspot/ and the kind repositories), how a
+(``CREDENTIAL_COLUMNS``, also selected by access/ and the kind repositories), how a
 row becomes a ``Credential`` (``to_credential``) and back (``row_of``), which columns an update of
 each kind writes, and the writes common to both kinds. Queries of one kind are in
 ``reservation_repository.py`` and ``voucher_repository.py``. Every query is scoped to a list of
@@ -106,6 +106,9 @@ _READ = (
 )
 _POSITION = {column.name: index for index, column in enumerate(CREDENTIAL_COLUMNS)}
 _unpack = itemgetter(*(_POSITION[name] for name in _READ))
+#: Where ``id`` sits in a row selected with ``CREDENTIAL_COLUMNS`` (an outer join's missing
+#: credential shows as None there).
+ID_POSITION = _POSITION["id"]
 
 
 def to_credential(

@@ -11,7 +11,6 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, reservation_repository
 from keyledger.domain.credentials.collisions import refuse_collisions
 from keyledger.domain.credentials.models import (
@@ -25,9 +24,10 @@ from keyledger.domain.credentials.models import (
 )
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.models import GuessBudget
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import CredentialNotFound, GuessingThrottled, InvalidInput, RuleViolation
 from keyledger.kit.sealing import ValueSealer

@@ -11,11 +11,11 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.credentials import repository, voucher_repository
 from keyledger.domain.credentials.models import (
     TRACKED_FIELDS,
@@ -26,8 +26,8 @@ from keyledger.domain.credentials.models import (
 )
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.hotspot import service as hotspot
-from keyledger.domain.properties.models import Property
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import Conflict, CredentialNotFound, InvalidInput, RuleViolation
 from keyledger.kit.inputs import code_key, code_problem, normal_code
@@ -38,6 +38,18 @@ from keyledger.store.schema import MINUTES_MAX, USER_LIMIT_MAX
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 MAX_BULK = 1000
+
+
+class WithdrawalHook(Protocol):
+    """What must happen, in the transaction that changed ``vouchers`` (after their events), to
+    those the change withdrew (deleted, expired, not yet valid, out of minutes): their hotspot
+    sessions end. Every rewrite takes it as a required argument, so no caller can forget it; the
+    adapters pass ``keyledger.domain.hotspot.service.end_withdrawn_sessions``. A hook, not an
+    import: hotspot sits above credentials in the domain layers (docs/architecture.md)."""
+
+    def __call__(
+        self, conn: Connection, vouchers: Sequence[Credential], *, actor: Actor, now: datetime
+    ) -> None: ...
 
 
 def _check(fields: VoucherFields) -> VoucherFields:
@@ -139,6 +151,7 @@ def _rewrite(
     change: Callable[[Credential], Credential],
     actor: Actor,
     via: str,
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     """Apply ``change`` to live vouchers in one transaction; all of them exist, or nothing.
 
@@ -201,25 +214,8 @@ def _rewrite(
             actor=actor,
             now=now,
         )
-        for c in changed:  # a withdrawn voucher's devices go offline now (docs/access.md)
-            reason = hotspot.withdrawal(
-                valid_from=c.valid_from,
-                valid_to=c.valid_to,
-                deleted=c.deleted_utc is not None,
-                minutes_left=c.minutes_left,
-                usage_seconds=0,  # below a minute: minutes_left alone says whether any is left
-                now=now,
-            )
-            if reason is not None:
-                hotspot.end_sessions(
-                    conn,
-                    credential_id=c.id,
-                    credential_uid=c.uid,
-                    property_id=c.property.id,
-                    reason=reason,
-                    actor=actor,
-                    now=now,
-                )
+        # A withdrawn voucher's devices go offline now, in this transaction (docs/access.md).
+        on_withdrawal(conn, changed, actor=actor, now=now)
         return changed
 
     try:
@@ -236,7 +232,13 @@ def _id(credential: Credential) -> int:
 
 
 def replace_voucher(
-    store: Store, *, scope: Scope, actor: Actor, voucher_id: int, fields: VoucherFields
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_id: int,
+    fields: VoucherFields,
+    on_withdrawal: WithdrawalHook,
 ) -> Credential:
     """Replace every writable property; the budget shift moves ``minutes_left`` too."""
     fields = _check(fields)
@@ -256,11 +258,19 @@ def replace_voucher(
         )
 
     return _rewrite(
-        store, scope=scope, voucher_ids=[voucher_id], change=apply, actor=actor, via="replace"
+        store,
+        scope=scope,
+        voucher_ids=[voucher_id],
+        change=apply,
+        actor=actor,
+        via="replace",
+        on_withdrawal=on_withdrawal,
     )[0]
 
 
-def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int) -> None:
+def delete_voucher(
+    store: Store, *, scope: Scope, actor: Actor, voucher_id: int, on_withdrawal: WithdrawalHook
+) -> None:
     """Soft delete: the voucher disappears from the dialect and its code is free again."""
     now = utc_now()
     _rewrite(
@@ -270,11 +280,17 @@ def delete_voucher(store: Store, *, scope: Scope, actor: Actor, voucher_id: int)
         change=lambda current: replace(current, deleted_utc=now),
         actor=actor,
         via="delete",
+        on_withdrawal=on_withdrawal,
     )
 
 
 def reset_minutes(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int]
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     return _rewrite(
         store,
@@ -283,11 +299,18 @@ def reset_minutes(
         change=lambda current: replace(current, minutes_left=current.minutes_included),
         actor=actor,
         via="RESET_MINUTES",
+        on_withdrawal=on_withdrawal,
     )
 
 
 def add_minutes(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int], minutes: int
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    minutes: int,
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     """Top up: the budget and what is left both grow by ``minutes``."""
     if not 1 <= minutes <= 10_000_000:
@@ -314,11 +337,17 @@ def add_minutes(
         change=top_up,
         actor=actor,
         via="ADD_MINUTES",
+        on_withdrawal=on_withdrawal,
     )
 
 
 def expire_now(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int]
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     """End validity now (a voucher not yet valid gets an empty window starting now)."""
     now = utc_now()
@@ -333,11 +362,18 @@ def expire_now(
         ),
         actor=actor,
         via="EXPIRE_NOW",
+        on_withdrawal=on_withdrawal,
     )
 
 
 def extend_validity(
-    store: Store, *, scope: Scope, actor: Actor, voucher_ids: Sequence[int], valid_to: datetime
+    store: Store,
+    *,
+    scope: Scope,
+    actor: Actor,
+    voucher_ids: Sequence[int],
+    valid_to: datetime,
+    on_withdrawal: WithdrawalHook,
 ) -> list[Credential]:
     def apply(current: Credential) -> Credential:
         if current.valid_from is not None and valid_to <= current.valid_from:
@@ -353,6 +389,7 @@ def extend_validity(
         change=apply,
         actor=actor,
         via="EXTEND_VALIDITY",
+        on_withdrawal=on_withdrawal,
     )
 
 

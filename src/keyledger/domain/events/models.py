@@ -7,8 +7,29 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from keyledger.domain.callers.models import ActorKind
 from keyledger.kit.clock import format_utc
+
+
+class ActorKind(StrEnum):
+    INTEGRATION = "integration"
+    USER = "user"
+    SYSTEM = "system"
+    NAS = "nas"  # a hotspot asking over RADIUS (issue 14)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change: recorded as ``created_by`` / ``updated_by``; for an integration also
+    the access token it used (``token_id``), whose scopes are fixed when it is made."""
+
+    kind: ActorKind
+    id: int | None
+    label: str
+    token_id: int | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(kind=ActorKind.SYSTEM, id=None, label="System")
 
 
 class EventKind(StrEnum):

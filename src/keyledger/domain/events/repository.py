@@ -8,8 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
-from keyledger.domain.callers.models import Actor, ActorKind
-from keyledger.domain.events.models import Event, EventKind, EventQuery, NewEvent
+from keyledger.domain.events.models import Actor, ActorKind, Event, EventKind, EventQuery, NewEvent
 from keyledger.store.schema import events
 
 # Appended on every decision (door checks, hotspot starts, RADIUS): built once.

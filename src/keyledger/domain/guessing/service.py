@@ -19,9 +19,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import repository
 from keyledger.domain.guessing.models import GuessBudget, Guesser, caller_subject, window_of
 from keyledger.store.locks import advisory_key

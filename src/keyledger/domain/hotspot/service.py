@@ -5,23 +5,26 @@ logging in again gets its session back. Usage reports take minutes off atomicall
 A voucher withdrawn — deleted, expired (EXPIRE_NOW, or its validity over), out of minutes — ends
 its open sessions at once, in the transaction that withdraws it, recording why (``end_reason``):
 the next usage report of such a session answers ``Ended`` with that reason and takes nothing.
-Refused starts count against the guessing budgets (``access/guessing.py``)."""
+Refused starts count against the guessing budgets (``domain/guessing/service.py``)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor, Scope
+from keyledger.domain.credentials.models import Credential
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.models import GuessBudget, Guesser
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
+from keyledger.domain.properties.models import Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
 
@@ -79,6 +82,33 @@ def end_sessions(
         now=now,
     )
     return ended
+
+
+def end_withdrawn_sessions(
+    conn: Connection, vouchers: Sequence[Credential], *, actor: Actor, now: datetime
+) -> None:
+    """The ``on_withdrawal`` hook of ``credentials.vouchers``' rewrites: in the transaction that
+    changed ``vouchers``, end the sessions of each one the change withdrew (``end_sessions``, the
+    one place sessions of a withdrawn voucher end)."""
+    for c in vouchers:  # a withdrawn voucher's devices go offline now (docs/access.md)
+        reason = withdrawal(
+            valid_from=c.valid_from,
+            valid_to=c.valid_to,
+            deleted=c.deleted_utc is not None,
+            minutes_left=c.minutes_left,
+            usage_seconds=0,  # below a minute: minutes_left alone says whether any is left
+            now=now,
+        )
+        if reason is not None:
+            end_sessions(
+                conn,
+                credential_id=c.id,
+                credential_uid=c.uid,
+                property_id=c.property.id,
+                reason=reason,
+                actor=actor,
+                now=now,
+            )
 
 
 def start_locks(scope: Scope, *, caller: str, business_id: int) -> list[int]:

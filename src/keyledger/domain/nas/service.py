@@ -27,9 +27,9 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor, ActorKind, Scope
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor, ActorKind
 from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.hotspot import repository as hotspot_repository
 from keyledger.domain.hotspot import service as hotspot
@@ -44,7 +44,7 @@ from keyledger.domain.nas.models import (
     parse_network,
 )
 from keyledger.domain.properties import repository as properties
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, RuleViolation, SessionNotFound
 from keyledger.kit.sealing import ValueSealer

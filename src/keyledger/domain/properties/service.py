@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from keyledger.domain.callers.models import Actor
+from sqlalchemy import Connection
+
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
+from keyledger.domain.events.models import Actor
 from keyledger.domain.properties import repository
 from keyledger.domain.properties.models import Property
 from keyledger.kit.clock import utc_now
@@ -60,6 +63,40 @@ def add_property(
             now=now,
         )
         return created
+
+
+def import_property(
+    conn: Connection,
+    *,
+    enterprise_id: UUID,
+    business_id: int,
+    name: str,
+    timezone: str,
+    now: datetime,
+) -> Property:
+    """A property that existed before this store saw it (the demo's): the one with
+    ``enterprise_id`` if the store has it, else created with these ids (the next free business
+    id if ``business_id`` is taken), in the caller's transaction and without an event (an import
+    is not something anyone did here)."""
+    found = find_property(conn, enterprise_id)
+    if found is not None:
+        return found
+    if repository.by_business_id(conn, business_id) is not None:
+        business_id = repository.next_business_id(conn)
+    return repository.insert_property(
+        conn,
+        enterprise_id=enterprise_id,
+        business_id=business_id,
+        name=name,
+        timezone=timezone,
+        now=now,
+    )
+
+
+def find_property(conn: Connection, enterprise_id: UUID) -> Property | None:
+    """The property of ``enterprise_id``, in the caller's transaction; None if there is none."""
+    found = repository.by_enterprise_ids(conn, [enterprise_id])
+    return found[0] if found else None
 
 
 def list_properties(store: Store) -> list[Property]:

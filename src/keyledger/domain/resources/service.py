@@ -9,10 +9,10 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from keyledger.domain.callers.models import Actor, Scope
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.properties.models import Property
+from keyledger.domain.events.models import Actor
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.resources import repository
 from keyledger.domain.resources.models import Resource, ResourceDraft
 from keyledger.kit.clock import utc_now

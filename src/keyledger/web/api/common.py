@@ -11,10 +11,10 @@ from fastapi import Depends, Request
 
 from keyledger.domain.access.models import ReaderPolicy
 from keyledger.domain.callers.integrations import authenticate_access_token
-from keyledger.domain.callers.models import IntegrationCaller, Scope
+from keyledger.domain.callers.models import IntegrationCaller
 from keyledger.domain.callers.permissions import required_for
 from keyledger.domain.guessing.models import GuessBudget, token_caller
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.errors import InvalidInput, Unauthenticated
 from keyledger.kit.inputs import refused_character
 from keyledger.kit.settings import Settings

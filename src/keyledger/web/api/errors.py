@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -47,10 +49,26 @@ def _location(error: ValidationError) -> str:
 
 UNEXPECTED = (500, "Unexpected", "An unexpected error occurred; it has been logged.")
 
-#: (status, ``Error`` name) of each domain error, looked up along the error's class hierarchy;
-#: the message is the error's own (or ``UNEXPECTED``'s for a 500). Every ``DomainError`` class has
-#: its own entry (tests/dialects/test_error_tables.py).
-ERRORS: dict[type[DomainError], tuple[int, str]] = {
+
+def _wait(error: DomainError) -> dict[str, str]:
+    """``Retry-After``: the window the throttled caller waits out."""
+    if isinstance(error, TooManyFailures | GuessingThrottled):
+        return {"Retry-After": str(error.retry_after)}
+    return {}
+
+
+def _soon(_: DomainError) -> dict[str, str]:
+    """``Retry-After``: an unavailable store is worth a retry a second later."""
+    return {"Retry-After": "1"}
+
+
+#: (status, ``Error`` name[, headers]) of each domain error, looked up along the error's class
+#: hierarchy; the message is the error's own (or ``UNEXPECTED``'s for a 500). Every
+#: ``DomainError`` class has its own entry (tests/dialects/test_error_tables.py).
+ERRORS: dict[
+    type[DomainError],
+    tuple[int, str] | tuple[int, str, Callable[[DomainError], dict[str, str]]],
+] = {
     DomainError: (500, "Unexpected"),
     Unauthenticated: (401, "Unauthenticated"),
     InvalidInput: (400, "InvalidInput"),
@@ -64,11 +82,11 @@ ERRORS: dict[type[DomainError], tuple[int, str]] = {
     Conflict: (409, "RuleViolation"),
     DeadlineExceeded: (408, "Timeout"),
     BodyReadTimeout: (408, "Timeout"),
-    TooManyFailures: (429, "TooManyFailures"),
-    PasswordChecksBusy: (429, "TooManyFailures"),
-    GuessingThrottled: (429, "Throttled"),
-    StoreUnavailable: (503, "Unavailable"),
-    WriteConflict: (503, "Unavailable"),
+    TooManyFailures: (429, "TooManyFailures", _wait),
+    PasswordChecksBusy: (429, "TooManyFailures", _wait),
+    GuessingThrottled: (429, "Throttled", _wait),
+    StoreUnavailable: (503, "Unavailable", _soon),
+    WriteConflict: (503, "Unavailable", _soon),
     KeysMissing: (500, "Unexpected"),
 }
 
@@ -89,8 +107,16 @@ def classify(error: Exception) -> tuple[int, str, str]:
     found = lookup(ERRORS, error) if isinstance(error, DomainError) else None
     if found is None or found[0] == 500 or not isinstance(error, DomainError):
         return UNEXPECTED
-    status, name = found
-    return status, name, error.message
+    return found[0], found[1], error.message
+
+
+def headers_of(error: Exception, status: int) -> dict[str, str] | None:
+    """The headers an answer carries: the entry's (``Retry-After``), else ``WWW-Authenticate``
+    on a 401."""
+    found = lookup(ERRORS, error) if isinstance(error, DomainError) else None
+    if found is not None and len(found) == 3 and isinstance(error, DomainError):
+        return found[2](error)
+    return {"WWW-Authenticate": "Bearer"} if status == 401 else None
 
 
 class ApiRoute(DialectRoute):
@@ -98,11 +124,7 @@ class ApiRoute(DialectRoute):
         status, name, message = classify(error)
         if status == 500:
             log_unexpected(request, error)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(error, TooManyFailures | GuessingThrottled):
-            headers = {"Retry-After": str(error.retry_after)}
-        if isinstance(error, StoreUnavailable):
-            headers = {"Retry-After": "1"}
+        headers = headers_of(error, status)
         body = {
             "Status": status,
             "Error": name,

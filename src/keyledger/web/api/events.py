@@ -56,7 +56,9 @@ async def list_events(
         limit=Limit,
         before=Cursor,
     )
-    found = events_service.list_events(context.store, scope=caller.scope, query=query)
+    found = events_service.list_events(
+        context.store, property_ids=caller.scope.property_ids, query=query
+    )
     return json_response(
         render_events(
             found,

@@ -8,10 +8,9 @@ from typing import Any
 from uuid import UUID
 
 from keyledger.domain.access.models import Decision
-from keyledger.domain.callers.models import Scope
 from keyledger.domain.events.models import Event
 from keyledger.domain.hotspot.models import SessionDecision, Usage
-from keyledger.domain.properties.models import Property
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.domain.resources.models import Resource
 from keyledger.kit.clock import format_utc
 

@@ -14,12 +14,13 @@ from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 
-from keyledger.domain.callers.models import Role, Scope, UserCaller
+from keyledger.domain.callers.models import Role, UserCaller
 from keyledger.domain.callers.users import (
     authenticate_bearer,
     authenticate_password,
     remembered_password,
 )
+from keyledger.domain.properties.models import Scope
 from keyledger.kit.errors import Unauthenticated
 from keyledger.kit.inputs import refused_character
 from keyledger.web.context import AppContext, ContextDep, client_address

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keyledger.domain.callers.models import Role, Scope, UserCaller
+from keyledger.domain.callers.models import Role, UserCaller
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential
-from keyledger.domain.properties.models import Property
+from keyledger.domain.hotspot.service import end_withdrawn_sessions
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import format_utc, utc_now
 from keyledger.store import Store
 from keyledger.web.nexudus.auth import requiring
@@ -167,16 +168,30 @@ def run(
     scope = Scope(tuple({c.property.id: c.property for c in found}.values()))
     ids = [c.id for c in found]
     if command.key == "RESET_MINUTES":
-        changed = vouchers.reset_minutes(store, scope=scope, actor=actor, voucher_ids=ids)
+        changed = vouchers.reset_minutes(
+            store, scope=scope, actor=actor, voucher_ids=ids, on_withdrawal=end_withdrawn_sessions
+        )
     elif command.key == "ADD_MINUTES":
         changed = vouchers.add_minutes(
-            store, scope=scope, actor=actor, voucher_ids=ids, minutes=values["Minutes"]
+            store,
+            scope=scope,
+            actor=actor,
+            voucher_ids=ids,
+            on_withdrawal=end_withdrawn_sessions,
+            minutes=values["Minutes"],
         )
     elif command.key == "EXPIRE_NOW":
-        changed = vouchers.expire_now(store, scope=scope, actor=actor, voucher_ids=ids)
+        changed = vouchers.expire_now(
+            store, scope=scope, actor=actor, voucher_ids=ids, on_withdrawal=end_withdrawn_sessions
+        )
     elif command.key == "EXTEND_VALIDITY":
         changed = vouchers.extend_validity(
-            store, scope=scope, actor=actor, voucher_ids=ids, valid_to=values["ValidTo"]
+            store,
+            scope=scope,
+            actor=actor,
+            voucher_ids=ids,
+            on_withdrawal=end_withdrawn_sessions,
+            valid_to=values["ValidTo"],
         )
     else:  # pragma: no cover - every key is handled above
         raise NexudusError(500, "Unhandled command.")

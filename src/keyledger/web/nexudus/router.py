@@ -12,6 +12,7 @@ from keyledger.domain.callers.models import IssuedBearer, Role, UserCaller
 from keyledger.domain.callers.users import issue_bearer_for_password, refresh_bearer
 from keyledger.domain.credentials import vouchers
 from keyledger.domain.credentials.models import Credential, VoucherFields
+from keyledger.domain.hotspot.service import end_withdrawn_sessions
 from keyledger.domain.properties.models import Property
 from keyledger.kit.errors import CredentialNotFound, TooManyFailures, Unauthenticated
 from keyledger.kit.inputs import refused_character
@@ -167,6 +168,7 @@ async def replace_voucher(request: Request, caller: CallerDep, context: ContextD
         actor=caller.actor,
         voucher_id=current.id,
         fields=_fields(body),
+        on_withdrawal=end_withdrawn_sessions,
     )
     return json_response(translate.updated(replaced))
 
@@ -181,7 +183,11 @@ async def replace_voucher(request: Request, caller: CallerDep, context: ContextD
 async def delete_voucher(Id: str, caller: CallerDep, store: StoreDep) -> Response:  # noqa: N803
     current = _locate(store, caller, Id, Role.DELETE)
     vouchers.delete_voucher(
-        store, scope=caller.scope_with(Role.DELETE), actor=caller.actor, voucher_id=current.id
+        store,
+        scope=caller.scope_with(Role.DELETE),
+        actor=caller.actor,
+        voucher_id=current.id,
+        on_withdrawal=end_withdrawn_sessions,
     )
     return json_response(translate.DELETED)
 

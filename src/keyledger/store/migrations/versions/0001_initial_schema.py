@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import keyledger.store.schema
+# Timestamps are created as sa.DateTime(timezone=True): the DDL of the live
+# keyledger.store.schema.UtcDateTime (a TypeDecorator over that type), written out so this
+# migration never imports the live schema (docs/architecture.md, "Migrations").
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -33,8 +35,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("client_token_digest", sa.String(length=64), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("disabled_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("disabled_utc", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_integrations")),
         sa.UniqueConstraint(
             "client_token_digest", name=op.f("uq_integrations_client_token_digest")
@@ -52,7 +54,7 @@ def upgrade() -> None:
         sa.Column("business_id", sa.BigInteger(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_properties")),
         sa.UniqueConstraint("business_id", name=op.f("uq_properties_business_id")),
         sa.UniqueConstraint("enterprise_id", name=op.f("uq_properties_enterprise_id")),
@@ -60,7 +62,7 @@ def upgrade() -> None:
     op.create_table(
         "store_marks",
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_store_marks")),
     )
     op.create_table(
@@ -74,8 +76,8 @@ def upgrade() -> None:
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("api_access", sa.Boolean(), nullable=False),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("disabled_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("disabled_utc", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
     )
@@ -91,8 +93,8 @@ def upgrade() -> None:
             "integration_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("access_token_digest", sa.String(length=64), nullable=False),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_utc", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["integration_id"],
             ["integrations.id"],
@@ -125,8 +127,8 @@ def upgrade() -> None:
         sa.Column("companionship_id", sa.Uuid(), nullable=True),
         sa.Column("resource_id", sa.Uuid(), nullable=True),
         sa.Column("serial_number", sa.String(length=255), nullable=True),
-        sa.Column("valid_from", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("valid_to", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("valid_from", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("valid_to", sa.DateTime(timezone=True), nullable=True),
         sa.Column("perm_bed", sa.Boolean(), nullable=False),
         sa.Column("perm_room", sa.Boolean(), nullable=False),
         sa.Column("perm_floor", sa.Boolean(), nullable=False),
@@ -135,13 +137,13 @@ def upgrade() -> None:
         sa.Column("minutes_included", sa.Integer(), nullable=True),
         sa.Column("minutes_left", sa.Integer(), nullable=True),
         sa.Column("user_limit", sa.Integer(), nullable=True),
-        sa.Column("last_access", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("last_access", sa.DateTime(timezone=True), nullable=True),
         sa.Column("system_id", sa.Text(), nullable=True),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_utc", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=320), nullable=False),
         sa.Column("updated_by", sa.String(length=320), nullable=False),
-        sa.Column("deleted_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("deleted_utc", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["property_id"], ["properties.id"], name=op.f("fk_credentials_property_id_properties")
         ),

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import keyledger.store.schema
+# Timestamps are created as sa.DateTime(timezone=True): the DDL of the live
+# keyledger.store.schema.UtcDateTime (a TypeDecorator over that type), written out so this
+# migration never imports the live schema (docs/architecture.md, "Migrations").
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -39,14 +41,10 @@ def upgrade() -> None:
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("access_digest", sa.String(length=64), nullable=False),
         sa.Column("refresh_digest", sa.String(length=64), nullable=False),
-        sa.Column(
-            "access_expires_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "refresh_expires_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False
-        ),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("access_expires_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("refresh_expires_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_utc", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_bearer_tokens_user_id_users")
         ),

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import keyledger.store.schema
+# Timestamps are created as sa.DateTime(timezone=True): the DDL of the live
+# keyledger.store.schema.UtcDateTime (a TypeDecorator over that type), written out so this
+# migration never imports the live schema (docs/architecture.md, "Migrations").
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -30,9 +32,7 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column(
-            "occurred_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("occurred_utc", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "property_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
@@ -67,8 +67,8 @@ def upgrade() -> None:
         sa.Column("parent_uid", sa.Uuid(), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("created_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_utc", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["property_id"], ["properties.id"], name=op.f("fk_resources_property_id_properties")
         ),

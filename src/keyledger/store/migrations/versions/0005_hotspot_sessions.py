@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import keyledger.store.schema
+# Timestamps are created as sa.DateTime(timezone=True): the DDL of the live
+# keyledger.store.schema.UtcDateTime (a TypeDecorator over that type), written out so this
+# migration never imports the live schema (docs/architecture.md, "Migrations").
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -35,11 +37,9 @@ def upgrade() -> None:
             "credential_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("device_id", sa.String(length=200), nullable=False),
-        sa.Column("started_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False),
-        sa.Column(
-            "last_report_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=False
-        ),
-        sa.Column("ended_utc", keyledger.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("started_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_report_utc", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_utc", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["credential_id"],
             ["credentials.id"],

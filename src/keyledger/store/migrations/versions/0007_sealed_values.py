@@ -2,7 +2,8 @@
 
 Adds ``value_sealed`` and ``value_fp`` to credentials and looks reservation tokens up by
 fingerprint instead of by value. Existing values stay in clear with a keyless fingerprint;
-``keyledger admin rotate-key`` seals them under ``KEYLEDGER_ENCRYPTION_KEY`` (see sealing.py).
+``keyledger admin rotate-key`` seals them under ``KEYLEDGER_ENCRYPTION_KEY`` (see
+keyledger/kit/sealing.py; the keyless fingerprint is frozen in this file).
 
 Revision ID: 0007
 Revises: 0006
@@ -11,13 +12,12 @@ Create Date: 2026-11-24 03:10:00
 
 from __future__ import annotations
 
+import hmac
 import importlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from keyledger.kit.sealing import ValueSealer
 
 # 0002's voucher index builder (a module name starting with a digit cannot be imported by name).
 _vouchers = importlib.import_module("keyledger.store.migrations.versions.0002_vouchers")
@@ -29,6 +29,15 @@ depends_on: str | Sequence[str] | None = None
 
 _RESERVATIONS = sa.text("kind = 'reservation'")
 _BATCH = 5_000
+
+# Frozen here (not imported from keyledger.kit.sealing): the keyless fingerprint as it was when
+# this migration was written. The live module may change its scheme; the values this migration
+# wrote, and their fingerprints, stay what they were (a later migration would re-fingerprint).
+_KEYLESS_FINGERPRINT_KEY = b"keyledger/value-fingerprint/keyless/v1"
+
+
+def _keyless_fingerprint(value: str) -> bytes:
+    return hmac.digest(_KEYLESS_FINGERPRINT_KEY, value.encode("utf-8"), "sha256")
 
 
 def upgrade() -> None:
@@ -57,7 +66,6 @@ def upgrade() -> None:
 
 def _fingerprint_existing_values() -> None:
     bind = op.get_bind()
-    keyless = ValueSealer()
     table = sa.table(
         "credentials",
         sa.column("id", sa.Integer),
@@ -82,7 +90,7 @@ def _fingerprint_existing_values() -> None:
             return
         bind.execute(
             rewrite,
-            [{"row_id": row_id, "fp": keyless.fingerprint(value)} for row_id, value in rows],
+            [{"row_id": row_id, "fp": _keyless_fingerprint(value)} for row_id, value in rows],
         )
         after = rows[-1][0]
 
