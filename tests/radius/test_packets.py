@@ -34,6 +34,9 @@ def test_a_code_is_proven_by_its_pap_password_or_chap_response() -> None:
     chap["User-Name"] = "00001"
     chap.authenticator = chap.CreateAuthenticator()
     chap["CHAP-Password"] = _chap(b"00001", chap.authenticator)
+    # Without a Message-Authenticator a CHAP response proves nothing of the shared secret.
+    assert packets.proven_code(_received(chap)) == ""
+    chap.add_message_authenticator()
     assert packets.proven_code(_received(chap)) == "00001"
     chap["CHAP-Password"] = _chap(b"00002", chap.authenticator)
     assert packets.proven_code(_received(chap)) == ""
@@ -71,6 +74,22 @@ def test_an_accept_never_runs_past_valid_to() -> None:
     assert reply["Session-Timeout"] == [600]
     assert reply["WISPr-Session-Terminate-Time"] == ["2030-01-01T12:10:00+00:00"]
     assert packets.session_class(reply) == session
+
+
+def test_session_timeout_is_capped_at_what_the_attribute_holds() -> None:
+    """Over 2**32 - 1 seconds left (a voucher of 100 million minutes) the Accept still encodes."""
+    request = _received(access_request(user="x"))
+    raw = packets.accept(
+        request,
+        session_uid=uuid.uuid4(),
+        seconds_left=100_000_000 * 60,
+        valid_to=None,
+        now=datetime(2030, 1, 1, tzinfo=UTC),
+        interim_seconds=60,
+        idle_seconds=600,
+    )
+    reply = rp.AuthPacket(packet=raw, secret=SECRET, dict=packets.dictionary())
+    assert reply["Session-Timeout"] == [2**32 - 1]
 
 
 def test_the_duplicate_cache_answers_within_its_time_then_forgets() -> None:

@@ -84,7 +84,12 @@ def authentic_accounting_request(request: Any) -> bool:
 
 def proven_code(request: Any) -> str:
     """The voucher code of an Access-Request: its User-Name, when its User-Password (PAP) or
-    CHAP-Password proves the same code; else ``""`` (a code no voucher has)."""
+    CHAP-Password proves the same code; else ``""`` (a code no voucher has).
+
+    CHAP counts only in a request with a Message-Authenticator (verified before this is called):
+    MD5(id, code, challenge) involves no shared secret, so without one anybody able to send from
+    the NAS's address could log in (a NAS added with ``--allow-missing-message-authenticator``).
+    PAP's password is encrypted with the secret, so a wrong secret proves nothing."""
     user = text(request, "User-Name")
     if not user:
         return ""
@@ -96,6 +101,8 @@ def proven_code(request: Any) -> str:
             return ""
         return user if code_key(clear.strip()) == code_key(user.strip()) else ""
     if first(request, "CHAP-Password") is not None:
+        if not request.message_authenticator:
+            return ""
         return user if request.VerifyChapPasswd(user) else ""
     return ""
 
@@ -118,7 +125,9 @@ def accept(
         timeout = min(timeout, max(1, math.ceil((valid_to - now).total_seconds())))
     reply = request.CreateReply()
     reply.code = ACCESS_ACCEPT
-    reply["Session-Timeout"] = max(1, timeout)
+    # A 32-bit attribute: a voucher with more seconds left than it holds (over ~71.5 million
+    # minutes) is given the largest it can say.
+    reply["Session-Timeout"] = min(max(1, timeout), 2**32 - 1)
     reply["Acct-Interim-Interval"] = interim_seconds
     reply["Idle-Timeout"] = idle_seconds
     reply["Class"] = str(session_uid).encode("ascii")
