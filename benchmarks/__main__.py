@@ -1,10 +1,10 @@
-"""``python -m benchmarks {search,access} [--database-url URL] [--quick] …``."""
+"""``python -m benchmarks {search,access,http,radius} [--database-url URL] [--quick] …``."""
 
 from __future__ import annotations
 
 import argparse
 
-from benchmarks import access, http, search
+from benchmarks import access, http, radius, search
 
 
 def main() -> None:
@@ -29,7 +29,22 @@ def main() -> None:
     http_run.add_argument("--seconds", type=int, default=20)
     http_run.add_argument("--connections", type=int, default=32)
     http_run.add_argument("--repeat", type=int, default=30, help="requests per latency workload")
+    radius_run = commands.add_parser(
+        "radius", help="RADIUS through the real server against a bare responder's ceiling"
+    )
+    radius_run.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    radius_run.add_argument("--seconds", type=int, default=10)
+    radius_run.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    radius_run.add_argument("--vouchers", type=int, default=2000)
+    radius_run.add_argument("--quick", action="store_true", help="2 s per run, 8 in flight")
     arguments = parser.parse_args()
+    if arguments.command == "radius":
+        radius.run(
+            database_url=arguments.database_url,
+            seconds=2 if arguments.quick else arguments.seconds,
+            concurrency=8 if arguments.quick else arguments.concurrency,
+            vouchers=arguments.vouchers,
+        )
     if arguments.command == "access":
         access.run(
             credentials=100_000 if arguments.quick else arguments.credentials,

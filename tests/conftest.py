@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,11 @@ from tests.support import (
 )
 
 BACKENDS = ["sqlite", "postgresql"]
+
+# The servers tests start serve no RADIUS unless a test asks for it on ports of its own
+# (tests/radius): many servers at once on 1812/1813 would share their packets.
+os.environ.setdefault("KEYLEDGER_RADIUS_AUTH_PORT", "0")
+os.environ.setdefault("KEYLEDGER_RADIUS_ACCT_PORT", "0")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -621,3 +622,25 @@ def add_door_tokens(
 ) -> list[Credential]:
     """The tokens, through the credential service (in order)."""
     return add_reservation_tokens(store, scope=Scope((prop,)), actor=Actor.system(), drafts=drafts)
+
+
+def readme_example(name: str) -> str:
+    """The shell block after ``<!-- readme-example: NAME -->`` in the README."""
+    readme = (REPO / "README.md").read_text()
+    found = re.search(
+        rf"<!-- readme-example: {re.escape(name)} -->\n```sh\n(.*?)\n```", readme, re.DOTALL
+    )
+    assert found, name
+    return found.group(1)
+
+
+def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import REPO
-
-
-def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+from tests.support import bench
 
 
 def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:
@@ -75,6 +60,16 @@ def test_http_harness_runs_the_real_server_under_wrk(tmp_path: Path) -> None:
     ]
     assert rows["hello-world ceiling (/healthz)"]["requests_per_second"] > 0
     assert rows["door check, 4 connections"]["requests_per_second"] > 0
+    for workload in ("door check, 4 connections", "hotspot usage report, 4 connections"):
+        row = rows[workload]
+        assert row["ceiling_before"] > 0 and row["ceiling_after"] > 0, row
+        ceiling = (row["ceiling_before"] + row["ceiling_after"]) / 2
+        assert abs(row["ceiling_fraction"] - row["requests_per_second"] / ceiling) < 1e-9, row
+    # the ceiling after the door checks is the one before the usage reports
+    assert (
+        rows["door check, 4 connections"]["ceiling_after"]
+        == rows["hotspot usage report, 4 connections"]["ceiling_before"]
+    )
     assert rows["Mews add, 1,000 tokens in one request"]["p50_ms"] > 0
     assert rows["resident memory per worker, after the run"]["figure"].endswith("MB")
     assert "hello-world ceiling" in done.stdout

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from keyledger.cli.demo import provision_demo
 from keyledger.kit.settings import Settings
-from tests.support import REPO, DatabaseFactory, deploy, ok, sealing_for
+from tests.support import REPO, DatabaseFactory, deploy, ok, readme_example, sealing_for
 
 
 def test_every_setting_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`KEYLEDGER_{name.upper()}`" in readme, name
-
-
-def readme_example(name: str) -> str:
-    """The shell block after ``<!-- readme-example: NAME -->`` in the README."""
-    readme = (REPO / "README.md").read_text()
-    found = re.search(
-        rf"<!-- readme-example: {re.escape(name)} -->\n```sh\n(.*?)\n```", readme, re.DOTALL
-    )
-    assert found, name
-    return found.group(1)
 
 
 def test_scoped_token_examples_work_against_the_demo(sqlite_databases: DatabaseFactory) -> None:

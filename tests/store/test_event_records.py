@@ -237,6 +237,31 @@ def test_each_builder_stores_the_details_written_inline_before() -> None:
             "Deleted",
             {"SessionId": str(OTHER), "Reason": "Deleted"},
         ),
+        (
+            records.hotspot_disconnect(
+                property_id=1,
+                credential_uid=UID,
+                outcome="Ack",
+                session_uid=OTHER,
+                acct_session_id="81200001",
+                device_id="AA-BB-CC-DD-EE-FF",
+                nas_id=3,
+                reason="Deleted",
+                attempts=1,
+                error_cause=None,
+            ),
+            EventKind.HOTSPOT_DISCONNECT,
+            "Ack",
+            {
+                "SessionId": str(OTHER),
+                "AcctSessionId": "81200001",
+                "DeviceId": "AA-BB-CC-DD-EE-FF",
+                "NasId": 3,
+                "Reason": "Deleted",
+                "Attempts": 1,
+                "ErrorCause": None,
+            },
+        ),
     ]
     for event, kind, outcome, details in expected:
         assert _stored(event) == (str(kind), outcome, json.dumps(details))

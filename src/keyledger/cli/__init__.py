@@ -89,6 +89,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
             "workers (KEYLEDGER_AUTH_FAILURES_PER_CALLER, _PER_ACCOUNT, _PER_ADDRESS)"
         )
     configure_logging(settings.log_level)
+    # The RADIUS listeners of every worker bind the HTTP host unless told otherwise.
+    os.environ.setdefault("KEYLEDGER_RADIUS_HOST", host)
     store = _store(settings)
     if demo:
         provision_demo(store)
@@ -406,6 +408,70 @@ def rotate_key(decrypt: bool, vacuum: bool, batch_size: int) -> None:
             "Vacuumed": vacuum,
         }
     )
+
+
+def _nas_json(nas: Any) -> dict[str, Any]:
+    return {
+        "NasId": nas.id,
+        "BusinessId": nas.business_id,
+        "Address": str(nas.network),
+        "Name": nas.name,
+        "CoaPort": nas.coa_port,
+        "RequireMessageAuthenticator": nas.require_message_authenticator,
+    }
+
+
+@admin.command("add-nas")
+@click.option("--business", "business_id", type=click.IntRange(1), required=True)
+@click.option("--address", required=True, help="The NAS's IP address, or a CIDR network.")
+@click.option("--secret", required=True, help="The RADIUS shared secret (stored sealed).")
+@click.option("--name", default=None)
+@click.option("--coa-port", default=3799, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--allow-missing-message-authenticator",
+    is_flag=True,
+    help="Accept Access-Requests without Message-Authenticator from this NAS (not advised).",
+)
+def add_nas(
+    *,
+    business_id: int,
+    address: str,
+    secret: str,
+    name: str | None,
+    coa_port: int,
+    allow_missing_message_authenticator: bool,
+) -> None:
+    """Let a hotspot (RADIUS NAS) log devices in with a business's vouchers."""
+    from keyledger.domain.nas.service import add_nas as add
+
+    created = add(
+        _store(),
+        business_id=business_id,
+        address=address,
+        secret=secret,
+        name=name,
+        coa_port=coa_port,
+        allow_missing_message_authenticator=allow_missing_message_authenticator,
+    )
+    _emit(_nas_json(created))
+
+
+@admin.command("list-nas")
+def list_nas() -> None:
+    """List every RADIUS NAS (never its secret)."""
+    from keyledger.domain.nas.service import list_nas as listing
+
+    _emit({"Nas": [_nas_json(nas) for nas in listing(_store())]})
+
+
+@admin.command("remove-nas")
+@click.option("--id", "nas_id", type=click.IntRange(1), required=True)
+def remove_nas(nas_id: int) -> None:
+    """Remove a RADIUS NAS: its packets are dropped from then on (within a few seconds)."""
+    from keyledger.domain.nas.service import remove_nas as remove
+
+    remove(_store(), nas_id=nas_id)
+    _emit({"NasId": nas_id, "Removed": True})
 
 
 @admin.command("import-resources")

@@ -18,6 +18,7 @@ from keyledger.domain.callers.permissions import EVERY_PERMISSION
 from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, import_user
 from keyledger.domain.credentials.models import Credential, CredentialKind, Permissions, TokenType
 from keyledger.domain.credentials.reservations import import_credentials
+from keyledger.domain.nas.service import import_nas
 from keyledger.domain.properties.models import Property
 from keyledger.domain.properties.service import find_property, import_property
 from keyledger.domain.resources.models import ResourceDraft, ResourceKind
@@ -189,6 +190,10 @@ ROOM_101 = UUID("65d4b117-4e60-44a3-9580-c582117eff98")  # the ResourceId of see
 ROOM_102 = UUID("a0000000-0000-4000-8000-000000000102")
 BED_101A = UUID("bed00000-0000-4000-8000-00000000101a")
 RESOURCES_MARK = "demo-resources-provisioned"
+NAS_MARK = "demo-nas-provisioned"
+#: The demo hotspot: radclient on this machine, with FreeRADIUS's customary test secret.
+NAS_ADDRESS = "127.0.0.1"
+NAS_SECRET = "testing123"
 DEMO_BUILDING = [
     ResourceDraft(BUILDING, None, ResourceKind.BUILDING, "Main building"),
     ResourceDraft(FLOOR_1, BUILDING, ResourceKind.FLOOR, "Floor 1"),
@@ -199,10 +204,29 @@ DEMO_BUILDING = [
 
 
 def provision_demo(store: Store) -> bool:
-    """The demo records, then the demo building (each once per store)."""
+    """The demo records, then the demo building and the demo NAS (each once per store)."""
     created = _provision_records(store)
     _provision_building(store)
+    _provision_nas(store)
     return created
+
+
+def _provision_nas(store: Store) -> None:
+    """The demo NAS (``radclient`` at 127.0.0.1, secret testing123) for the demo hotel's
+    business (an event-less import, as every demo record)."""
+    with store.write() as conn:
+        hotel = find_property(conn, HOTEL)
+        if has_mark(conn, NAS_MARK) or hotel is None:
+            return
+        import_nas(
+            conn,
+            store.sealer,
+            business_id=hotel.business_id,
+            address=NAS_ADDRESS,
+            secret=NAS_SECRET,
+            name="Demo hotspot",
+        )
+        set_mark(conn, NAS_MARK, now=utc_now())
 
 
 def _provision_building(store: Store) -> None:

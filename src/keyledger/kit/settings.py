@@ -128,6 +128,48 @@ class Settings(BaseSettings):
     hotspot_idle_seconds: int = Field(
         default=600, ge=1, description="A hotspot session with no report this long is over."
     )
+    radius_auth_port: int = Field(
+        default=1812,
+        ge=0,
+        le=65535,
+        description="UDP port of RADIUS authentication (Access-Request) on the host of "
+        "`keyledger serve`; every worker serves it (SO_REUSEPORT). 0 turns it off.",
+    )
+    radius_acct_port: int = Field(
+        default=1813,
+        ge=0,
+        le=65535,
+        description="UDP port of RADIUS accounting (Accounting-Request). 0 turns it off.",
+    )
+    radius_host: str | None = Field(
+        default=None,
+        description="Address the RADIUS listeners bind; default: the --host of `keyledger serve`.",
+    )
+    radius_interim_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Acct-Interim-Interval of an Access-Accept: how often the NAS reports usage.",
+    )
+    radius_duplicate_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A retransmitted RADIUS request (same NAS, identifier, authenticator) within "
+        "this time gets the first answer again and is decided once (RFC 5080); 0: off.",
+    )
+    radius_disconnect_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Disconnect-Requests sent for one withdrawn session before its silence is "
+        "recorded (a hotspot.disconnect event with outcome NoAnswer).",
+    )
+    radius_disconnect_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="Wait for a NAS's answer to one Disconnect-Request."
+    )
+    radius_disconnect_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each worker looks for withdrawn sessions to disconnect.",
+    )
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Processing time limit of one request (Mews: 408)."
     )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -287,6 +288,48 @@ hotspot_sessions = Table(
     # (its voucher withdrawn or used up), Ended (the client), Idle; null while open.
     Column("end_reason", String(16), nullable=True),
     Index("ix_hotspot_sessions_open", "credential_id", "ended_utc", "last_report_utc"),
+)
+
+# RADIUS (issue 14): the network access servers (hotspots) that may ask, one business each, with
+# the shared secret sealed like door values (it must be read back to sign packets).
+nas_clients = Table(
+    "nas_clients",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("uid", Uuid, nullable=False, unique=True),  # binds the sealed secret to its row
+    Column("property_id", ForeignKey("properties.id"), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("address", String(64), nullable=False),  # a network in CIDR form
+    Column("secret", String(200), nullable=False),  # "" when sealed
+    Column("secret_sealed", LargeBinary, nullable=True),
+    Column("coa_port", Integer, nullable=False),
+    Column("require_message_authenticator", Boolean, nullable=False),
+    Column("created_utc", UtcDateTime, nullable=False),
+)
+
+# A NAS's accounting sessions (Acct-Session-Id), each on one hotspot session: the highest
+# Acct-Session-Time counted (growth is what is consumed), and the Disconnect-Request state.
+radius_sessions = Table(
+    "radius_sessions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("nas_id", ForeignKey("nas_clients.id"), nullable=False),
+    Column("acct_session_id", String(253), nullable=False),
+    Column("session_uid", Uuid, nullable=False),
+    Column("user_name", String(253), nullable=False),
+    Column("calling_station_id", String(253), nullable=False),
+    Column("nas_address", String(64), nullable=False),  # where the accounting came from
+    Column("session_time", BigInteger, nullable=False),
+    Column("stopped", Boolean, nullable=False),
+    # Disconnect-Request: attempts made, not before when the next may go, and the outcome
+    # (Ack, Nak, NoAnswer) once settled.
+    Column("disconnect_attempts", Integer, nullable=False),
+    Column("disconnect_after_utc", UtcDateTime, nullable=True),
+    Column("disconnect_outcome", String(16), nullable=True),
+    Column("updated_utc", UtcDateTime, nullable=False),
+    UniqueConstraint("nas_id", "acct_session_id"),
+    Index("ix_radius_sessions_open", "stopped", "disconnect_outcome"),
+    Index("ix_radius_sessions_session_uid", "session_uid"),
 )
 
 # Guessing budgets (issue 12): refused codes per subject (an access token, a property) in a fixed

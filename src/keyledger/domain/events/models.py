@@ -14,6 +14,7 @@ class ActorKind(StrEnum):
     INTEGRATION = "integration"
     USER = "user"
     SYSTEM = "system"
+    NAS = "nas"  # a hotspot asking over RADIUS (issue 14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class EventKind(StrEnum):
     HOTSPOT_SESSION_STARTED = "hotspot.session_started"
     HOTSPOT_USAGE = "hotspot.usage"
     HOTSPOT_SESSION_ENDED = "hotspot.session_ended"
+    HOTSPOT_DISCONNECT = "hotspot.disconnect"  # a RADIUS Disconnect-Request answered or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,4 +389,36 @@ def hotspot_session_ended(
         credential_uid=credential_uid,
         outcome=reason,
         details={"SessionId": str(session_uid), "Reason": reason},
+    )
+
+
+def hotspot_disconnect(
+    *,
+    property_id: int,
+    credential_uid: UUID,
+    outcome: str,
+    session_uid: UUID,
+    acct_session_id: str,
+    device_id: str,
+    nas_id: int,
+    reason: str,
+    attempts: int,
+    error_cause: int | None,
+) -> NewEvent:
+    """How a NAS answered a RADIUS Disconnect-Request for a withdrawn session (``outcome``: Ack,
+    Nak, NoAnswer), once per open accounting session (docs/radius.md, "Disconnect")."""
+    return NewEvent(
+        EventKind.HOTSPOT_DISCONNECT,
+        property_id=property_id,
+        credential_uid=credential_uid,
+        outcome=outcome,
+        details={
+            "SessionId": str(session_uid),
+            "AcctSessionId": acct_session_id,
+            "DeviceId": device_id,
+            "NasId": nas_id,
+            "Reason": reason,
+            "Attempts": attempts,
+            "ErrorCause": error_cause,
+        },
     )

@@ -11,9 +11,28 @@ from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, selec
 from keyledger.domain.events.models import Actor, ActorKind, Event, EventKind, EventQuery, NewEvent
 from keyledger.store.schema import events
 
+# Appended on every decision (door checks, hotspot starts, RADIUS): built once.
+_APPEND = insert(events)
+
+
+def _row(event: NewEvent, actor: Actor, now: datetime) -> dict[str, object]:
+    return {
+        "occurred_utc": now,
+        "property_id": event.property_id,
+        "kind": str(event.kind),
+        "actor_kind": actor.kind.value,
+        "actor_id": actor.id,
+        "actor_label": actor.label,
+        "actor_token_id": actor.token_id,
+        "credential_uid": event.credential_uid,
+        "resource_uid": event.resource_uid,
+        "outcome": event.outcome,
+        "details": event.details,
+    }
+
 
 def append(conn: Connection, event: NewEvent, *, actor: Actor, now: datetime) -> None:
-    append_many(conn, [event], actor=actor, now=now)
+    conn.execute(_APPEND, _row(event, actor, now))
 
 
 def append_many(
@@ -23,25 +42,7 @@ def append_many(
     ``actor`` at ``now``."""
     if not new_events:
         return
-    conn.execute(
-        insert(events),
-        [
-            {
-                "occurred_utc": now,
-                "property_id": event.property_id,
-                "kind": str(event.kind),
-                "actor_kind": actor.kind.value,
-                "actor_id": actor.id,
-                "actor_label": actor.label,
-                "actor_token_id": actor.token_id,
-                "credential_uid": event.credential_uid,
-                "resource_uid": event.resource_uid,
-                "outcome": event.outcome,
-                "details": event.details,
-            }
-            for event in new_events
-        ],
-    )
+    conn.execute(_APPEND, [_row(event, actor, now) for event in new_events])
 
 
 def refused_checks_since(

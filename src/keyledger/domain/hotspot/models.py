@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -46,6 +47,7 @@ class SessionDecision:
     credential_uid: UUID | None
     seconds_left: int
     minutes_left: int
+    valid_to: datetime | None = None  # the voucher's ValidTo (a RADIUS Accept's terminate time)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, literal_column, select, update
 
 from keyledger.domain.credentials.models import CredentialKind
-from keyledger.domain.credentials.repository import in_scope
 from keyledger.kit.inputs import code_key
 from keyledger.store.schema import credentials, hotspot_sessions
 
@@ -17,25 +16,37 @@ s = hotspot_sessions
 c = credentials
 
 
+# Session starts run these on every request (HTTP and RADIUS): built once, like the usage
+# report's below (building costs more than running; issue 14's RADIUS benchmark).
+_LIVE_VOUCHER = (
+    select(
+        c.c.id,
+        c.c.uid,
+        c.c.valid_from,
+        c.c.valid_to,
+        c.c.minutes_left,
+        c.c.usage_seconds,
+        c.c.user_limit,
+    )
+    .where(
+        c.c.property_id == bindparam("property_id"),
+        # the kind inline in the SQL (the partial index's predicate), rendered when built
+        c.c.kind == literal_column(f"'{CredentialKind.VOUCHER.value}'"),
+        c.c.deleted_utc.is_(None),
+        c.c.code_key == bindparam("code_key"),
+    )
+    .with_for_update()
+)
+
+
 def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
     """The live voucher with this code (the same under ``code_key``), locked for the
     transaction where the database can."""
+    # ``in_scope([property_id], VOUCHER)``, spelled out to be built once.
     return conn.execute(
-        select(
-            c.c.id,
-            c.c.uid,
-            c.c.valid_from,
-            c.c.valid_to,
-            c.c.minutes_left,
-            c.c.usage_seconds,
-            c.c.user_limit,
-        )
-        .where(
-            in_scope([property_id], CredentialKind.VOUCHER),
-            c.c.deleted_utc.is_(None),
-            c.c.code_key == code_key(code.strip()),  # a phone keyboard adds a space
-        )
-        .with_for_update()
+        _LIVE_VOUCHER,
+        # a phone keyboard adds a space
+        {"property_id": property_id, "code_key": code_key(code.strip())},
     ).first()
 
 
@@ -44,37 +55,62 @@ def lock_voucher(conn: Connection, *, credential_id: int) -> None:
     conn.execute(select(c.c.id).where(c.c.id == credential_id).with_for_update()).first()
 
 
+_OPEN_DEVICES = select(s.c.id, s.c.uid, s.c.device_id).where(
+    s.c.credential_id == bindparam("credential_id"),
+    s.c.ended_utc.is_(None),
+    s.c.last_report_utc > bindparam("idle_since"),
+)
+# Every open session of a voucher, and whether it has gone idle (compared in SQL, as _END_IDLE
+# and _OPEN_DEVICES compare): a start reads them once and ends idle ones only when there are.
+_OPEN_SESSIONS = select(
+    s.c.id, s.c.uid, s.c.device_id, (s.c.last_report_utc <= bindparam("idle_since")).label("idle")
+).where(s.c.credential_id == bindparam("credential_id"), s.c.ended_utc.is_(None))
+_END_IDLE = (
+    update(s)
+    .where(
+        s.c.credential_id == bindparam("voucher_id"),  # a column's name is reserved in UPDATE
+        s.c.ended_utc.is_(None),
+        s.c.last_report_utc <= bindparam("idle_since"),
+    )
+    .values(ended_utc=bindparam("now"))
+)
+
+
 def open_devices(conn: Connection, *, credential_id: int, idle_since: datetime) -> dict[str, Any]:
     """Open sessions (ended never, reported after ``idle_since``) by device."""
-    rows = conn.execute(
-        select(s.c.id, s.c.uid, s.c.device_id).where(
-            s.c.credential_id == credential_id,
-            s.c.ended_utc.is_(None),
-            s.c.last_report_utc > idle_since,
-        )
-    )
+    rows = conn.execute(_OPEN_DEVICES, {"credential_id": credential_id, "idle_since": idle_since})
     return {row.device_id: row for row in rows}
+
+
+def end_idle_and_open_devices(
+    conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime
+) -> dict[str, Any]:
+    """``end_idle`` then ``open_devices`` (the caller holds the voucher's row): one read, and
+    the idle sessions' update only when the read found one."""
+    rows = conn.execute(
+        _OPEN_SESSIONS, {"credential_id": credential_id, "idle_since": idle_since}
+    ).all()
+    if any(row.idle for row in rows):
+        end_idle(conn, credential_id=credential_id, idle_since=idle_since, now=now)
+    return {row.device_id: row for row in rows if not row.idle}
 
 
 def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime) -> int:
     return int(
         conn.execute(
-            update(s)
-            .where(
-                s.c.credential_id == credential_id,
-                s.c.ended_utc.is_(None),
-                s.c.last_report_utc <= idle_since,
-            )
-            .values(ended_utc=now)
+            _END_IDLE, {"voucher_id": credential_id, "idle_since": idle_since, "now": now}
         ).rowcount
     )
+
+
+_INSERT_SESSION = insert(s)
 
 
 def insert_session(
     conn: Connection, *, uid: UUID, credential_id: int, device_id: str, now: datetime
 ) -> None:
     conn.execute(
-        insert(s),
+        _INSERT_SESSION,
         {
             "uid": uid,
             "credential_id": credential_id,
@@ -166,5 +202,10 @@ def consume(
     return int(row[0] or 0), int(row[1] or 0)
 
 
+_MARK_ACCESS = (
+    update(c).where(c.c.id == bindparam("credential_id")).values(last_access=bindparam("now"))
+)
+
+
 def mark_access(conn: Connection, *, credential_id: int, now: datetime) -> None:
-    conn.execute(update(c).where(c.c.id == credential_id).values(last_access=now))
+    conn.execute(_MARK_ACCESS, {"credential_id": credential_id, "now": now})

@@ -153,8 +153,9 @@ def start_session(
     else:
         minutes_left = int(voucher.minutes_left or 0)
         seconds_left = _seconds_left(voucher.minutes_left, voucher.usage_seconds)
-        repository.end_idle(conn, credential_id=voucher.id, idle_since=idle_since, now=now)
-        online = repository.open_devices(conn, credential_id=voucher.id, idle_since=idle_since)
+        online = repository.end_idle_and_open_devices(
+            conn, credential_id=voucher.id, idle_since=idle_since, now=now
+        )
         if voucher.valid_from is not None and now < voucher.valid_from:
             reason = SessionReason.NOT_YET_VALID
         elif voucher.valid_to is not None and now >= voucher.valid_to:
@@ -194,6 +195,7 @@ def start_session(
         credential_uid=None if voucher is None else voucher.uid,
         seconds_left=seconds_left if reason is SessionReason.GRANTED else 0,
         minutes_left=minutes_left,
+        valid_to=None if voucher is None else voucher.valid_to,
     )
 
 

@@ -1,0 +1,1 @@
+"""Network access servers (hotspots asking over RADIUS) and their accounting sessions."""

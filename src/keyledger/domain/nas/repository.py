@@ -1,0 +1,137 @@
+"""SQL for NAS records and their accounting sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from keyledger.store.schema import (
+    credentials,
+    hotspot_sessions,
+    nas_clients,
+    properties,
+    radius_sessions,
+)
+
+n = nas_clients
+r = radius_sessions
+
+
+def insert_nas(conn: Connection, **columns: Any) -> int:
+    return int(conn.execute(insert(n).returning(n.c.id), columns).scalar_one())
+
+
+def all_nas(conn: Connection) -> list[Any]:
+    return list(
+        conn.execute(
+            select(n, properties.c.business_id)
+            .join(properties, properties.c.id == n.c.property_id)
+            .order_by(n.c.id)
+        )
+    )
+
+
+def delete_nas(conn: Connection, nas_id: int) -> bool:
+    conn.execute(delete(r).where(r.c.nas_id == nas_id))
+    return bool(conn.execute(delete(n).where(n.c.id == nas_id)).rowcount)
+
+
+# Every Accounting-Request runs these: built once (building costs more than running).
+_ACCOUNTING_SESSION = (
+    select(r.c.id, r.c.session_uid, r.c.session_time, r.c.stopped)
+    .where(r.c.nas_id == bindparam("nas_id"), r.c.acct_session_id == bindparam("acct_id"))
+    .with_for_update()
+)
+_UPDATE_ACCOUNTING = (
+    update(r)
+    .where(r.c.id == bindparam("row_id"))
+    .values(
+        session_time=bindparam("counted"),  # a column's name is reserved in UPDATE
+        stopped=bindparam("is_stopped"),
+        updated_utc=bindparam("now"),
+    )
+)
+
+
+def accounting_session(conn: Connection, *, nas_id: int, acct_session_id: str) -> Any:
+    return conn.execute(_ACCOUNTING_SESSION, {"nas_id": nas_id, "acct_id": acct_session_id}).first()
+
+
+def insert_accounting_session(conn: Connection, **columns: Any) -> int:
+    return int(conn.execute(insert(r).returning(r.c.id), columns).scalar_one())
+
+
+def update_accounting_session(
+    conn: Connection, *, row_id: int, session_time: int, stopped: bool, now: datetime
+) -> None:
+    conn.execute(
+        _UPDATE_ACCOUNTING,
+        {"row_id": row_id, "counted": session_time, "is_stopped": stopped, "now": now},
+    )
+
+
+def pending_disconnects(
+    conn: Connection, *, withdrawn: frozenset[str], now: datetime, limit: int, claim: bool
+) -> list[Any]:
+    """Open accounting sessions (no Stop, no settled Disconnect) whose hotspot session a
+    withdrawal ended, due now; locked and skipped by other workers where the database can."""
+    query = (
+        select(
+            r.c.id,
+            r.c.nas_id,
+            r.c.nas_address,
+            r.c.session_uid,
+            r.c.acct_session_id,
+            r.c.user_name,
+            r.c.calling_station_id,
+            r.c.disconnect_attempts,
+            credentials.c.property_id,
+            credentials.c.uid.label("credential_uid"),
+            hotspot_sessions.c.end_reason,
+        )
+        .join(hotspot_sessions, hotspot_sessions.c.uid == r.c.session_uid)
+        .join(credentials, credentials.c.id == hotspot_sessions.c.credential_id)
+        .where(
+            r.c.stopped.is_(False),
+            r.c.disconnect_outcome.is_(None),
+            hotspot_sessions.c.end_reason.in_(sorted(withdrawn)),
+            (r.c.disconnect_after_utc.is_(None)) | (r.c.disconnect_after_utc <= now),
+        )
+        .order_by(r.c.id)
+        .limit(limit)
+    )
+    if claim:
+        query = query.with_for_update(of=r, skip_locked=True)
+    return list(conn.execute(query))
+
+
+def claim_disconnects(conn: Connection, *, row_ids: list[int], after: datetime) -> None:
+    conn.execute(
+        update(r)
+        .where(r.c.id.in_(row_ids))
+        .values(disconnect_attempts=r.c.disconnect_attempts + 1, disconnect_after_utc=after)
+    )
+
+
+def settle_disconnect(conn: Connection, *, row_id: int, outcome: str, now: datetime) -> bool:
+    """Record the outcome once: False when another worker settled it first."""
+    return bool(
+        conn.execute(
+            update(r)
+            .where(r.c.id == row_id, r.c.disconnect_outcome.is_(None))
+            .values(disconnect_outcome=outcome, updated_utc=now)
+        ).rowcount
+    )
+
+
+def session_property(conn: Connection, *, session_uid: UUID) -> int | None:
+    """The property of a hotspot session's voucher."""
+    found = conn.execute(
+        select(credentials.c.property_id)
+        .join(hotspot_sessions, hotspot_sessions.c.credential_id == credentials.c.id)
+        .where(hotspot_sessions.c.uid == session_uid)
+    ).first()
+    return None if found is None else int(found[0])
