@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,10 +21,12 @@ from functools import partial
 from typing import Any, cast
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.nas import service as nas_service
 from keyledger.domain.nas.models import DisconnectOutcome, Nas, PendingDisconnect
+from keyledger.kit.errors import DomainError
 from keyledger.kit.settings import Settings
 from keyledger.radius import packets
 from keyledger.store import Store
@@ -49,6 +52,28 @@ def plain_host(host: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+def _log_fault(event: str, **fields: object) -> None:
+    """One log line for the exception being handled, as the HTTP edge logs its faults: a domain
+    error (the store unavailable, already logged by the store once) and a database error (its
+    text can hold a statement's values) by type only, without a traceback; anything else with
+    its traceback (a bug to fix)."""
+    error = sys.exc_info()[1]
+    if isinstance(error, DomainError):
+        log.warning(event, error=type(error).__name__, **fields)
+        return
+    if isinstance(error, SQLAlchemyError):
+        original = getattr(error, "orig", None)
+        log.error(
+            event,
+            error=type(error).__name__,
+            database_error=type(original).__name__ if original is not None else None,
+            sqlstate=getattr(original, "sqlstate", None),
+            **fields,
+        )
+        return
+    log.exception(event, **fields)
 
 
 class NasDirectory:
@@ -142,8 +167,8 @@ class _Endpoint(asyncio.DatagramProtocol):
     async def _answer(self, data: bytes, addr: Address) -> None:
         try:
             answer = await self._handler(data, addr)
-        except Exception:  # a packet never takes the listener down
-            log.exception("radius_packet_failed", peer=addr[0])
+        except Exception:  # noqa: BLE001 - logged by _log_fault; a packet never takes the listener down
+            _log_fault("radius_packet_failed", peer=addr[0])
             return
         if answer is not None and self.transport is not None:
             self.transport.sendto(answer, addr)
@@ -347,8 +372,8 @@ class RadiusServer:
                         max_attempts=self.settings.radius_disconnect_attempts,
                     )
                 )
-            except Exception:  # the next poll tries again
-                log.exception("radius_disconnect_poll_failed")
+            except Exception:  # noqa: BLE001 - logged by _log_fault; the next poll tries again
+                _log_fault("radius_disconnect_poll_failed")
                 continue
             for pending in claimed:
                 task = asyncio.get_running_loop().create_task(self._disconnect(pending))
@@ -424,5 +449,5 @@ class RadiusServer:
                     error_cause=cause,
                 )
             )
-        except Exception:  # unsettled, it is claimed again later
-            log.exception("radius_disconnect_settle_failed", session=str(pending.session_uid))
+        except Exception:  # noqa: BLE001 - logged by _log_fault; claimed again later
+            _log_fault("radius_disconnect_settle_failed", session=str(pending.session_uid))
