@@ -9,14 +9,20 @@ fresh demo's event log is empty (docs/access.md, "Events")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
 from keyledger.domain.callers.integrations import import_integration
 from keyledger.domain.callers.permissions import EVERY_PERMISSION
 from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, import_user
-from keyledger.domain.credentials.models import Credential, CredentialKind, Permissions, TokenType
+from keyledger.domain.credentials.models import (
+    Credential,
+    Permissions,
+    ReservationTokenDraft,
+    TokenType,
+    VoucherFields,
+)
 from keyledger.domain.credentials.reservations import import_credentials
 from keyledger.domain.nas.service import import_nas
 from keyledger.domain.properties.models import Property
@@ -63,32 +69,24 @@ class DemoToken:
     serial_number: str | None = None
 
     def credential(self, hotel: Property) -> Credential:
-        return Credential(
-            id=0,
-            uid=UUID(self.uid),
-            property=hotel,
-            kind=CredentialKind.RESERVATION,
-            value=self.value,
-            token_type=self.token_type,
-            service_order_id=UUID(self.service_order),
-            companionship_id=self.companionship_id,
-            resource_id=self.resource_id,
-            serial_number=self.serial_number,
-            valid_from=_at(self.valid_from),
-            valid_to=_at(self.valid_to),
-            permissions=self.permissions,
-            description=None,
-            minutes_included=None,
-            minutes_left=None,
-            user_limit=None,
-            last_access=None,
-            system_id=None,
-            created_utc=_at(self.created),
-            updated_utc=_at(self.created),
-            created_by="System",
-            updated_by="System",
-            deleted_utc=None,
+        """The seed's token: a new reservation token with the seed's uid."""
+        token = Credential.new_reservation(
+            prop=hotel,
+            draft=ReservationTokenDraft(
+                service_order_id=UUID(self.service_order),
+                token_type=self.token_type,
+                value=self.value,
+                valid_from=_at(self.valid_from),
+                valid_to=_at(self.valid_to),
+                permissions=self.permissions,
+                companionship_id=self.companionship_id,
+                resource_id=self.resource_id,
+                serial_number=self.serial_number,
+            ),
+            actor_label="System",
+            now=_at(self.created),
         )
+        return replace(token, uid=UUID(self.uid))
 
 
 RESERVATION_TOKENS = [
@@ -141,31 +139,24 @@ class DemoVoucher:
     system_id: str | None = None
 
     def credential(self, hotel: Property) -> Credential:
-        return Credential(
+        """The seed's voucher: a new voucher with the seed's row id, uid and update time."""
+        voucher = Credential.new_voucher(
+            prop=hotel,
+            fields=VoucherFields(
+                access_code=self.code,
+                minutes_included=self.minutes,
+                description=self.description,
+                user_limit=self.user_limit,
+                system_id=self.system_id,
+            ),
+            actor_label="System",
+            now=_at("2018-07-03T06:23:01"),
+        )
+        return replace(
+            voucher,
             id=self.row_id,
             uid=self.uid or UUID(int=self.row_id, version=4),
-            property=hotel,
-            kind=CredentialKind.VOUCHER,
-            value=self.code,
-            token_type=None,
-            service_order_id=None,
-            companionship_id=None,
-            resource_id=None,
-            serial_number=None,
-            valid_from=None,
-            valid_to=None,
-            permissions=Permissions(),
-            description=self.description,
-            minutes_included=self.minutes,
-            minutes_left=self.minutes,
-            user_limit=self.user_limit,
-            last_access=None,
-            system_id=self.system_id,
-            created_utc=_at("2018-07-03T06:23:01"),
             updated_utc=_at("2020-01-01T21:57:21"),
-            created_by="System",
-            updated_by="System",
-            deleted_utc=None,
         )
 
 
