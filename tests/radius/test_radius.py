@@ -24,7 +24,7 @@ from keyledger.domain.nas.service import add_nas
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
-from keyledger.store.schema import events
+from keyledger.store.schema import credentials, events, guess_counts
 from tests.ops.harness import start_server
 from tests.radius.support import (
     Answer,
@@ -45,11 +45,13 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 
-GUESS_BUDGET = 12
+GUESS_BUDGET = 12  # per device (per caller)
+POOL_BUDGET = 30  # per NAS (per property)
 GUESSER = "127.0.0.2"  # a NAS of its own, to use up its guessing budget
 LAX = "127.0.0.3"  # a NAS allowed to leave Message-Authenticator out
 UNKNOWN = "127.0.0.9"  # no NAS
 RACER = "127.0.0.4"  # a NAS of its own whose guesses race each other
+POOLED = "127.0.0.5"  # a NAS of its own whose devices use up its shared budget
 
 
 @dataclass
@@ -59,6 +61,7 @@ class RadiusDeployment:
     guess_space: NexudusTenant
     lax_space: NexudusTenant
     race_space: NexudusTenant
+    pool_space: NexudusTenant
     auth_port: int
     acct_port: int
     nas: NasStandIn
@@ -109,7 +112,7 @@ def radius(
     store = Store(settings_for(url))
     port = free_port()
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    space, guess_space, lax_space, race_space = (_space(store, http) for _ in range(4))
+    space, guess_space, lax_space, race_space, pool_space = (_space(store, http) for _ in range(5))
     nas = NasStandIn()
     add_nas(
         store,
@@ -128,6 +131,7 @@ def radius(
         allow_missing_message_authenticator=True,
     )
     add_nas(store, business_id=race_space.business_id, address=RACER, secret="testing123")
+    add_nas(store, business_id=pool_space.business_id, address=POOLED, secret="testing123")
     from tests.radius.support import free_udp_port
 
     auth_port, acct_port = free_udp_port(), free_udp_port()
@@ -139,12 +143,13 @@ def radius(
         radius_auth_port=str(auth_port),
         radius_acct_port=str(acct_port),
         guess_budget_per_caller=str(GUESS_BUDGET),
+        guess_budget_per_property=str(POOL_BUDGET),
         radius_disconnect_poll_seconds="0.2",
         radius_disconnect_timeout_seconds="1",
         radius_disconnect_attempts="2",
     )
     deployment = RadiusDeployment(
-        store, space, guess_space, lax_space, race_space, auth_port, acct_port, nas
+        store, space, guess_space, lax_space, race_space, pool_space, auth_port, acct_port, nas
     )
     try:
         _wait_for_radius(deployment)
@@ -302,23 +307,130 @@ def test_a_retransmitted_access_request_is_decided_once(radius: RadiusDeployment
     assert len(decided) == 1
 
 
-def test_unknown_codes_use_up_the_nas_guessing_budget(radius: RadiusDeployment) -> None:
-    radius.voucher("REALCODE1", radius.guess_space, MinutesIncluded=30)
-    client = Client(radius.auth_port, source=GUESSER)
+def _ask(source: str, port: int, request: Any) -> Any:
+    client = Client(port, source=source)
     try:
-        reasons = []
-        for attempt in range(GUESS_BUDGET + 1):
-            request = access_request(user=f"GUESS{attempt:04d}", device="guesser")
-            reply = reply_of(request, client.exchange(request.RequestPacket()))
-            reasons.append(reply["Reply-Message"][0])
-        valid = access_request(user="REALCODE1", device="guesser")
-        valid_reply = reply_of(valid, client.exchange(valid.RequestPacket()))
+        return reply_of(request, client.exchange(request.RequestPacket()))
     finally:
         client.close()
+
+
+def _throttled(radius: RadiusDeployment, tenant: NexudusTenant) -> list[tuple[str, int]]:
+    """The (Budget, Misses) of the ``guessing.throttled`` events filed under ``tenant``."""
+    with radius.store.read() as conn:
+        prop = properties.by_business_id(conn, tenant.business_id)
+        assert prop is not None
+        rows = conn.execute(
+            select(events.c.details).where(
+                events.c.kind == "guessing.throttled", events.c.property_id == prop.id
+            )
+        ).all()
+    return [(d["Budget"], d["Misses"]) for (d,) in rows]
+
+
+def _hotspot_token(radius: RadiusDeployment, tenant: NexudusTenant) -> str:
+    """An access token of a new integration with the hotspot scope in ``tenant``'s enterprise."""
+    from keyledger.domain.callers.integrations import add_access_token, add_integration
+
+    integration = add_integration(radius.store, name=f"wifi-{uuid.uuid4().hex[:6]}")
+    token = add_access_token(
+        radius.store,
+        client_token=integration.secret,
+        enterprise_ids=[tenant.enterprise_id],
+        scopes=("hotspot",),
+    )
+    return token.secret
+
+
+def test_unknown_codes_use_up_the_guessing_budget_of_their_device_only(
+    radius: RadiusDeployment,
+) -> None:
+    """One device's wrong codes throttle that device at that NAS; another device at the same
+    NAS, and the same device id at another business's NAS, still log in."""
+    radius.voucher("REALCODE1", radius.guess_space, MinutesIncluded=30)
+    radius.voucher("REALCODE2", radius.race_space, MinutesIncluded=30)
+    reasons = []
+    for attempt in range(GUESS_BUDGET + 1):
+        reply = _ask(
+            GUESSER, radius.auth_port, access_request(user=f"GUESS{attempt:04d}", device="guesser")
+        )
+        reasons.append(reply["Reply-Message"][0])
     assert reasons == ["UnknownCredential"] * GUESS_BUDGET + ["Throttled"]
-    assert (valid_reply.code, valid_reply["Reply-Message"][0]) == (3, "Throttled")
-    throttled = [d for outcome, d in radius.events("guessing.throttled")]
-    assert any(d.get("Budget") == "Caller" for d in throttled)
+    valid = _ask(GUESSER, radius.auth_port, access_request(user="REALCODE1", device="guesser"))
+    assert (valid.code, valid["Reply-Message"][0]) == (3, "Throttled")
+    # Another guest at the same hotspot is not punished for the guesser's misses.
+    other = _ask(GUESSER, radius.auth_port, access_request(user="REALCODE1", device="guest-2"))
+    assert other.code == 2
+    # The same device id at another business's hotspot has a budget of its own there.
+    elsewhere = _ask(RACER, radius.auth_port, access_request(user="REALCODE2", device="guesser"))
+    assert elsewhere.code == 2
+    assert _throttled(radius, radius.guess_space) == [("Device", GUESS_BUDGET)]
+
+
+def test_devices_that_change_their_id_use_up_the_nas_budget_not_the_doors(
+    radius: RadiusDeployment,
+) -> None:
+    """A guesser changing its MAC address for every try gets a fresh device budget each time,
+    but the NAS's shared budget counts them all, exactly, from both workers at once: past it the
+    NAS answers Throttled, even to a right code. The property's budget (door checks and the
+    HTTP API) is left alone."""
+    radius.voucher("POOLREAL1", radius.pool_space, MinutesIncluded=30)
+    requests = [
+        access_request(user=f"POOL{n:04d}", device=f"random-mac-{n}")
+        for n in range(POOL_BUDGET + 10)
+    ]
+    reasons = _race(POOLED, radius.auth_port, requests)
+    assert sorted(reasons) == ["Throttled"] * 10 + ["UnknownCredential"] * POOL_BUDGET
+    valid = _ask(POOLED, radius.auth_port, access_request(user="POOLREAL1", device="fresh-mac"))
+    assert (valid.code, valid["Reply-Message"][0]) == (3, "Throttled")
+    assert _throttled(radius, radius.pool_space) == [("Nas", POOL_BUDGET)]
+    with radius.store.read() as conn:
+        prop = properties.by_business_id(conn, radius.pool_space.business_id)
+        counted = dict(conn.execute(select(guess_counts.c.subject, guess_counts.c.misses)).all())
+    assert prop is not None and f"property:{prop.id}" not in counted
+    # The HTTP API at the same business still starts sessions: its budget is the property's.
+    token = _hotspot_token(radius, radius.pool_space)
+    over_http = radius.pool_space.http.post(
+        "/api/v1/hotspot/sessions",
+        json={
+            "BusinessId": radius.pool_space.business_id,
+            "AccessCode": "POOLREAL1",
+            "DeviceId": "laptop",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert over_http.status_code == 200, over_http.text
+    assert over_http.json()["Granted"] is True
+
+
+def test_the_same_code_in_two_businesses_opens_each_ones_own_voucher(
+    radius: RadiusDeployment,
+) -> None:
+    """A code two businesses both issued: each NAS finds its own business's voucher."""
+    here = radius.voucher("TWINCODE1", MinutesIncluded=30)
+    there = radius.voucher("TWINCODE1", radius.lax_space, MinutesIncluded=45)
+    at_lobby = _ask("127.0.0.1", radius.auth_port, access_request(user="TWINCODE1", device="twin"))
+    at_lax = _ask(LAX, radius.auth_port, access_request(user="TWINCODE1", device="twin"))
+    assert (at_lobby.code, at_lobby["Session-Timeout"][0]) == (2, 30 * 60)
+    assert (at_lax.code, at_lax["Session-Timeout"][0]) == (2, 45 * 60)
+    with radius.store.read() as conn:
+        started = conn.execute(
+            select(events.c.property_id, credentials.c.property_id, credentials.c.id)
+            .join(credentials, credentials.c.uid == events.c.credential_uid)
+            .where(events.c.kind == "hotspot.session_started", events.c.outcome == "Granted")
+            .where(credentials.c.id.in_([here, there]))
+            .order_by(events.c.id)
+        ).all()
+        homes = [
+            properties.by_business_id(conn, tenant.business_id)
+            for tenant in (radius.space, radius.lax_space)
+        ]
+    assert homes[0] is not None and homes[1] is not None
+    # Each start is filed under its NAS's property, with that property's own voucher.
+    assert [tuple(row) for row in started] == [
+        (homes[0].id, homes[0].id, here),
+        (homes[1].id, homes[1].id, there),
+    ]
 
 
 def _race(source: str, port: int, requests: list[Any]) -> list[str]:
@@ -372,16 +484,7 @@ def test_parallel_guesses_use_the_budget_up_exactly(radius: RadiusDeployment) ->
     ]
     reasons = _race(RACER, radius.auth_port, requests)
     assert sorted(reasons) == ["Throttled"] * 12 + ["UnknownCredential"] * GUESS_BUDGET
-    with radius.store.read() as conn:
-        prop = properties.by_business_id(conn, radius.race_space.business_id)
-        assert prop is not None
-        throttled = conn.execute(
-            select(events.c.details).where(
-                events.c.kind == "guessing.throttled", events.c.property_id == prop.id
-            )
-        ).all()
-    caller = [d for (d,) in throttled if d["Budget"] == "Caller"]
-    assert [d["Misses"] for d in caller] == [GUESS_BUDGET]
+    assert _throttled(radius, radius.race_space) == [("Device", GUESS_BUDGET)]
 
 
 # --- accounting ------------------------------------------------------------------------------
@@ -558,20 +661,12 @@ def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
 
 
 def test_http_and_radius_share_user_limit_sessions_and_events(radius: RadiusDeployment) -> None:
-    from keyledger.domain.callers.integrations import add_access_token, add_integration
-
-    integration = add_integration(radius.store, name=f"wifi-{uuid.uuid4().hex[:6]}")
-    token = add_access_token(
-        radius.store,
-        client_token=integration.secret,
-        enterprise_ids=[radius.space.enterprise_id],
-        scopes=("hotspot",),
-    )
+    token = _hotspot_token(radius, radius.space)
     radius.voucher("MIXED1", MinutesIncluded=30, UserLimit=2)
     over_http = radius.space.http.post(
         "/api/v1/hotspot/sessions",
         json={"BusinessId": radius.space.business_id, "AccessCode": "MIXED1", "DeviceId": "mix-1"},
-        headers={"Authorization": f"Bearer {token.secret}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert over_http.status_code == 200, over_http.text
     assert over_http.json()["Granted"] is True
@@ -585,7 +680,7 @@ def test_http_and_radius_share_user_limit_sessions_and_events(radius: RadiusDepl
     refused_over_http = radius.space.http.post(
         "/api/v1/hotspot/sessions",
         json={"BusinessId": radius.space.business_id, "AccessCode": "MIXED1", "DeviceId": "mix-4"},
-        headers={"Authorization": f"Bearer {token.secret}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert refused_over_http.json()["Reason"] == "TooManyDevices"
     # One event log: the NAS's decisions are filed with actor kind nas, the token's as integration.

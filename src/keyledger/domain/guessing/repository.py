@@ -40,17 +40,19 @@ def _read_in_transaction(conn: Connection) -> dict[tuple[str, datetime], int]:
 def misses_in(conn: Connection, *, subjects: list[str], start: datetime) -> dict[str, int]:
     """The misses counted for each of ``subjects`` in the window starting at ``start``."""
     known = _read_in_transaction(conn) if conn.in_transaction() else None
-    if known is not None and all((subject, start) in known for subject in subjects):
-        return {subject: known[subject, start] for subject in subjects if known[subject, start]}
-    if 1 <= len(subjects) <= 2:
-        parameters = {"first": subjects[0], "second": subjects[-1], "start": start}
+    # Only the subjects this transaction has not read yet (a NAS's devices share its pool).
+    asked = subjects if known is None else [s for s in subjects if (s, start) not in known]
+    found: dict[str, int] = {}
+    if 1 <= len(asked) <= 2:
+        parameters = {"first": asked[0], "second": asked[-1], "start": start}
         found = {row[0]: row[1] for row in conn.execute(_MISSES, parameters)}
-    else:
-        rows = conn.execute(_MISSES_OF_MANY, {"subjects": subjects, "start": start})
+    elif asked:
+        rows = conn.execute(_MISSES_OF_MANY, {"subjects": asked, "start": start})
         found = {row[0]: row[1] for row in rows}
-    if known is not None:
-        known.update({(subject, start): found.get(subject, 0) for subject in subjects})
-    return found
+    if known is None:
+        return found
+    known.update({(subject, start): found.get(subject, 0) for subject in asked})
+    return {subject: known[subject, start] for subject in subjects if known[subject, start]}
 
 
 def add_misses(conn: Connection, *, subject: str, misses: int, start: datetime) -> int:

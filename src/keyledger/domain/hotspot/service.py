@@ -21,7 +21,7 @@ from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.models import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser, Pool
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 from keyledger.domain.properties.models import Scope
@@ -111,10 +111,12 @@ def end_withdrawn_sessions(
             )
 
 
-def start_locks(scope: Scope, *, caller: str, business_id: int) -> list[int]:
+def start_locks(
+    scope: Scope, *, caller: str, business_id: int, pool: Pool | None = None
+) -> list[int]:
     """The advisory locks ``start_session`` takes (the guessing budgets it may count against)."""
     target = scope.by_business.get(business_id)
-    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id))
+    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id, pool))
 
 
 def start_session(
@@ -128,9 +130,11 @@ def start_session(
     idle_seconds: int,
     caller: str,
     budget: GuessBudget,
+    pool: Pool | None = None,
 ) -> SessionDecision:
     """May a device go online with this voucher? Runs in the caller's write transaction (the API
-    hands it to the group writer, with ``start_locks``)."""
+    hands it to the group writer, with ``start_locks``). A refused code counts against
+    ``caller``'s budget and the property's, or ``pool``'s (``guessing.models.Guesser``)."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -138,7 +142,7 @@ def start_session(
         )
     now = utc_now()
     idle_since = now - timedelta(seconds=idle_seconds)
-    guesser = Guesser(caller, target.id)
+    guesser = Guesser(caller, target.id, pool)
     throttled = guessing.throttled_until(conn, guesser=guesser, budget=budget, now=now)
     voucher = (
         None

@@ -2,7 +2,8 @@
 
 A NAS (a hotspot asking over RADIUS) belongs to one business; its decisions go through the
 hotspot core (``hotspot/service.py``) exactly like ``/api/v1/hotspot/sessions``: one set of
-rules, one event log, the same guessing budgets (the NAS is the caller, ``nas:<id>``).
+rules, one event log. Its refused codes count per device (``Calling-Station-Id``) and per NAS
+(``guesser``), not against the property's door budget.
 
 Accounting: the seconds consumed by a report are the growth of its ``Acct-Session-Time`` over
 the highest one counted for that ``Acct-Session-Id`` (``radius_sessions.session_time``), so a
@@ -18,6 +19,7 @@ due ones for one worker (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's single 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from sqlalchemy import Connection
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor, ActorKind
-from keyledger.domain.guessing.models import GuessBudget
+from keyledger.domain.guessing.models import GuessBudget, Pool
 from keyledger.domain.hotspot import repository as hotspot_repository
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.hotspot.models import EndReason, SessionDecision
@@ -187,9 +189,19 @@ def scope(nas: Nas) -> Scope:
     return Scope((Property(nas.property_id, uuid.UUID(int=0), nas.business_id, "", "UTC"),))
 
 
-def guesser(nas: Nas) -> str:
-    """The guessing budget's caller: the NAS (its own budget, like an access token's)."""
-    return f"nas:{nas.id}"
+def guesser(nas: Nas, device_id: str) -> str:
+    """The guessing budget's caller: one device at one NAS (``per_caller``), so one guest's
+    typos or a guessing device throttle that device only. The device id is the NAS's word
+    (a MAC address a guesser can change): the NAS's pool (``pool``) bounds them all."""
+    digest = hashlib.sha256(device_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"nas:{nas.id}:device:{digest}"
+
+
+def pool(nas: Nas) -> Pool:
+    """The budget every device at ``nas`` shares (``per_property``): past it the whole NAS
+    answers Throttled. Kept apart from the property's budget, which door checks use, so guesses
+    on Wi-Fi never throttle the doors (docs/radius.md, "Guessing")."""
+    return Pool(subject=f"nas:{nas.id}", label="Nas", caller_label="Device")
 
 
 # --- authentication ------------------------------------------------------------------------------
@@ -202,8 +214,10 @@ class Authorization:
     now: datetime
 
 
-def authorize_locks(nas: Nas) -> list[int]:
-    return hotspot.start_locks(scope(nas), caller=guesser(nas), business_id=nas.business_id)
+def authorize_locks(nas: Nas, device_id: str) -> list[int]:
+    return hotspot.start_locks(
+        scope(nas), caller=guesser(nas, device_id), business_id=nas.business_id, pool=pool(nas)
+    )
 
 
 def authorize(
@@ -226,8 +240,9 @@ def authorize(
         access_code=code,
         device_id=device_id,
         idle_seconds=idle_seconds,
-        caller=guesser(nas),
+        caller=guesser(nas, device_id),
         budget=budget,
+        pool=pool(nas),
     )
     valid_to = decision.valid_to if decision.granted else None
     return Authorization(decision=decision, valid_to=valid_to, now=utc_now())
