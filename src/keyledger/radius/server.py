@@ -39,6 +39,9 @@ Handler = Callable[[bytes, Address], Awaitable[bytes | None]]
 
 #: How long a worker trusts its copy of the NAS records (add-nas, remove-nas take effect within).
 NAS_CACHE_SECONDS = 2.0
+#: How often a worker deletes the guessing counts of past windows (every device that missed has
+#: one: ``nas.service.forget_past_guesses``).
+GUESSES_FORGOTTEN_EVERY = 300.0
 #: Requests remembered for duplicate detection, at most (oldest forgotten first).
 DUPLICATES_KEPT = 65_536
 
@@ -360,8 +363,15 @@ class RadiusServer:
     # --- disconnect ------------------------------------------------------------------------------
 
     async def _send_disconnects(self) -> None:
+        forgotten_at = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.radius_disconnect_poll_seconds)
+            if time.monotonic() - forgotten_at >= GUESSES_FORGOTTEN_EVERY:
+                forgotten_at = time.monotonic()
+                try:
+                    nas_service.forget_past_guesses(self.store, budget=self.budget)
+                except Exception:  # noqa: BLE001 - logged by _log_fault; tried again later
+                    _log_fault("radius_guess_counts_prune_failed")
             try:
                 if not nas_service.has_pending_disconnects(self.store):
                     continue

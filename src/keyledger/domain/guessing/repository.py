@@ -77,3 +77,11 @@ def add_misses(conn: Connection, *, subject: str, misses: int, start: datetime) 
     if conn.in_transaction():
         _read_in_transaction(conn)[subject, start] = total
     return total
+
+
+_FORGET = delete(t).where(t.c.window_start < bindparam("start"))
+
+
+def delete_before(conn: Connection, *, start: datetime) -> int:
+    """Delete every subject's counts of windows that began before ``start``; how many rows."""
+    return int(conn.execute(_FORGET, {"start": start}).rowcount)

@@ -135,3 +135,15 @@ def count_caller_misses(
         actor=actor,
         now=now,
     )
+
+
+def forget_past_windows(conn: Connection, *, budget: GuessBudget, now: datetime) -> int:
+    """Delete the counts of windows before ``now``'s (they decide nothing any more); how many.
+
+    A subject's own older windows go when it opens a new one (``repository.add_misses``), but a
+    subject that never misses again would keep its last row for ever: RADIUS devices are such
+    subjects, one per ``Calling-Station-Id`` that ever missed, which a guesser changing its MAC
+    address multiplies. The RADIUS server runs this now and then (``nas.service``), in a
+    transaction of its own that holds no other lock."""
+    start, _ = window_of(now, budget)
+    return repository.delete_before(conn, start=start)

@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor, ActorKind
+from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.models import GuessBudget, Pool
 from keyledger.domain.hotspot import repository as hotspot_repository
 from keyledger.domain.hotspot import service as hotspot
@@ -202,6 +203,13 @@ def pool(nas: Nas) -> Pool:
     answers Throttled. Kept apart from the property's budget, which door checks use, so guesses
     on Wi-Fi never throttle the doors (docs/radius.md, "Guessing")."""
     return Pool(subject=f"nas:{nas.id}", label="Nas", caller_label="Device")
+
+
+def forget_past_guesses(store: Store, *, budget: GuessBudget) -> int:
+    """Drop the guessing counts of past windows (``guessing.forget_past_windows``): every device
+    that ever missed at a NAS has a count row, which nothing else would delete."""
+    with store.write() as conn:
+        return guessing.forget_past_windows(conn, budget=budget, now=utc_now())
 
 
 # --- authentication ------------------------------------------------------------------------------
