@@ -7,7 +7,10 @@ rules, one event log. Its refused codes count per device (``Calling-Station-Id``
 
 Accounting: the seconds consumed by a report are the growth of its ``Acct-Session-Time`` over
 the highest one counted for that ``Acct-Session-Id`` (``radius_sessions.session_time``), so a
-retransmitted or reordered report never consumes twice.
+retransmitted or reordered report never consumes twice; it is taken in one ``report_usage``
+call whatever its size. A session is counted by the first Acct-Session-Id of a NAS reporting it
+(another one consumes nothing while that one is not stopped), and Accounting-On/-Off stop the
+accounting sessions of the NAS's device that sent it (docs/radius.md, "Accounting review").
 
 Disconnect: the signal is the hotspot core's own. A withdrawal ends a voucher's sessions in its
 transaction, recording why (``hotspot_sessions.end_reason``); an open accounting session (no
