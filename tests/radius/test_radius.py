@@ -731,7 +731,7 @@ def test_status_server_is_answered(radius: RadiusDeployment) -> None:
 
 # --- accounting review (huge growth, one Class under two Acct-Session-Ids, Accounting-On/-Off) --
 
-ON_OFF = "127.0.0.5"  # a NAS of its own (the Lobby's business) that restarts
+ON_OFF = "127.0.0.6"  # a NAS of its own (the Lobby's business) that restarts
 
 
 def _acct_request(
