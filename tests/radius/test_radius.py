@@ -727,3 +727,332 @@ def test_status_server_is_answered(radius: RadiusDeployment) -> None:
         assert reply.code == 2
     finally:
         client.close()
+
+
+# --- accounting review (huge growth, one Class under two Acct-Session-Ids, Accounting-On/-Off) --
+
+ON_OFF = "127.0.0.6"  # a NAS of its own (the Lobby's business) that restarts
+
+
+def _acct_request(
+    status: str,
+    session: str,
+    seconds: int | None = None,
+    *,
+    session_class: str | None = None,
+    code: str = "",
+    device: str = "",
+) -> Any:
+    """A signed Accounting-Request built with pyrad (``session_class``: the session id)."""
+    from pyrad import packet as rp
+
+    from keyledger.radius.packets import dictionary
+
+    request = rp.AcctPacket(code=rp.AccountingRequest, secret=b"testing123", dict=dictionary())
+    request["Acct-Status-Type"] = status
+    if session:
+        request["Acct-Session-Id"] = session
+    if seconds is not None:
+        request["Acct-Session-Time"] = seconds
+    if session_class is not None:
+        request["Class"] = session_class.encode("ascii")
+    if code:
+        request["User-Name"] = code
+    if device:
+        request["Calling-Station-Id"] = device
+    return request
+
+
+def _responded(client: Client, request: Any) -> bool:
+    """Sent; whether an Accounting-Response signed with the secret came back."""
+    from pyrad import packet as rp
+
+    from keyledger.radius.packets import dictionary
+
+    raw = request.RequestPacket()
+    answer = client.exchange(raw)
+    if answer is None:
+        return False
+    reply = rp.AcctPacket(packet=answer, secret=request.secret, dict=dictionary())
+    return reply.code == rp.AccountingResponse and bool(request.VerifyReply(reply, answer))
+
+
+def _session_events(radius: RadiusDeployment, session: str) -> list[tuple[str, str | None, int]]:
+    """(kind, outcome, Seconds) of the usage reports of one session, in order."""
+    with radius.store.read() as conn:
+        rows = conn.execute(
+            select(events.c.kind, events.c.outcome, events.c.details)
+            .where(events.c.kind.in_(("hotspot.usage", "hotspot.session_ended")))
+            .order_by(events.c.id)
+        ).all()
+    return [
+        (row[0], row[1], row[2]["Seconds"])
+        for row in rows
+        if row[2].get("SessionId") == session and "Seconds" in row[2]
+    ]
+
+
+def _accounting_rows(radius: RadiusDeployment, session: str) -> list[tuple[str, int, bool]]:
+    from keyledger.store.schema import radius_sessions
+
+    with radius.store.read() as conn:
+        rows = conn.execute(
+            select(
+                radius_sessions.c.acct_session_id,
+                radius_sessions.c.session_time,
+                radius_sessions.c.stopped,
+            )
+            .where(radius_sessions.c.session_uid == uuid.UUID(session))
+            .order_by(radius_sessions.c.id)
+        ).all()
+    return [(row[0], int(row[1]), bool(row[2])) for row in rows]
+
+
+def test_a_huge_session_time_is_taken_in_one_report(radius: RadiusDeployment) -> None:
+    """Acct-Session-Time 2**32-1 at once: one usage event, no integer overflow on either database
+    (a voucher of 100 million minutes has more seconds than an INTEGER holds), answered at once."""
+    big = radius.voucher("HUGE1", MinutesIncluded=100_000_000)
+    small = radius.voucher("HUGE2", MinutesIncluded=30)
+    for code, device, voucher in (("HUGE1", "huge-1", big), ("HUGE2", "huge-2", small)):
+        accepted = radius.auth(_login(code, device))
+        assert accepted.kind == "Access-Accept", accepted.output
+        for status, seconds in (("Start", 0), ("Interim-Update", 4_294_967_295)):
+            started = time.monotonic()
+            answer = radius.acct(
+                _acct(status, f"acct-{code}", seconds, accepted=accepted, device=device, code=code)
+            )
+            assert answer.kind == "Accounting-Response", answer.output
+            assert time.monotonic() - started < 2.5
+        session = session_id_of(accepted)
+        if voucher == big:
+            # 4294967295 s = 71582788 min 15 s.
+            assert radius.record(voucher)["MinutesLeft"] == 100_000_000 - 71_582_788
+            assert _session_events(radius, session) == [
+                ("hotspot.usage", None, 0),
+                ("hotspot.usage", None, 4_294_967_295),
+            ]
+        else:
+            assert radius.record(voucher)["MinutesLeft"] == 0
+            assert _session_events(radius, session) == [
+                ("hotspot.usage", None, 0),
+                ("hotspot.session_ended", "NoMinutesLeft", 4_294_967_295),
+            ]
+        assert _accounting_rows(radius, session) == [(f"acct-{code}", 4_294_967_295, False)]
+
+
+def test_two_acct_session_ids_with_one_class_take_the_minutes_once(
+    radius: RadiusDeployment,
+) -> None:
+    voucher = radius.voucher("TWOIDS1", MinutesIncluded=30)
+    device = "AA-00-00-00-09-01"
+    accepted = radius.auth(_login("TWOIDS1", device))
+    session = session_id_of(accepted)
+    sent = [
+        ("Start", "twoids-a", 0),
+        ("Start", "twoids-b", 0),  # the same Class under another Acct-Session-Id
+        ("Interim-Update", "twoids-a", 120),
+        ("Interim-Update", "twoids-b", 120),
+        ("Stop", "twoids-b", 180),  # the other one's Stop ends nothing
+        ("Interim-Update", "twoids-a", 180),
+    ]
+    for status, acct_session, seconds in sent:
+        answer = radius.acct(
+            _acct(status, acct_session, seconds, accepted=accepted, device=device, code="TWOIDS1")
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(voucher)["MinutesLeft"] == 27  # 180 s, once
+    assert _accounting_rows(radius, session) == [("twoids-a", 180, False)]
+    assert [e[2] for e in _session_events(radius, session)] == [0, 120, 60]
+    stop = radius.acct(
+        _acct("Stop", "twoids-a", 200, accepted=accepted, device=device, code="TWOIDS1")
+    )
+    assert stop.kind == "Accounting-Response", stop.output
+    assert _session_events(radius, session)[-1] == ("hotspot.session_ended", "Ended", 20)
+    assert _accounting_rows(radius, session) == [("twoids-a", 200, True)]
+
+
+def test_a_class_of_another_device_binds_nothing(radius: RadiusDeployment) -> None:
+    voucher = radius.voucher("OTHERDEV1", MinutesIncluded=30)
+    accepted = radius.auth(_login("OTHERDEV1", "AA-00-00-00-0A-01"))
+    session = session_id_of(accepted)
+    for status, seconds in (("Start", 0), ("Interim-Update", 300)):
+        answer = radius.acct(
+            _acct(
+                status,
+                "otherdev-x",
+                seconds,
+                accepted=accepted,
+                device="AA-00-00-00-0A-99",  # not the device the session belongs to
+                code="OTHERDEV1",
+            )
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(voucher)["MinutesLeft"] == 30
+    assert _accounting_rows(radius, session) == []
+    assert _session_events(radius, session) == []
+    # The device's own Acct-Session-Id is still free to bind the session, and counts.
+    for status, seconds in (("Start", 0), ("Interim-Update", 60)):
+        radius.acct(
+            _acct(
+                status,
+                "otherdev-own",
+                seconds,
+                accepted=accepted,
+                device="AA-00-00-00-0A-01",
+                code="OTHERDEV1",
+            )
+        )
+    assert radius.record(voucher)["MinutesLeft"] == 29
+    assert _accounting_rows(radius, session) == [("otherdev-own", 60, False)]
+
+
+def test_parallel_acct_session_ids_with_one_class_bind_it_once(radius: RadiusDeployment) -> None:
+    """Sixteen Acct-Session-Ids report one Class at once, each from a socket of its own (both
+    workers): one binds the session, its 90 seconds are taken, the others consume nothing."""
+    voucher = radius.voucher("PARALLELCLASS1", MinutesIncluded=30)
+    device = "AA-00-00-00-0B-01"
+    accepted = radius.auth(_login("PARALLELCLASS1", device))
+    session = session_id_of(accepted)
+    requests = [
+        _acct_request(
+            "Interim-Update",
+            f"parallel-{n}",
+            90,
+            session_class=session,
+            code="PARALLELCLASS1",
+            device=device,
+        )
+        for n in range(16)
+    ]
+    clients = [Client(radius.acct_port) for _ in requests]
+    answered = [False] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def send(index: int) -> None:
+        barrier.wait()
+        answered[index] = _responded(clients[index], requests[index])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    assert all(answered)
+    assert radius.record(voucher)["MinutesLeft"] == 29  # 90 s, once
+    rows = _accounting_rows(radius, session)
+    assert len(rows) == 1
+    assert rows[0][1:] == (90, False)
+    assert _session_events(radius, session) == [("hotspot.usage", None, 90)]
+
+
+@pytest.mark.parametrize("restart", ["Accounting-On", "Accounting-Off"])
+def test_accounting_on_and_off_end_the_sessions_of_that_nas(
+    radius: RadiusDeployment, restart: str
+) -> None:
+    """A NAS restarted: its open accounting sessions are stopped, their hotspot sessions ended
+    (one session_ended event each, nothing consumed); another NAS's sessions go on."""
+    if not any(str(n.network) == f"{ON_OFF}/32" for n in _nas_records(radius)):
+        add_nas(
+            radius.store,
+            business_id=radius.space.business_id,
+            address=ON_OFF,
+            secret="testing123",
+            name="Restarting",
+        )
+    tag = restart[-3:].strip("-").upper()
+    code = f"RESTART{tag}"
+    voucher = radius.voucher(code, MinutesIncluded=30, UserLimit=3)
+    client = Client(radius.auth_port, source=ON_OFF)
+    acct = Client(radius.acct_port, source=ON_OFF)
+    try:
+        sessions = []
+        deadline = time.monotonic() + 10  # the workers see the new NAS within 2 s
+        for n in (1, 2):
+            while True:
+                request = access_request(user=code, device=f"restart-{tag}-{n}")
+                raw = client.exchange(request.RequestPacket(), timeout=1)
+                if raw is not None or time.monotonic() > deadline:
+                    break
+            reply = reply_of(request, raw)
+            assert reply.code == 2
+            sessions.append(reply["Class"][0].decode("ascii"))
+        for n, session in enumerate(sessions, start=1):
+            for status, seconds in (("Start", 0), ("Interim-Update", 60)):
+                assert _responded(
+                    acct,
+                    _acct_request(
+                        status,
+                        f"restart-{tag}-{n}",
+                        seconds,
+                        session_class=session,
+                        code=code,
+                        device=f"restart-{tag}-{n}",
+                    ),
+                )
+        # A device of the same voucher on the Lobby NAS (127.0.0.1): not restarted.
+        lobby = radius.auth(_login(code, f"restart-{tag}-lobby"))
+        lobby_session = session_id_of(lobby)
+        radius.acct(
+            _acct(
+                "Start",
+                f"restart-{tag}-lobby",
+                0,
+                accepted=lobby,
+                device=f"restart-{tag}-lobby",
+                code=code,
+            )
+        )
+        assert radius.record(voucher)["MinutesLeft"] == 28
+        for _ in range(2):  # a second one (the NAS asks again) changes nothing more
+            assert _responded(acct, _acct_request(restart, "", None))
+        for session in sessions:
+            assert _session_events(radius, session)[-1] == ("hotspot.session_ended", "Ended", 0)
+            assert len(_session_events(radius, session)) == 3
+            assert [row[2] for row in _accounting_rows(radius, session)] == [True]
+        # A late report of a session the restart ended consumes nothing.
+        assert _responded(
+            acct,
+            _acct_request(
+                "Interim-Update",
+                f"restart-{tag}-1",
+                900,
+                session_class=sessions[0],
+                code=code,
+                device=f"restart-{tag}-1",
+            ),
+        )
+        assert radius.record(voucher)["MinutesLeft"] == 28
+        # The device logs in again: a new session (the old one ended).
+        again = access_request(user=code, device=f"restart-{tag}-1")
+        reply = reply_of(again, client.exchange(again.RequestPacket()))
+        assert reply["Class"][0].decode("ascii") not in sessions
+    finally:
+        client.close()
+        acct.close()
+    # The Lobby's session is still open and counting.
+    assert _accounting_rows(radius, lobby_session) == [(f"restart-{tag}-lobby", 0, False)]
+    radius.acct(
+        _acct(
+            "Interim-Update",
+            f"restart-{tag}-lobby",
+            120,
+            accepted=lobby,
+            device=f"restart-{tag}-lobby",
+            code=code,
+        )
+    )
+    assert radius.record(voucher)["MinutesLeft"] == 26
+    assert _session_events(radius, lobby_session) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 120),
+    ]
+
+
+def _nas_records(radius: RadiusDeployment) -> list[Any]:
+    from keyledger.domain.nas.service import list_nas
+
+    return list_nas(radius.store)

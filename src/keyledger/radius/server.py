@@ -332,12 +332,21 @@ class RadiusServer:
             return answer
         status = packets.status_type(request)
         acct_session_id = packets.text(request, "Acct-Session-Id")
-        if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
-            try:
+        try:
+            if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
                 await self._account(nas, request, addr, status, acct_session_id)
-            except BaseException:
-                self.duplicates.forget(key)
-                raise
+            elif status in ("Accounting-On", "Accounting-Off"):
+                await self.writer.run(
+                    partial(
+                        nas_service.account_restart,
+                        nas=nas,
+                        nas_address=plain_host(str(addr[0])),
+                        idle_seconds=self.settings.hotspot_idle_seconds,
+                    )
+                )
+        except BaseException:
+            self.duplicates.forget(key)
+            raise
         answer = packets.accounting_response(request)
         self.duplicates.remember(key, answer)
         return answer

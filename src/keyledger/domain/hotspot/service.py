@@ -214,9 +214,14 @@ def report_usage(
     idle_seconds: int,
 ) -> Usage:
     """Take ``elapsed_seconds`` off the session's voucher; ``end`` closes the session. A session
-    ends by itself when the voucher runs out of minutes. Runs in the caller's write transaction."""
-    if not 0 <= elapsed_seconds <= 86_400:
-        raise InvalidInput("ElapsedSeconds is between 0 and 86400.", subject="elapsed")
+    ends by itself when the voucher runs out of minutes. Runs in the caller's write transaction.
+
+    Any non-negative ``elapsed_seconds`` is taken in one report (one event): the HTTP API bounds
+    its ``ElapsedSeconds`` to a day, RADIUS accounting passes the growth of ``Acct-Session-Time``
+    (up to 2**32-1). No more than the voucher has left reaches SQL, so no database integer
+    overflows whatever the caller passes."""
+    if elapsed_seconds < 0:
+        raise InvalidInput("ElapsedSeconds is not negative.", subject="elapsed")
     now = utc_now()
     found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
     if found is None:
@@ -267,8 +272,11 @@ def report_usage(
             ended=True,
             end_reason=withdrawn,
         )
+    # Taking more than is left takes exactly what is left (consume floors at 0 minutes and 0
+    # seconds): the same balance, with a bound on the integer the statement adds.
+    taken = min(elapsed_seconds, _seconds_left(found.minutes_left, found.usage_seconds))
     minutes_left, usage_seconds = repository.consume(
-        conn, credential_id=found.credential_id, seconds=elapsed_seconds, now=now
+        conn, credential_id=found.credential_id, seconds=taken, now=now
     )
     seconds_left = _seconds_left(minutes_left, usage_seconds)
     reason = EndReason.NO_MINUTES_LEFT if seconds_left <= 0 else EndReason.ENDED if end else None

@@ -7,7 +7,10 @@ rules, one event log. Its refused codes count per device (``Calling-Station-Id``
 
 Accounting: the seconds consumed by a report are the growth of its ``Acct-Session-Time`` over
 the highest one counted for that ``Acct-Session-Id`` (``radius_sessions.session_time``), so a
-retransmitted or reordered report never consumes twice.
+retransmitted or reordered report never consumes twice; it is taken in one ``report_usage``
+call whatever its size. A session is counted by the first Acct-Session-Id of a NAS reporting it
+(another one consumes nothing while that one is not stopped), and Accounting-On/-Off stop the
+accounting sessions of the NAS's device that sent it (docs/radius.md, "Accounting review").
 
 Disconnect: the signal is the hotspot core's own. A withdrawal ends a voucher's sessions in its
 transaction, recording why (``hotspot_sessions.end_reason``); an open accounting session (no
@@ -65,9 +68,6 @@ WITHDRAWN: frozenset[str] = frozenset(
         EndReason.NOT_YET_VALID.value,
     }
 )
-
-#: ``report_usage`` takes at most a day per report: longer growth is taken in such steps.
-_MAX_REPORT = 86_400
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -273,38 +273,94 @@ def account(
     idle_seconds: int,
 ) -> AccountingResult:
     """One Accounting-Request (``status``: Start, Interim-Update, Stop) of ``nas``: take the
-    growth of ``session_time`` off the session's voucher; Stop ends the session. Reports on an
-    unknown, ended or idle session consume nothing. Runs in the caller's write transaction."""
+    growth of ``session_time`` off the session's voucher in one report; Stop ends the session.
+    A session is counted by the first Acct-Session-Id of this NAS that reports it: another one
+    reporting it while that one is not stopped consumes nothing, binds nothing. Reports on an
+    unknown, ended or idle session, or naming another device's session in ``Class``, consume
+    nothing. Runs in the caller's write transaction."""
     now = utc_now()
-    stop = status == "Stop"
     row = repository.accounting_session(conn, nas_id=nas.id, acct_session_id=acct_session_id)
     if row is None:
         session_uid = class_uid or _session_of_device(
             conn, nas=nas, code=user_name, device_id=device_id, idle_seconds=idle_seconds, now=now
         )
-        if session_uid is None or repository.session_property(conn, session_uid=session_uid) != (
-            nas.property_id
-        ):
-            return AccountingResult(seconds=0, session_uid=None, ended=False)
-        row_id = repository.insert_accounting_session(
-            conn,
-            nas_id=nas.id,
-            acct_session_id=acct_session_id,
-            session_uid=session_uid,
-            user_name=user_name[:253],
-            calling_station_id=device_id[:253],
-            nas_address=nas_address,
-            session_time=0,
-            stopped=False,
-            disconnect_attempts=0,
-            updated_utc=now,
-        )
-        counted, first = 0, True
-    else:
-        if row.stopped:
-            return AccountingResult(seconds=0, session_uid=row.session_uid, ended=True)
-        row_id, session_uid, first = int(row.id), row.session_uid, False
-        counted = int(row.session_time)
+        if session_uid is None:
+            return _NOTHING
+        owner = repository.session_owner(conn, session_uid=session_uid)
+        if owner is None or int(owner.property_id) != nas.property_id:
+            return _NOTHING
+        if class_uid is not None and device_id and device_id != owner.device_id:
+            return _NOTHING  # another device's session: its Class proves nothing here
+        if conn.dialect.name == "postgresql":
+            # Bindings of a session are made holding its voucher's row (the lock order of
+            # report_usage: voucher, then session), so two Acct-Session-Ids reporting it at once
+            # bind it once; then this Acct-Session-Id may have been bound meanwhile. SQLite's
+            # write lock serialises these transactions already.
+            hotspot_repository.lock_voucher(conn, credential_id=int(owner.credential_id))
+            row = repository.accounting_session(
+                conn, nas_id=nas.id, acct_session_id=acct_session_id
+            )
+        if row is None:
+            if repository.bound_acct_session_id(conn, nas_id=nas.id, session_uid=session_uid):
+                # Counted under another Acct-Session-Id: counting this one too would take the
+                # same time twice. Answered, and nothing recorded.
+                return AccountingResult(seconds=0, session_uid=session_uid, ended=False)
+            row_id = repository.insert_accounting_session(
+                conn,
+                nas_id=nas.id,
+                acct_session_id=acct_session_id,
+                session_uid=session_uid,
+                user_name=user_name[:253],
+                calling_station_id=device_id[:253],
+                nas_address=nas_address,
+                session_time=0,
+                stopped=False,
+                disconnect_attempts=0,
+                updated_utc=now,
+            )
+            return _count(
+                conn,
+                nas=nas,
+                row_id=row_id,
+                session_uid=session_uid,
+                counted=0,
+                first=True,
+                status=status,
+                session_time=session_time,
+                idle_seconds=idle_seconds,
+                now=now,
+            )
+    if row.stopped:
+        return AccountingResult(seconds=0, session_uid=row.session_uid, ended=True)
+    return _count(
+        conn,
+        nas=nas,
+        row_id=int(row.id),
+        session_uid=row.session_uid,
+        counted=int(row.session_time),
+        first=False,
+        status=status,
+        session_time=session_time,
+        idle_seconds=idle_seconds,
+        now=now,
+    )
+
+
+def _count(
+    conn: Connection,
+    *,
+    nas: Nas,
+    row_id: int,
+    session_uid: UUID,
+    counted: int,
+    first: bool,
+    status: str,
+    session_time: int,
+    idle_seconds: int,
+    now: datetime,
+) -> AccountingResult:
+    """Consume the growth of ``session_time`` over ``counted`` (one report), raise the count."""
+    stop = status == "Stop"
     growth = max(0, session_time - counted)
     ended = False
     if first or growth > 0 or stop:
@@ -317,28 +373,42 @@ def account(
     return AccountingResult(seconds=growth, session_uid=session_uid, ended=ended or stop)
 
 
+_NOTHING = AccountingResult(seconds=0, session_uid=None, ended=False)
+
+
+def account_restart(conn: Connection, *, nas: Nas, nas_address: str, idle_seconds: int) -> int:
+    """Accounting-On or Accounting-Off from ``nas``'s device at ``nas_address``: it restarted
+    (or is going down), so none of its sessions is online any more. Each of its accounting
+    sessions without a Stop is stopped as a Stop would: its hotspot session, if still open,
+    ends with one ``hotspot.session_ended`` event, consuming nothing more. Returns how many
+    accounting sessions it stopped. Runs in the caller's write transaction."""
+    rows = repository.open_accounting_sessions(conn, nas_id=nas.id, nas_address=nas_address)
+    for row in rows:
+        if row.hotspot_session_id is not None and row.ended_utc is None:
+            _report(
+                conn, nas=nas, session_uid=row.session_uid, seconds=0, end=True, idle=idle_seconds
+            )
+    repository.stop_accounting_sessions(conn, row_ids=[int(row.id) for row in rows], now=utc_now())
+    return len(rows)
+
+
 def _report(
     conn: Connection, *, nas: Nas, session_uid: UUID, seconds: int, end: bool, idle: int
 ) -> bool:
-    """``report_usage`` in steps of at most a day; whether the session has ended."""
-    remaining = seconds
-    while True:
-        step = min(remaining, _MAX_REPORT)
-        remaining -= step
-        try:
-            usage = hotspot.report_usage(
-                conn,
-                scope=scope(nas),
-                actor=actor(nas),
-                session_uid=session_uid,
-                elapsed_seconds=step,
-                end=end and remaining == 0,
-                idle_seconds=idle,
-            )
-        except (SessionNotFound, RuleViolation):
-            return True  # ended (by its client or idling) or gone: nothing to take
-        if usage.ended or remaining <= 0:
-            return usage.ended
+    """``report_usage`` of the whole growth, in one report; whether the session has ended."""
+    try:
+        usage = hotspot.report_usage(
+            conn,
+            scope=scope(nas),
+            actor=actor(nas),
+            session_uid=session_uid,
+            elapsed_seconds=seconds,
+            end=end,
+            idle_seconds=idle,
+        )
+    except (SessionNotFound, RuleViolation):
+        return True  # ended (by its client or idling) or gone: nothing to take
+    return usage.ended
 
 
 def _session_of_device(
