@@ -65,3 +65,20 @@ class PendingDisconnect:
 def parse_network(text: str) -> Network:
     """An address (a network of one) or a CIDR network; ValueError otherwise."""
     return ipaddress.ip_network(text.strip(), strict=False)
+
+
+#: The broadest network a NAS may have without ``allow_wide_network`` (prefix length by IP
+#: version): a /8 of IPv4, a /32 of IPv6 (an ISP's allocation).
+NARROWEST_WIDE_PREFIX = {4: 8, 6: 32}
+
+
+def is_wide(network: Network) -> bool:
+    """Broader than ``NARROWEST_WIDE_PREFIX``: one NAS record for a good part of the Internet."""
+    return network.prefixlen < NARROWEST_WIDE_PREFIX[network.version]
+
+
+def overlap(first: Network, second: Network) -> bool:
+    """Whether some address is in both networks (of the same IP version)."""
+    if first.version != second.version:
+        return False
+    return first.overlaps(second)
