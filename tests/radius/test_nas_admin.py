@@ -3,6 +3,7 @@ the secret sealed at rest when a key is set and never printed, bad input refused
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -125,13 +126,27 @@ def test_a_network_overlapping_another_business_nas_is_refused(
             url, "admin", "add-nas", "--business", str(first), "--address", "192.0.2.0/24",
             "--secret", secret,
         )  # fmt: skip
-        # Through the command: refused like any bad input, naming the NAS, never the secret.
-        error = _refused(
+        # Through the command: refused like any bad input (status 2, one line on stderr), and
+        # said as JSON on stdout, naming the NAS, never the secret.
+        done = run(
             url, "admin", "add-nas", "--business", str(second), "--address", "192.0.2.10",
             "--secret", secret,
         )  # fmt: skip
-        assert f"overlaps NAS {lobby['NasId']} (192.0.2.0/24) of another business" in error
-        assert secret not in error
+        assert done.returncode == 2, done.stdout
+        message = f"192.0.2.10/32 overlaps NAS {lobby['NasId']} (192.0.2.0/24) of another business"
+        assert done.stderr.startswith(f"keyledger: error: {message}")
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert json.loads(done.stdout) == {
+            "Error": "NetworkOverlap",
+            "Message": f"{message} ({first}).",
+            "Address": "192.0.2.10/32",
+            "OverlapsNas": {
+                "NasId": lobby["NasId"],
+                "BusinessId": first,
+                "Address": "192.0.2.0/24",
+            },
+        }
+        assert secret not in done.stdout + done.stderr
         v6 = add_nas(store, business_id=first, address="2001:db8:1::/48", secret=secret)
         # Any overlap with the other business's networks: inside, equal, around; IPv4 and IPv6.
         for address, nas in (

@@ -477,22 +477,39 @@ def add_nas(
     allow_wide_network: bool,
 ) -> None:
     """Let a hotspot (RADIUS NAS) log devices in with a business's vouchers."""
+    from keyledger.domain.nas.models import NetworkOverlap
     from keyledger.domain.nas.service import add_nas as add
     from keyledger.domain.nas.service import secret_warnings
 
     if (secret is None) == (secret_file is None):
         raise CommandError("give exactly one of --secret-file and --secret")
     shared = secret if secret is not None else _secret_from(cast(str, secret_file))
-    created = add(
-        _store(),
-        business_id=business_id,
-        address=address,
-        secret=shared,
-        name=name,
-        coa_port=coa_port,
-        allow_missing_message_authenticator=allow_missing_message_authenticator,
-        allow_wide_network=allow_wide_network,
-    )
+    try:
+        created = add(
+            _store(),
+            business_id=business_id,
+            address=address,
+            secret=shared,
+            name=name,
+            coa_port=coa_port,
+            allow_missing_message_authenticator=allow_missing_message_authenticator,
+            allow_wide_network=allow_wide_network,
+        )
+    except NetworkOverlap as overlap:
+        # Refused like any bad input (stderr, status 2), and said as JSON on stdout for scripts.
+        _emit(
+            {
+                "Error": "NetworkOverlap",
+                "Message": overlap.message,
+                "Address": str(overlap.network),
+                "OverlapsNas": {
+                    "NasId": overlap.other_id,
+                    "BusinessId": overlap.other_business_id,
+                    "Address": overlap.other_network,
+                },
+            }
+        )
+        raise
     _emit({**_nas_json(created), "Warnings": secret_warnings(shared)})
 
 

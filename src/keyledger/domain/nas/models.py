@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
+from keyledger.kit.errors import Conflict
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: RFC 5176's port for Disconnect-Request and CoA-Request.
@@ -82,3 +84,20 @@ def overlap(first: Network, second: Network) -> bool:
     if first.version != second.version:
         return False
     return first.overlaps(second)
+
+
+class NetworkOverlap(Conflict):
+    """A NAS's network shares an address with a NAS of another business (``other_*``)."""
+
+    def __init__(
+        self, network: Network, *, other_id: int, other_network: str, other_business_id: int
+    ) -> None:
+        super().__init__(
+            f"{network} overlaps NAS {other_id} ({other_network}) of another business "
+            f"({other_business_id}).",
+            subject="address",
+        )
+        self.network = network
+        self.other_id = other_id
+        self.other_network = other_network
+        self.other_business_id = other_business_id

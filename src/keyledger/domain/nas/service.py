@@ -40,6 +40,7 @@ from keyledger.domain.nas.models import (
     AccountingResult,
     DisconnectOutcome,
     Nas,
+    NetworkOverlap,
     PendingDisconnect,
     is_wide,
     overlap,
@@ -48,7 +49,7 @@ from keyledger.domain.nas.models import (
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
-from keyledger.kit.errors import Conflict, InvalidInput, RuleViolation, SessionNotFound
+from keyledger.kit.errors import InvalidInput, RuleViolation, SessionNotFound
 from keyledger.kit.sealing import ValueSealer
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
@@ -171,10 +172,11 @@ def import_nas(
     serialise_on(conn, [_NAS_NETWORKS])  # the check and the insert, one addition at a time
     for other in repository.nas_networks(conn):
         if int(other.business_id) != business_id and overlap(network, parse_network(other.address)):
-            raise Conflict(
-                f"{network} overlaps NAS {other.id} ({other.address}) of another business "
-                f"({other.business_id}).",
-                subject="address",
+            raise NetworkOverlap(
+                network,
+                other_id=int(other.id),
+                other_network=str(other.address),
+                other_business_id=int(other.business_id),
             )
     nas_id = repository.insert_nas(
         conn,
