@@ -643,7 +643,9 @@ def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
     assert len(requests) == sends
     for request in requests:
         assert request["code"] == 40  # Disconnect-Request
-        assert request["signed"] is True
+        assert request["signed"] is True  # the Event-Timestamp with the rest
+        # RFC 5176 section 3.4: the sending time, against replays (whole seconds).
+        assert abs(request["Event-Timestamp"] - request["arrived"]) <= 2
         assert (
             request["User-Name"],
             request["Acct-Session-Id"],

@@ -34,6 +34,17 @@ def all_nas(conn: Connection) -> list[Any]:
     )
 
 
+def nas_networks(conn: Connection) -> list[Any]:
+    """Every NAS's id, network and business (no secret)."""
+    return list(
+        conn.execute(
+            select(n.c.id, n.c.address, properties.c.business_id)
+            .join(properties, properties.c.id == n.c.property_id)
+            .order_by(n.c.id)
+        )
+    )
+
+
 def delete_nas(conn: Connection, nas_id: int) -> bool:
     conn.execute(delete(r).where(r.c.nas_id == nas_id))
     return bool(conn.execute(delete(n).where(n.c.id == nas_id)).rowcount)

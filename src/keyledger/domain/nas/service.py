@@ -46,7 +46,10 @@ from keyledger.domain.nas.models import (
     AccountingResult,
     DisconnectOutcome,
     Nas,
+    NetworkOverlap,
     PendingDisconnect,
+    is_wide,
+    overlap,
     parse_network,
 )
 from keyledger.domain.properties import repository as properties
@@ -55,9 +58,18 @@ from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, RuleViolation, SessionNotFound
 from keyledger.kit.sealing import ValueSealer
 from keyledger.store import Store
+from keyledger.store.locks import advisory_key, serialise_on
 
-#: Longest accepted shared secret (RFC 2865 asks for at least 16 octets; many NAS take 64 at most).
+#: Longest accepted shared secret (many NAS take 64 octets at most).
 MAX_SECRET = 128
+#: Shortest accepted shared secret: shorter ones fall to an offline guess from one packet.
+MIN_SECRET = 8
+#: RFC 2865 section 3 asks for at least 16 octets: shorter ones are accepted with a warning.
+ADVISED_SECRET = 16
+
+#: Adding a NAS takes this lock (PostgreSQL; SQLite's writer is single) so two additions cannot
+#: both miss each other's network in the overlap check.
+_NAS_NETWORKS = advisory_key("nas", "networks")
 
 #: End reasons of a withdrawal: a session ended so is disconnected at its NAS.
 WITHDRAWN: frozenset[str] = frozenset(
@@ -82,6 +94,7 @@ def add_nas(
     name: str | None = None,
     coa_port: int = DEFAULT_COA_PORT,
     allow_missing_message_authenticator: bool = False,
+    allow_wide_network: bool = False,
 ) -> Nas:
     """Let the hotspot(s) at ``address`` (an IP address or a CIDR network) ask for
     ``business_id``'s vouchers, signing with ``secret`` (stored sealed like door values)."""
@@ -95,7 +108,19 @@ def add_nas(
             name=name,
             coa_port=coa_port,
             allow_missing_message_authenticator=allow_missing_message_authenticator,
+            allow_wide_network=allow_wide_network,
         )
+
+
+def secret_warnings(secret: str) -> list[str]:
+    """What an accepted shared secret falls short of (RFC 2865's advice), for the operator."""
+    octets = len(secret.encode("utf-8"))
+    if octets < ADVISED_SECRET:
+        return [
+            f"The shared secret has {octets} octets; RFC 2865 advises at least "
+            f"{ADVISED_SECRET} (a short one can be guessed offline from one captured packet)."
+        ]
+    return []
 
 
 def import_nas(
@@ -108,17 +133,36 @@ def import_nas(
     name: str | None = None,
     coa_port: int = DEFAULT_COA_PORT,
     allow_missing_message_authenticator: bool = False,
+    allow_wide_network: bool = False,
 ) -> Nas:
     """``add_nas`` in the caller's write transaction (the demo's import, docs/radius.md). Adding
-    a NAS records no event either way."""
+    a NAS records no event either way.
+
+    Refused: a network of every address (``0.0.0.0/0``, ``::/0``); one broader than a /8 of IPv4
+    or a /32 of IPv6 unless ``allow_wide_network``; a secret shorter than ``MIN_SECRET`` octets;
+    a network overlapping a NAS of another business (a source address would find one of the two:
+    one business could take another's hotspot traffic). Overlaps within a business are allowed
+    (the most specific network wins)."""
     try:
         network = parse_network(address)
     except ValueError:
         raise InvalidInput(
             f"{address!r} is not an IP address or network.", subject="address"
         ) from None
-    if not 1 <= len(secret.encode("utf-8")) <= MAX_SECRET:
-        raise InvalidInput(f"A shared secret has 1 to {MAX_SECRET} octets.", subject="secret")
+    if network.prefixlen == 0:
+        raise InvalidInput(
+            f"{network} is every address: give the NAS's address or network.", subject="address"
+        )
+    if is_wide(network) and not allow_wide_network:
+        raise InvalidInput(
+            f"{network} is broader than a /8 (IPv4) or a /32 (IPv6); a network this wide "
+            "needs --allow-wide-network.",
+            subject="address",
+        )
+    if not MIN_SECRET <= len(secret.encode("utf-8")) <= MAX_SECRET:
+        raise InvalidInput(
+            f"A shared secret has {MIN_SECRET} to {MAX_SECRET} octets.", subject="secret"
+        )
     if name is not None and not 1 <= len(name.strip()) <= 200:
         raise InvalidInput("A NAS name has 1 to 200 characters.", subject="name")
     if not 1 <= coa_port <= 65535:
@@ -128,6 +172,15 @@ def import_nas(
     found = properties.by_business_id(conn, business_id)
     if found is None:
         raise InvalidInput(f"No business {business_id}.", subject="business")
+    serialise_on(conn, [_NAS_NETWORKS])  # the check and the insert, one addition at a time
+    for other in repository.nas_networks(conn):
+        if int(other.business_id) != business_id and overlap(network, parse_network(other.address)):
+            raise NetworkOverlap(
+                network,
+                other_id=int(other.id),
+                other_network=str(other.address),
+                other_business_id=int(other.business_id),
+            )
     nas_id = repository.insert_nas(
         conn,
         uid=uid,
