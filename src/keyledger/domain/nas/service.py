@@ -331,10 +331,11 @@ def account(
     ``nas_address``: take the growth of ``session_time`` off the session's voucher in one report.
     Every connection (Acct-Session-Id of one device) is charged its own growth; a Stop ends the
     hotspot session only when no other connection on it is live. An Acct-Session-Id reported
-    with another session (``Class``, or the device's open session without one) or another
-    ``Calling-Station-Id`` than its row's was reused for a new connection: the row starts over
-    on the new session. Reports on an unknown, ended or idle session, or naming another
-    device's session in ``Class``, consume nothing. Runs in the caller's write transaction."""
+    with another session than its row's (its ``Class``; without one, the device's open session
+    when the row is stopped) or another ``Calling-Station-Id`` was reused for a new connection:
+    the row starts over on the new session, if that one is open. Reports on an unknown, ended
+    or idle session, or naming another device's session in ``Class``, consume nothing. Runs in
+    the caller's write transaction; on PostgreSQL locks the vouchers (by id) before the row."""
     now = utc_now()
 
     def connection(lock: bool) -> Any:
