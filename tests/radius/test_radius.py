@@ -1266,3 +1266,68 @@ def test_a_retransmitted_accounting_on_spares_the_sessions_started_since(
     _report_from(LATE_ON, radius, [restart()])
     assert _accounting_rows(radius, after) == [("lateon-2", 120, True)]
     assert _session_events(radius, after)[-1] == ("hotspot.session_ended", "Ended", 0)
+
+
+def _in_parallel(radius: RadiusDeployment, requests: list[Any]) -> list[bool]:
+    """Each request from a socket of its own, all at once (both workers): which were answered."""
+    clients = [Client(radius.acct_port) for _ in requests]
+    answered = [False] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def send(index: int) -> None:
+        barrier.wait()
+        answered[index] = _responded(clients[index], requests[index])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    return answered
+
+
+def test_parallel_stops_of_every_connection_end_the_session_once(
+    radius: RadiusDeployment,
+) -> None:
+    """Eight connections of one session stop at once: each takes its own 30 s, and exactly one
+    Stop (whichever comes last) ends the session — none is left open by Stops that each saw
+    another connection still live."""
+    voucher = radius.voucher("PARALLELSTOP1", MinutesIncluded=30)
+    device = "AA-00-00-00-0C-01"
+    accepted = radius.auth(_login("PARALLELSTOP1", device))
+    session = session_id_of(accepted)
+
+    def report(status: str, n: int, seconds: int) -> Any:
+        return _acct_request(
+            status,
+            f"parallel-stop-{n}",
+            seconds,
+            session_class=session,
+            code="PARALLELSTOP1",
+            device=device,
+        )
+
+    for n in range(8):
+        assert _responded_once(radius, report("Start", n, 0))
+    assert all(_in_parallel(radius, [report("Stop", n, 30) for n in range(8)]))
+    assert radius.record(voucher)["MinutesLeft"] == 26  # 8 x 30 s = 4 minutes
+    rows = _accounting_rows(radius, session)
+    assert len(rows) == 8
+    assert all(row[1:] == (30, True) for row in rows)
+    reports = _session_events(radius, session)
+    assert [kind for kind, _, _ in reports].count("hotspot.session_ended") == 1
+    assert reports[-1][:2] == ("hotspot.session_ended", "Ended")
+    assert sum(seconds for _, _, seconds in reports) == 240
+    assert len(reports) == 16
+
+
+def _responded_once(radius: RadiusDeployment, request: Any) -> bool:
+    client = Client(radius.acct_port)
+    try:
+        return _responded(client, request)
+    finally:
+        client.close()
