@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pyrad import packet as rp
 
@@ -109,3 +111,94 @@ def test_the_duplicate_cache_answers_within_its_time_then_forgets() -> None:
 def test_ipv4_mapped_addresses_are_plain_ipv4() -> None:
     assert plain_host("::ffff:192.0.2.1") == "192.0.2.1"
     assert plain_host("2001:db8::1") == "2001:db8::1"
+
+
+# --- replies: packets.py encodes them itself; the bytes must be pyrad's -------------------------
+
+
+def _pyrad_accept(request: Any, *, session_uid: uuid.UUID, timeout: int, valid_to: Any) -> bytes:
+    """The Access-Accept as pyrad builds it (what packets.accept did before issue 14's speed-up)."""
+    reply = request.CreateReply()
+    reply.code = rp.AccessAccept
+    reply["Session-Timeout"] = timeout
+    reply["Acct-Interim-Interval"] = 300
+    reply["Idle-Timeout"] = 600
+    reply["Class"] = str(session_uid).encode("ascii")
+    if valid_to is not None:
+        reply["WISPr-Session-Terminate-Time"] = valid_to.isoformat()
+    return bytes(reply.ReplyPacket())
+
+
+def _with_proxy_states(request: Any, states: list[bytes]) -> Any:
+    for state in states:
+        request.AddAttribute("Proxy-State", state)
+    return request
+
+
+def test_replies_are_the_bytes_pyrad_encodes() -> None:
+    now = datetime(2026, 12, 1, 20, 0, 0, 250_000, tzinfo=UTC)
+    session_uid = uuid.UUID("12345678-1234-4234-8234-123456789abc")
+    checked = 0
+    for states in ([], [b"\x01"], [b"first proxy", b"second \x00 proxy"]):
+        for signed in (True, False):
+            for user in ("B000001", "Lobby ünï 42"):
+                sent = _with_proxy_states(
+                    access_request(user=user, device="aa-bb", message_authenticator=signed),
+                    states,
+                )
+                request = _received(sent)
+                for seconds_left, valid_to in [
+                    (5_400, None),
+                    (5_400, now + timedelta(seconds=90)),
+                    (2**40, now + timedelta(days=9_000)),
+                    (1, now - timedelta(seconds=5)),
+                ]:
+                    mine = packets.accept(
+                        request,
+                        session_uid=session_uid,
+                        seconds_left=seconds_left,
+                        valid_to=valid_to,
+                        now=now,
+                        interim_seconds=300,
+                        idle_seconds=600,
+                    )
+                    timeout = seconds_left
+                    if valid_to is not None:
+                        timeout = min(timeout, max(1, math.ceil((valid_to - now).total_seconds())))
+                    theirs = _pyrad_accept(
+                        request,
+                        session_uid=session_uid,
+                        timeout=min(max(1, timeout), 2**32 - 1),
+                        valid_to=None
+                        if valid_to is None
+                        else valid_to.astimezone(UTC).replace(microsecond=0),
+                    )
+                    assert mine == theirs
+                    assert sent.VerifyReply(packets.decode_reply(sent, mine), mine)
+                    checked += 1
+                for reason in ("UnknownCredential", "TooManyDevices", "Throttled"):
+                    reply = request.CreateReply()
+                    reply.code = rp.AccessReject
+                    reply["Reply-Message"] = reason
+                    assert packets.reject(request, reason=reason) == bytes(reply.ReplyPacket())
+                    checked += 1
+        status = rp.AuthPacket(code=rp.StatusServer, secret=SECRET, dict=packets.dictionary())
+        status.add_message_authenticator()
+        status = packets.decode_access_request(
+            _with_proxy_states(status, states).RequestPacket(), SECRET
+        )
+        reply = status.CreateReply()
+        reply.code = rp.AccessAccept
+        assert packets.status_accept(status) == bytes(reply.ReplyPacket())
+        accounting = rp.AcctPacket(
+            code=rp.AccountingRequest, secret=SECRET, dict=packets.dictionary()
+        )
+        accounting["Acct-Status-Type"] = "Interim-Update"
+        accounting["Acct-Session-Id"] = "acct-1"
+        received = packets.decode_accounting_request(
+            _with_proxy_states(accounting, states).RequestPacket(), SECRET
+        )
+        expected = bytes(received.CreateReply().ReplyPacket())
+        assert packets.accounting_response(received) == expected
+        checked += 2
+    assert checked == 3 * (2 * 2 * (4 + 3) + 2)
