@@ -29,7 +29,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from keyledger.store.schema import UtcDateTime
+
 Processor = Callable[[Any], Any]
+
+#: The last ``UtcDateTime`` bound per dialect and what it became: a start binds the same ``now``
+#: to most of its statements, converted once (by identity: the very object, so the same result).
+_LAST_TIME: dict[str, tuple[Any, Any]] = {}
 
 
 @dataclass
@@ -40,7 +46,7 @@ class _Plan:
     names: tuple[str, ...]  # bind names, in order for a positional paramstyle
     positional: bool
     constants: dict[str, Any]  # binds with a value of their own (e.g. ``col == 5``)
-    binds: tuple[tuple[str, Processor], ...]  # names with a processor
+    binds: tuple[tuple[str, Processor, bool], ...]  # names with a processor (, a UtcDateTime)
     columns: Sequence[Any]  # the statement's result columns (their types)
     keys: tuple[str, ...]
     results: list[tuple[int, Processor]] | None = None  # set from the first cursor description
@@ -77,14 +83,14 @@ class Direct:
             raise TypeError("Direct runs plain statements only (no defaults, no expanding binds)")
         names = tuple(compiled.positiontup or compiled.binds)
         constants: dict[str, Any] = {}
-        binds: list[tuple[str, Processor]] = []
+        binds: list[tuple[str, Processor, bool]] = []
         for name in names:
             bind = compiled.binds[name]
             if not bind.required:
                 constants[name] = bind.effective_value
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
-                binds.append((name, processor))
+                binds.append((name, processor, isinstance(bind.type, UtcDateTime)))
         columns = list(getattr(self.statement, "exported_columns", ()))
         if compiled.isinsert and not compiled.effective_returning:
             columns = []
@@ -104,8 +110,17 @@ class Direct:
         dialect = conn.dialect
         plan = self._plan(dialect)
         values = {**plan.constants, **parameters} if plan.constants else dict(parameters)
-        for name, processor in plan.binds:
-            values[name] = processor(values[name])
+        for name, processor, is_time in plan.binds:
+            value = values[name]
+            if is_time:
+                last = _LAST_TIME.get(dialect.name)
+                if last is not None and last[0] is value:
+                    values[name] = last[1]
+                else:
+                    values[name] = converted = processor(value)
+                    _LAST_TIME[dialect.name] = (value, converted)
+            else:
+                values[name] = processor(value)
         sent: Any = tuple(values[name] for name in plan.names) if plan.positional else values
         fairy = conn.connection
         raw = fairy.driver_connection
