@@ -4,7 +4,6 @@ past its deadline writes nothing; nothing is answered before it is committed."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -117,48 +116,3 @@ def test_a_caller_is_answered_only_after_the_commit(store: Store) -> None:
 
     asyncio.run(main())
     assert seen_by_others == [1]
-
-
-def test_a_group_waiting_for_another_processs_write_turn_keeps_the_loop_serving(
-    sqlite_databases: DatabaseFactory,
-) -> None:
-    """SQLite: while another keyledger process holds the write turn (here another ``Store`` on
-    the same file, in a thread: its own file lock), the group does not block the event loop;
-    the requests arriving meanwhile join it, and nothing is answered before its commit."""
-    url = sqlite_databases.new_url()
-    store, other = Store(settings_for(url)), Store(settings_for(url))
-    writer = GroupWriter(store)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with other.write():
-            holding.set()
-            release.wait(10)
-
-    async def main() -> tuple[list[str], int, list[bool]]:
-        first = asyncio.ensure_future(writer.run(_append("first")))
-        ticks = 0
-        for _ in range(10):  # the loop turns while the group waits for the turn
-            await asyncio.sleep(0.005)
-            ticks += 1
-        second = asyncio.ensure_future(writer.run(_append("second")))
-        await asyncio.sleep(0.02)
-        waiting = [first.done(), second.done()]
-        release.set()
-        return list(await asyncio.gather(first, second)), ticks, waiting
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert holding.wait(10)
-        results, ticks, waiting = asyncio.run(main())
-    finally:
-        release.set()
-        thread.join()
-    assert waiting == [False, False]  # not answered while the other process held the turn
-    assert ticks == 10
-    assert results == ["first", "second"]
-    assert writer.groups == 1  # the request that arrived meanwhile joined the waiting group
-    assert _outcomes(store) == ["first", "second"]
-    store.dispose()
-    other.dispose()

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -101,27 +101,6 @@ class Store:
             return
         with self._write_turn.held(_remaining()), self._transaction(self._writer) as conn:
             yield conn
-
-    def write_if_free(self, *, waited: float = 0.0) -> AbstractContextManager[Connection] | None:
-        """``write()`` if it need not wait for another keyledger process's write turn now (to
-        be entered at once); None if it would. The group writer keeps its event loop serving
-        while it waits (``writer.py``). Never None on PostgreSQL or an in-memory SQLite, nor
-        once ``waited`` (seconds) reaches the turn's timeout: ``write()`` then decides."""
-        turn = self._write_turn
-        if turn is None or waited >= turn.timeout:
-            return self.write()
-        taken = turn.take_now()
-        if taken is None:
-            return None
-        return self._write_taken(turn, locked=taken)
-
-    @contextmanager
-    def _write_taken(self, turn: WriteTurn, *, locked: bool) -> Iterator[Connection]:
-        try:
-            with self._transaction(self._writer) as conn:
-                yield conn
-        finally:
-            turn.give_back(locked=locked)
 
     def write_retrying(self, work: Callable[[Connection], Result]) -> Result:
         """``work`` in a write transaction; run once more in a new one when PostgreSQL aborted
@@ -212,13 +191,13 @@ class WriteTurn:
 
     def __init__(self, path: str, timeout: float) -> None:
         self._path = path
-        self.timeout = timeout
+        self._timeout = timeout
         self._threads = threading.Lock()
         self._file: int | None = None
 
     @contextmanager
     def held(self, remaining: float | None) -> Iterator[None]:
-        limit = self.timeout if remaining is None else max(0.0, min(self.timeout, remaining))
+        limit = self._timeout if remaining is None else max(0.0, min(self._timeout, remaining))
         deadline = time.monotonic() + limit
         if not self._threads.acquire(timeout=limit):
             yield
@@ -230,30 +209,6 @@ class WriteTurn:
             finally:
                 if locked and self._file is not None:
                     fcntl.flock(self._file, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-    def take_now(self) -> bool | None:
-        """Take the turn if nobody holds it, without waiting: None if taken elsewhere; else
-        whether the file lock is held (False: it could not be used, SQLite's locking alone
-        holds, as in ``held``). ``give_back`` returns it."""
-        if not self._threads.acquire(blocking=False):
-            return None
-        try:
-            if self._file is None:
-                self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._threads.release()
-            return None
-        except OSError:
-            return False
-        return True
-
-    def give_back(self, *, locked: bool) -> None:
-        try:
-            if locked and self._file is not None:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
         finally:
             self._threads.release()
 

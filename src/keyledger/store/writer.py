@@ -16,19 +16,15 @@ transaction right after that turn, then answers each of them:
 
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
-loop's GIL (benchmarks/README.md). While another keyledger process holds SQLite's write turn
-the group does not block the loop: it looks again every ``TURN_POLL_SECONDS`` and the loop keeps
-serving, so requests arriving meanwhile join the group (``Store.write_if_free``).
+loop's GIL (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -39,9 +35,6 @@ from keyledger.store.engine import Store, current_deadline
 from keyledger.store.locks import serialise_on
 
 Result = TypeVar("Result")
-
-#: How often a group waiting for another process's write turn (SQLite) looks again.
-TURN_POLL_SECONDS = 0.0005
 
 
 @dataclass
@@ -56,7 +49,6 @@ class GroupWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending: list[_Work] = []
-        self._waiting_since: float | None = None  # for the write turn, since (monotonic)
         self.groups = 0  # committed groups, for tests and benchmarks
 
     async def run(
@@ -75,23 +67,8 @@ class GroupWriter:
         return result
 
     def _flush(self) -> None:
-        now = time.monotonic()
-        waited = 0.0 if self._waiting_since is None else now - self._waiting_since
-        transaction = self._store.write_if_free(waited=waited)
-        if transaction is None:  # another process writes: serve requests, look again soon
-            if self._waiting_since is None:
-                self._waiting_since = now
-            asyncio.get_running_loop().call_later(
-                TURN_POLL_SECONDS, self._flush, context=contextvars.Context()
-            )
-            return
-        self._waiting_since = None
         group, self._pending = self._pending, []
-        wanted = [item for item in group if self._still_wanted(item)]
-        if not wanted:  # the turn was taken: give it back (entering and leaving does)
-            with contextlib.suppress(Exception), transaction:
-                return
-        self._commit(wanted, transaction=transaction)
+        self._commit([item for item in group if self._still_wanted(item)])
 
     @staticmethod
     def _still_wanted(item: _Work) -> bool:
@@ -104,16 +81,11 @@ class GroupWriter:
             return False
         return True
 
-    def _commit(
-        self,
-        group: list[_Work],
-        *,
-        retried: bool = False,
-        transaction: AbstractContextManager[Connection] | None = None,
-    ) -> None:
-        """Run ``group`` in ``transaction`` (entered here; by default ``Store.write()``)."""
+    def _commit(self, group: list[_Work], *, retried: bool = False) -> None:
+        if not group:
+            return
         try:
-            with transaction or self._store.write() as conn:
+            with self._store.write() as conn:
                 serialise_on(conn, (key for item in group for key in item.locks))
                 results = [item.run(conn) for item in group]
         except Exception as error:  # noqa: BLE001 - handed to the callers
