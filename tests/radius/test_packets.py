@@ -202,3 +202,37 @@ def test_replies_are_the_bytes_pyrad_encodes() -> None:
         assert packets.accounting_response(received) == expected
         checked += 2
     assert checked == 3 * (2 * 2 * (4 + 3) + 2)
+
+
+def test_the_attributes_read_on_every_request_are_what_pyrads_get_returns() -> None:
+    """packets.first reads User-Name, User-Password, CHAP-Password, Calling-Station-Id and
+    Acct-Session-Id raw; the values (and None when absent) must be what pyrad's ``get`` gives."""
+
+    def pyrad_first(packet: Any, name: str) -> Any:
+        try:
+            values = packet.get(name)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            return None
+        return values[0] if values else None
+
+    names = ["User-Name", "User-Password", "CHAP-Password", "Calling-Station-Id", "Acct-Session-Id"]
+    checked = 0
+    for raw_values in ([], [b"plain"], [b"\xff\xfe not utf-8"], [b"f\xc3\xbcr", b"second"], [b""]):
+        for factory in (rp.AuthPacket, rp.AcctPacket):
+            sent = factory(secret=SECRET, dict=packets.dictionary())
+            sent.code = rp.AccessRequest if factory is rp.AuthPacket else rp.AccountingRequest
+            for code in (1, 2, 3, 31, 44):
+                if raw_values:
+                    sent[code] = list(raw_values)  # raw values, as a NAS may send anything
+            raw = sent.RequestPacket()
+            received = (
+                packets.decode_access_request(raw, SECRET)
+                if factory is rp.AuthPacket
+                else packets.decode_accounting_request(raw, SECRET)
+            )
+            for name in names:
+                mine, theirs = packets.first(received, name), pyrad_first(received, name)
+                assert (type(mine), mine) == (type(theirs), theirs)
+                assert packets.text(received, name) == (theirs if isinstance(theirs, str) else "")
+                checked += 1
+    assert checked == 5 * 2 * 5

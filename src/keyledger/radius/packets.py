@@ -47,8 +47,32 @@ def header(data: bytes) -> tuple[int, int] | None:
     return data[0], data[1]
 
 
+#: Attributes read on every request: (code, a string?). None of them has VALUE names, a tag or
+#: encryption in keyledger's dictionary, so their value is the raw one (a string's decoded as
+#: pyrad's ``get`` decodes it: UTF-8, or the raw bytes when it is not), without pyrad's look-up.
+_PLAIN = {
+    "User-Name": (1, True),
+    "User-Password": (2, False),
+    "CHAP-Password": (3, False),
+    "Calling-Station-Id": (31, True),
+    "Acct-Session-Id": (44, True),
+}
+
+
 def first(packet: Any, name: str) -> Any:
     """The first value of an attribute, or None (also when it cannot be decoded)."""
+    plain = _PLAIN.get(name)
+    if plain is not None:
+        values = OrderedDict.get(packet, plain[0])
+        if not values:
+            return None
+        value = values[0]
+        if plain[1] and isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return value
+        return value
     try:
         values = packet.get(name)
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
