@@ -226,9 +226,10 @@ class RadiusServer:
         self.host = settings.radius_host or host
         self.directory = NasDirectory(store)
         self.duplicates = DuplicateCache(settings.radius_duplicate_seconds)
+        # A device is the caller and the NAS the pool (nas.service.guesser, pool).
         self.budget = GuessBudget(
-            per_caller=settings.guess_budget_per_caller,
-            per_property=settings.guess_budget_per_property,
+            per_caller=settings.radius_guess_budget_per_device,
+            per_property=settings.radius_guess_budget_per_nas,
             window_seconds=settings.guess_window_seconds,
         )
         self._tasks: set[asyncio.Task[None]] = set()

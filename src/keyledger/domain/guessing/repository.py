@@ -83,5 +83,11 @@ _FORGET = delete(t).where(t.c.window_start < bindparam("start"))
 
 
 def delete_before(conn: Connection, *, start: datetime) -> int:
-    """Delete every subject's counts of windows that began before ``start``; how many rows."""
+    """Delete every subject's counts of windows that began before ``start``; how many rows.
+
+    On PostgreSQL the delete waits at most 200 ms for a row another transaction holds (a subject
+    opening its new window deletes its old row too): it gives up rather than wait, or deadlock,
+    behind a group commit, and is tried again later. SQLite's one writer has nothing to wait for."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
     return int(conn.execute(_FORGET, {"start": start}).rowcount)
