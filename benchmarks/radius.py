@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.domain.credentials.repository import insert_credentials_quietly
-from keyledger.domain.nas.service import add_nas
-from keyledger.domain.properties.service import add_property
+from keyledger.domain.nas.service import add_nas, list_nas, remove_nas
+from keyledger.domain.properties.service import add_property, list_properties
 from keyledger.kit.settings import Settings
 from keyledger.store import Store
 from keyledger.store.migrate import upgrade
@@ -308,6 +308,12 @@ def _consumed_seconds(store: Store) -> int:
 
 def _seed(store: Store, vouchers: int) -> int:
     prop = add_property(store, name=f"Radius bench {uuid.uuid4().hex[:6]}")
+    # A database used before (--database-url): the earlier run's NAS holds 127.0.0.1 for its
+    # own business, and add-nas refuses an overlap with another business's NAS.
+    benches = {p.business_id for p in list_properties(store) if p.name.startswith("Radius bench ")}
+    for earlier in list_nas(store):
+        if earlier.business_id in benches and str(earlier.network) == "127.0.0.1/32":
+            remove_nas(store, nas_id=earlier.id)
     add_nas(store, business_id=prop.business_id, address="127.0.0.1", secret=SECRET)
     now = datetime.now(UTC).replace(microsecond=0)
     rows = []
@@ -339,15 +345,16 @@ def _seed(store: Store, vouchers: int) -> int:
     return prop.id
 
 
-def _open_sessions(store: Store, limit: int) -> list[tuple[str, str, str]]:
-    """(code, device, session uid) of open sessions the auth run left."""
+def _open_sessions(store: Store, property_id: int, limit: int) -> list[tuple[str, str, str]]:
+    """(code, device, session uid) of open sessions the auth run left (in this run's property:
+    a database used before holds earlier runs' too)."""
     from keyledger.store.schema import hotspot_sessions
 
     with store.read() as conn:
         rows = conn.execute(
             select(credentials.c.value, hotspot_sessions.c.device_id, hotspot_sessions.c.uid)
             .join(credentials, credentials.c.id == hotspot_sessions.c.credential_id)
-            .where(hotspot_sessions.c.ended_utc.is_(None))
+            .where(hotspot_sessions.c.ended_utc.is_(None), credentials.c.property_id == property_id)
             .limit(limit)
         )
         return [(row[0], row[1], str(uuid.UUID(str(row[2])))) for row in rows]
@@ -359,7 +366,7 @@ def run(*, database_url: str | None, seconds: int, concurrency: int, vouchers: i
     settings = Settings(database_url=url)
     store = Store(settings)
     upgrade(store.engine)
-    _seed(store, vouchers)
+    property_id = _seed(store, vouchers)
     auth_port, acct_port = _udp_port(), _udp_port()
     common = {"seconds": seconds, "concurrency": concurrency, "vouchers": vouchers, "devices": 3}
     auth_spec = {**common, "kind": "auth", "port": auth_port}
@@ -384,7 +391,7 @@ def run(*, database_url: str | None, seconds: int, concurrency: int, vouchers: i
     between = ceiling(auth_spec)
     results.append(_row("Access-Request (PAP, Message-Authenticator)", auth, before, between))
 
-    sessions = _open_sessions(store, 4 * concurrency)
+    sessions = _open_sessions(store, property_id, 4 * concurrency)
     if not sessions:
         raise RuntimeError("the auth run left no open session")
     lanes = [

@@ -266,9 +266,13 @@ def test_a_session_whose_voucher_runs_past_its_validity_ends_as_expired(
     deployment = deploy(databases.new_url())
     try:
         hotel, space = hotspot_pair(deployment)
-        soon = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # ValidTo has whole seconds: 5 s ahead leaves 4 s at least for the create and the start
+        # on a loaded machine (2 s ahead was sometimes past by the start: SessionId null).
+        soon = (datetime.now(UTC) + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
         voucher = space.create_id(AccessCode="SOON", MinutesIncluded=30, ValidTo=soon)
-        session = start(hotel, "SOON", "dev-1")["SessionId"]
+        started = start(hotel, "SOON", "dev-1")
+        assert started["Granted"] is True, started
+        session = started["SessionId"]
         before = _minutes_left(deployment, voucher)
         while datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") <= soon:
             time.sleep(0.2)
@@ -279,3 +283,22 @@ def test_a_session_whose_voucher_runs_past_its_validity_ends_as_expired(
         assert _minutes_left(deployment, voucher) == before
     finally:
         deployment.close()
+
+
+def test_elapsed_seconds_over_http_stay_within_a_day(shared_deployment: Deployment) -> None:
+    """The core takes any growth a RADIUS NAS reports in one report; the HTTP API still bounds
+    ElapsedSeconds to 0..86400 per report, refused with the same 400 as before, taking nothing."""
+    hotel, space = hotspot_pair(shared_deployment)
+    voucher = space.create_id(AccessCode="DAYBOUND", MinutesIncluded=100_000)
+    session = start(hotel, "DAYBOUND", "dev-1")["SessionId"]
+    over = "ElapsedSeconds: input should be less than or equal to 86400."
+    under = "ElapsedSeconds: input should be greater than or equal to 0."
+    cases = ((86_401, False, over), (86_401, True, over), (4_294_967_295, False, over))
+    for seconds, end, message in (*cases, (-1, True, under)):
+        refused = report(hotel, session, seconds, end=end)
+        assert refused.status_code == 400, refused.text
+        body = refused.json()
+        assert (body["Error"], body["Message"]) == ("InvalidInput", message)
+    assert space.get(f"/{voucher}").json()["MinutesLeft"] == 100_000
+    accepted = report(hotel, session, 86_400).json()
+    assert (accepted["MinutesLeft"], accepted["Ended"]) == (100_000 - 1440, False)

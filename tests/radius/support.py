@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,18 +83,36 @@ def access_request(
     return request
 
 
+def family_of(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (IPv6 loopback)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 class Client:
-    """A UDP socket on a loopback address of its choosing, speaking RADIUS to one port."""
+    """A UDP socket on a loopback address of its choosing, speaking RADIUS to one port (of
+    127.0.0.1; of ::1 when ``source`` is an IPv6 address)."""
 
     def __init__(self, port: int, source: str = "127.0.0.1") -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = socket.socket(family_of(source), socket.SOCK_DGRAM)
         self.sock.bind((source, 0))
         self.sock.settimeout(3)
         self.port = port
+        self.server = "::1" if ":" in source else "127.0.0.1"
 
     def exchange(self, raw: bytes, timeout: float = 3.0) -> bytes | None:
         self.sock.settimeout(timeout)
-        self.sock.sendto(raw, ("127.0.0.1", self.port))
+        self.sock.sendto(raw, (self.server, self.port))
         try:
             return self.sock.recv(4096)
         except TimeoutError:
@@ -113,16 +132,18 @@ def reply_of(request: Any, raw: bytes | None) -> Any:
 
 @dataclass
 class NasStandIn:
-    """A NAS's CoA port: checks each Disconnect-Request's authenticator and
-    Message-Authenticator, records it, and answers ACK, NAK, or nothing (``mode``)."""
+    """A NAS's CoA port on ``host``: checks each Disconnect-Request's authenticator and
+    Message-Authenticator, records it (with its Event-Timestamp and the time it arrived), and
+    answers ACK, NAK, or nothing (``mode``)."""
 
     secret: bytes = SECRET.encode()
     mode: str = "ack"
+    host: str = "127.0.0.1"
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = socket.socket(family_of(self.host), socket.SOCK_DGRAM)
+        self.sock.bind((self.host, 0))
         self.sock.settimeout(0.2)
         self.port = int(self.sock.getsockname()[1])
         self._stop = threading.Event()
@@ -146,6 +167,9 @@ class NasStandIn:
                     "User-Name": request.get("User-Name", [None])[0],
                     "Acct-Session-Id": request.get("Acct-Session-Id", [None])[0],
                     "Calling-Station-Id": request.get("Calling-Station-Id", [None])[0],
+                    "Event-Timestamp": request.get("Event-Timestamp", [None])[0],
+                    "arrived": time.time(),
+                    "from": addr[0],
                 }
             )
             if self.mode == "silent" or not signed:

@@ -113,6 +113,30 @@ def test_ipv4_mapped_addresses_are_plain_ipv4() -> None:
     assert plain_host("2001:db8::1") == "2001:db8::1"
 
 
+def test_a_disconnect_request_carries_its_sending_time_signed() -> None:
+    sent_at = datetime(2026, 12, 1, 20, 0, 5, 900_000, tzinfo=UTC)
+    request = packets.disconnect_request(
+        secret=SECRET,
+        identifier=7,
+        user_name="00001",
+        acct_session_id="acct-1",
+        device_id="aa:bb",
+        now=sent_at,
+    )
+    raw = bytes(request.RequestPacket())
+    received = rp.CoAPacket(packet=raw, secret=SECRET, dict=packets.dictionary())
+    assert received.code == packets.DISCONNECT_REQUEST
+    assert received["Event-Timestamp"] == [int(sent_at.timestamp())]
+    assert received.VerifyCoARequest()
+    assert received.message_authenticator and received.verify_message_authenticator()
+    # The timestamp is covered by both: changed in transit, neither verifies.
+    at = raw.index(bytes([55, 6]))
+    forged = raw[: at + 2] + (int(sent_at.timestamp()) + 60).to_bytes(4, "big") + raw[at + 6 :]
+    tampered = rp.CoAPacket(packet=forged, secret=SECRET, dict=packets.dictionary())
+    assert not tampered.VerifyCoARequest()
+    assert not tampered.verify_message_authenticator()
+
+
 # --- replies: packets.py encodes them itself; the bytes must be pyrad's -------------------------
 
 

@@ -24,7 +24,7 @@ from keyledger.domain.nas.service import add_nas
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.service import add_property
 from keyledger.store import Store
-from keyledger.store.schema import events
+from keyledger.store.schema import credentials, events, guess_counts
 from tests.ops.harness import start_server
 from tests.radius.support import (
     Answer,
@@ -45,11 +45,13 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 
-GUESS_BUDGET = 12
+GUESS_BUDGET = 12  # per device
+POOL_BUDGET = 30  # per NAS
 GUESSER = "127.0.0.2"  # a NAS of its own, to use up its guessing budget
 LAX = "127.0.0.3"  # a NAS allowed to leave Message-Authenticator out
 UNKNOWN = "127.0.0.9"  # no NAS
 RACER = "127.0.0.4"  # a NAS of its own whose guesses race each other
+POOLED = "127.0.0.5"  # a NAS of its own whose devices use up its shared budget
 
 
 @dataclass
@@ -59,6 +61,7 @@ class RadiusDeployment:
     guess_space: NexudusTenant
     lax_space: NexudusTenant
     race_space: NexudusTenant
+    pool_space: NexudusTenant
     auth_port: int
     acct_port: int
     nas: NasStandIn
@@ -109,7 +112,7 @@ def radius(
     store = Store(settings_for(url))
     port = free_port()
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    space, guess_space, lax_space, race_space = (_space(store, http) for _ in range(4))
+    space, guess_space, lax_space, race_space, pool_space = (_space(store, http) for _ in range(5))
     nas = NasStandIn()
     add_nas(
         store,
@@ -128,6 +131,7 @@ def radius(
         allow_missing_message_authenticator=True,
     )
     add_nas(store, business_id=race_space.business_id, address=RACER, secret="testing123")
+    add_nas(store, business_id=pool_space.business_id, address=POOLED, secret="testing123")
     from tests.radius.support import free_udp_port
 
     auth_port, acct_port = free_udp_port(), free_udp_port()
@@ -138,13 +142,14 @@ def radius(
         log,
         radius_auth_port=str(auth_port),
         radius_acct_port=str(acct_port),
-        guess_budget_per_caller=str(GUESS_BUDGET),
+        radius_guess_budget_per_device=str(GUESS_BUDGET),
+        radius_guess_budget_per_nas=str(POOL_BUDGET),
         radius_disconnect_poll_seconds="0.2",
         radius_disconnect_timeout_seconds="1",
         radius_disconnect_attempts="2",
     )
     deployment = RadiusDeployment(
-        store, space, guess_space, lax_space, race_space, auth_port, acct_port, nas
+        store, space, guess_space, lax_space, race_space, pool_space, auth_port, acct_port, nas
     )
     try:
         _wait_for_radius(deployment)
@@ -302,23 +307,130 @@ def test_a_retransmitted_access_request_is_decided_once(radius: RadiusDeployment
     assert len(decided) == 1
 
 
-def test_unknown_codes_use_up_the_nas_guessing_budget(radius: RadiusDeployment) -> None:
-    radius.voucher("REALCODE1", radius.guess_space, MinutesIncluded=30)
-    client = Client(radius.auth_port, source=GUESSER)
+def _ask(source: str, port: int, request: Any) -> Any:
+    client = Client(port, source=source)
     try:
-        reasons = []
-        for attempt in range(GUESS_BUDGET + 1):
-            request = access_request(user=f"GUESS{attempt:04d}", device="guesser")
-            reply = reply_of(request, client.exchange(request.RequestPacket()))
-            reasons.append(reply["Reply-Message"][0])
-        valid = access_request(user="REALCODE1", device="guesser")
-        valid_reply = reply_of(valid, client.exchange(valid.RequestPacket()))
+        return reply_of(request, client.exchange(request.RequestPacket()))
     finally:
         client.close()
+
+
+def _throttled(radius: RadiusDeployment, tenant: NexudusTenant) -> list[tuple[str, int]]:
+    """The (Budget, Misses) of the ``guessing.throttled`` events filed under ``tenant``."""
+    with radius.store.read() as conn:
+        prop = properties.by_business_id(conn, tenant.business_id)
+        assert prop is not None
+        rows = conn.execute(
+            select(events.c.details).where(
+                events.c.kind == "guessing.throttled", events.c.property_id == prop.id
+            )
+        ).all()
+    return [(d["Budget"], d["Misses"]) for (d,) in rows]
+
+
+def _hotspot_token(radius: RadiusDeployment, tenant: NexudusTenant) -> str:
+    """An access token of a new integration with the hotspot scope in ``tenant``'s enterprise."""
+    from keyledger.domain.callers.integrations import add_access_token, add_integration
+
+    integration = add_integration(radius.store, name=f"wifi-{uuid.uuid4().hex[:6]}")
+    token = add_access_token(
+        radius.store,
+        client_token=integration.secret,
+        enterprise_ids=[tenant.enterprise_id],
+        scopes=("hotspot",),
+    )
+    return token.secret
+
+
+def test_unknown_codes_use_up_the_guessing_budget_of_their_device_only(
+    radius: RadiusDeployment,
+) -> None:
+    """One device's wrong codes throttle that device at that NAS; another device at the same
+    NAS, and the same device id at another business's NAS, still log in."""
+    radius.voucher("REALCODE1", radius.guess_space, MinutesIncluded=30)
+    radius.voucher("REALCODE2", radius.race_space, MinutesIncluded=30)
+    reasons = []
+    for attempt in range(GUESS_BUDGET + 1):
+        reply = _ask(
+            GUESSER, radius.auth_port, access_request(user=f"GUESS{attempt:04d}", device="guesser")
+        )
+        reasons.append(reply["Reply-Message"][0])
     assert reasons == ["UnknownCredential"] * GUESS_BUDGET + ["Throttled"]
-    assert (valid_reply.code, valid_reply["Reply-Message"][0]) == (3, "Throttled")
-    throttled = [d for outcome, d in radius.events("guessing.throttled")]
-    assert any(d.get("Budget") == "Caller" for d in throttled)
+    valid = _ask(GUESSER, radius.auth_port, access_request(user="REALCODE1", device="guesser"))
+    assert (valid.code, valid["Reply-Message"][0]) == (3, "Throttled")
+    # Another guest at the same hotspot is not punished for the guesser's misses.
+    other = _ask(GUESSER, radius.auth_port, access_request(user="REALCODE1", device="guest-2"))
+    assert other.code == 2
+    # The same device id at another business's hotspot has a budget of its own there.
+    elsewhere = _ask(RACER, radius.auth_port, access_request(user="REALCODE2", device="guesser"))
+    assert elsewhere.code == 2
+    assert _throttled(radius, radius.guess_space) == [("Device", GUESS_BUDGET)]
+
+
+def test_devices_that_change_their_id_use_up_the_nas_budget_not_the_doors(
+    radius: RadiusDeployment,
+) -> None:
+    """A guesser changing its MAC address for every try gets a fresh device budget each time,
+    but the NAS's shared budget counts them all, exactly, from both workers at once: past it the
+    NAS answers Throttled, even to a right code. The property's budget (door checks and the
+    HTTP API) is left alone."""
+    radius.voucher("POOLREAL1", radius.pool_space, MinutesIncluded=30)
+    requests = [
+        access_request(user=f"POOL{n:04d}", device=f"random-mac-{n}")
+        for n in range(POOL_BUDGET + 10)
+    ]
+    reasons = _race(POOLED, radius.auth_port, requests)
+    assert sorted(reasons) == ["Throttled"] * 10 + ["UnknownCredential"] * POOL_BUDGET
+    valid = _ask(POOLED, radius.auth_port, access_request(user="POOLREAL1", device="fresh-mac"))
+    assert (valid.code, valid["Reply-Message"][0]) == (3, "Throttled")
+    assert _throttled(radius, radius.pool_space) == [("Nas", POOL_BUDGET)]
+    with radius.store.read() as conn:
+        prop = properties.by_business_id(conn, radius.pool_space.business_id)
+        counted = dict(conn.execute(select(guess_counts.c.subject, guess_counts.c.misses)).all())
+    assert prop is not None and f"property:{prop.id}" not in counted
+    # The HTTP API at the same business still starts sessions: its budget is the property's.
+    token = _hotspot_token(radius, radius.pool_space)
+    over_http = radius.pool_space.http.post(
+        "/api/v1/hotspot/sessions",
+        json={
+            "BusinessId": radius.pool_space.business_id,
+            "AccessCode": "POOLREAL1",
+            "DeviceId": "laptop",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert over_http.status_code == 200, over_http.text
+    assert over_http.json()["Granted"] is True
+
+
+def test_the_same_code_in_two_businesses_opens_each_ones_own_voucher(
+    radius: RadiusDeployment,
+) -> None:
+    """A code two businesses both issued: each NAS finds its own business's voucher."""
+    here = radius.voucher("TWINCODE1", MinutesIncluded=30)
+    there = radius.voucher("TWINCODE1", radius.lax_space, MinutesIncluded=45)
+    at_lobby = _ask("127.0.0.1", radius.auth_port, access_request(user="TWINCODE1", device="twin"))
+    at_lax = _ask(LAX, radius.auth_port, access_request(user="TWINCODE1", device="twin"))
+    assert (at_lobby.code, at_lobby["Session-Timeout"][0]) == (2, 30 * 60)
+    assert (at_lax.code, at_lax["Session-Timeout"][0]) == (2, 45 * 60)
+    with radius.store.read() as conn:
+        started = conn.execute(
+            select(events.c.property_id, credentials.c.property_id, credentials.c.id)
+            .join(credentials, credentials.c.uid == events.c.credential_uid)
+            .where(events.c.kind == "hotspot.session_started", events.c.outcome == "Granted")
+            .where(credentials.c.id.in_([here, there]))
+            .order_by(events.c.id)
+        ).all()
+        homes = [
+            properties.by_business_id(conn, tenant.business_id)
+            for tenant in (radius.space, radius.lax_space)
+        ]
+    assert homes[0] is not None and homes[1] is not None
+    # Each start is filed under its NAS's property, with that property's own voucher.
+    assert [tuple(row) for row in started] == [
+        (homes[0].id, homes[0].id, here),
+        (homes[1].id, homes[1].id, there),
+    ]
 
 
 def _race(source: str, port: int, requests: list[Any]) -> list[str]:
@@ -372,16 +484,7 @@ def test_parallel_guesses_use_the_budget_up_exactly(radius: RadiusDeployment) ->
     ]
     reasons = _race(RACER, radius.auth_port, requests)
     assert sorted(reasons) == ["Throttled"] * 12 + ["UnknownCredential"] * GUESS_BUDGET
-    with radius.store.read() as conn:
-        prop = properties.by_business_id(conn, radius.race_space.business_id)
-        assert prop is not None
-        throttled = conn.execute(
-            select(events.c.details).where(
-                events.c.kind == "guessing.throttled", events.c.property_id == prop.id
-            )
-        ).all()
-    caller = [d for (d,) in throttled if d["Budget"] == "Caller"]
-    assert [d["Misses"] for d in caller] == [GUESS_BUDGET]
+    assert _throttled(radius, radius.race_space) == [("Device", GUESS_BUDGET)]
 
 
 # --- accounting ------------------------------------------------------------------------------
@@ -540,7 +643,9 @@ def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
     assert len(requests) == sends
     for request in requests:
         assert request["code"] == 40  # Disconnect-Request
-        assert request["signed"] is True
+        assert request["signed"] is True  # the Event-Timestamp with the rest
+        # RFC 5176 section 3.4: the sending time, against replays (whole seconds).
+        assert abs(request["Event-Timestamp"] - request["arrived"]) <= 2
         assert (
             request["User-Name"],
             request["Acct-Session-Id"],
@@ -558,20 +663,12 @@ def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
 
 
 def test_http_and_radius_share_user_limit_sessions_and_events(radius: RadiusDeployment) -> None:
-    from keyledger.domain.callers.integrations import add_access_token, add_integration
-
-    integration = add_integration(radius.store, name=f"wifi-{uuid.uuid4().hex[:6]}")
-    token = add_access_token(
-        radius.store,
-        client_token=integration.secret,
-        enterprise_ids=[radius.space.enterprise_id],
-        scopes=("hotspot",),
-    )
+    token = _hotspot_token(radius, radius.space)
     radius.voucher("MIXED1", MinutesIncluded=30, UserLimit=2)
     over_http = radius.space.http.post(
         "/api/v1/hotspot/sessions",
         json={"BusinessId": radius.space.business_id, "AccessCode": "MIXED1", "DeviceId": "mix-1"},
-        headers={"Authorization": f"Bearer {token.secret}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert over_http.status_code == 200, over_http.text
     assert over_http.json()["Granted"] is True
@@ -585,7 +682,7 @@ def test_http_and_radius_share_user_limit_sessions_and_events(radius: RadiusDepl
     refused_over_http = radius.space.http.post(
         "/api/v1/hotspot/sessions",
         json={"BusinessId": radius.space.business_id, "AccessCode": "MIXED1", "DeviceId": "mix-4"},
-        headers={"Authorization": f"Bearer {token.secret}"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert refused_over_http.json()["Reason"] == "TooManyDevices"
     # One event log: the NAS's decisions are filed with actor kind nas, the token's as integration.
@@ -632,3 +729,332 @@ def test_status_server_is_answered(radius: RadiusDeployment) -> None:
         assert reply.code == 2
     finally:
         client.close()
+
+
+# --- accounting review (huge growth, one Class under two Acct-Session-Ids, Accounting-On/-Off) --
+
+ON_OFF = "127.0.0.6"  # a NAS of its own (the Lobby's business) that restarts
+
+
+def _acct_request(
+    status: str,
+    session: str,
+    seconds: int | None = None,
+    *,
+    session_class: str | None = None,
+    code: str = "",
+    device: str = "",
+) -> Any:
+    """A signed Accounting-Request built with pyrad (``session_class``: the session id)."""
+    from pyrad import packet as rp
+
+    from keyledger.radius.packets import dictionary
+
+    request = rp.AcctPacket(code=rp.AccountingRequest, secret=b"testing123", dict=dictionary())
+    request["Acct-Status-Type"] = status
+    if session:
+        request["Acct-Session-Id"] = session
+    if seconds is not None:
+        request["Acct-Session-Time"] = seconds
+    if session_class is not None:
+        request["Class"] = session_class.encode("ascii")
+    if code:
+        request["User-Name"] = code
+    if device:
+        request["Calling-Station-Id"] = device
+    return request
+
+
+def _responded(client: Client, request: Any) -> bool:
+    """Sent; whether an Accounting-Response signed with the secret came back."""
+    from pyrad import packet as rp
+
+    from keyledger.radius.packets import dictionary
+
+    raw = request.RequestPacket()
+    answer = client.exchange(raw)
+    if answer is None:
+        return False
+    reply = rp.AcctPacket(packet=answer, secret=request.secret, dict=dictionary())
+    return reply.code == rp.AccountingResponse and bool(request.VerifyReply(reply, answer))
+
+
+def _session_events(radius: RadiusDeployment, session: str) -> list[tuple[str, str | None, int]]:
+    """(kind, outcome, Seconds) of the usage reports of one session, in order."""
+    with radius.store.read() as conn:
+        rows = conn.execute(
+            select(events.c.kind, events.c.outcome, events.c.details)
+            .where(events.c.kind.in_(("hotspot.usage", "hotspot.session_ended")))
+            .order_by(events.c.id)
+        ).all()
+    return [
+        (row[0], row[1], row[2]["Seconds"])
+        for row in rows
+        if row[2].get("SessionId") == session and "Seconds" in row[2]
+    ]
+
+
+def _accounting_rows(radius: RadiusDeployment, session: str) -> list[tuple[str, int, bool]]:
+    from keyledger.store.schema import radius_sessions
+
+    with radius.store.read() as conn:
+        rows = conn.execute(
+            select(
+                radius_sessions.c.acct_session_id,
+                radius_sessions.c.session_time,
+                radius_sessions.c.stopped,
+            )
+            .where(radius_sessions.c.session_uid == uuid.UUID(session))
+            .order_by(radius_sessions.c.id)
+        ).all()
+    return [(row[0], int(row[1]), bool(row[2])) for row in rows]
+
+
+def test_a_huge_session_time_is_taken_in_one_report(radius: RadiusDeployment) -> None:
+    """Acct-Session-Time 2**32-1 at once: one usage event, no integer overflow on either database
+    (a voucher of 100 million minutes has more seconds than an INTEGER holds), answered at once."""
+    big = radius.voucher("HUGE1", MinutesIncluded=100_000_000)
+    small = radius.voucher("HUGE2", MinutesIncluded=30)
+    for code, device, voucher in (("HUGE1", "huge-1", big), ("HUGE2", "huge-2", small)):
+        accepted = radius.auth(_login(code, device))
+        assert accepted.kind == "Access-Accept", accepted.output
+        for status, seconds in (("Start", 0), ("Interim-Update", 4_294_967_295)):
+            started = time.monotonic()
+            answer = radius.acct(
+                _acct(status, f"acct-{code}", seconds, accepted=accepted, device=device, code=code)
+            )
+            assert answer.kind == "Accounting-Response", answer.output
+            assert time.monotonic() - started < 2.5
+        session = session_id_of(accepted)
+        if voucher == big:
+            # 4294967295 s = 71582788 min 15 s.
+            assert radius.record(voucher)["MinutesLeft"] == 100_000_000 - 71_582_788
+            assert _session_events(radius, session) == [
+                ("hotspot.usage", None, 0),
+                ("hotspot.usage", None, 4_294_967_295),
+            ]
+        else:
+            assert radius.record(voucher)["MinutesLeft"] == 0
+            assert _session_events(radius, session) == [
+                ("hotspot.usage", None, 0),
+                ("hotspot.session_ended", "NoMinutesLeft", 4_294_967_295),
+            ]
+        assert _accounting_rows(radius, session) == [(f"acct-{code}", 4_294_967_295, False)]
+
+
+def test_two_acct_session_ids_with_one_class_take_the_minutes_once(
+    radius: RadiusDeployment,
+) -> None:
+    voucher = radius.voucher("TWOIDS1", MinutesIncluded=30)
+    device = "AA-00-00-00-09-01"
+    accepted = radius.auth(_login("TWOIDS1", device))
+    session = session_id_of(accepted)
+    sent = [
+        ("Start", "twoids-a", 0),
+        ("Start", "twoids-b", 0),  # the same Class under another Acct-Session-Id
+        ("Interim-Update", "twoids-a", 120),
+        ("Interim-Update", "twoids-b", 120),
+        ("Stop", "twoids-b", 180),  # the other one's Stop ends nothing
+        ("Interim-Update", "twoids-a", 180),
+    ]
+    for status, acct_session, seconds in sent:
+        answer = radius.acct(
+            _acct(status, acct_session, seconds, accepted=accepted, device=device, code="TWOIDS1")
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(voucher)["MinutesLeft"] == 27  # 180 s, once
+    assert _accounting_rows(radius, session) == [("twoids-a", 180, False)]
+    assert [e[2] for e in _session_events(radius, session)] == [0, 120, 60]
+    stop = radius.acct(
+        _acct("Stop", "twoids-a", 200, accepted=accepted, device=device, code="TWOIDS1")
+    )
+    assert stop.kind == "Accounting-Response", stop.output
+    assert _session_events(radius, session)[-1] == ("hotspot.session_ended", "Ended", 20)
+    assert _accounting_rows(radius, session) == [("twoids-a", 200, True)]
+
+
+def test_a_class_of_another_device_binds_nothing(radius: RadiusDeployment) -> None:
+    voucher = radius.voucher("OTHERDEV1", MinutesIncluded=30)
+    accepted = radius.auth(_login("OTHERDEV1", "AA-00-00-00-0A-01"))
+    session = session_id_of(accepted)
+    for status, seconds in (("Start", 0), ("Interim-Update", 300)):
+        answer = radius.acct(
+            _acct(
+                status,
+                "otherdev-x",
+                seconds,
+                accepted=accepted,
+                device="AA-00-00-00-0A-99",  # not the device the session belongs to
+                code="OTHERDEV1",
+            )
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(voucher)["MinutesLeft"] == 30
+    assert _accounting_rows(radius, session) == []
+    assert _session_events(radius, session) == []
+    # The device's own Acct-Session-Id is still free to bind the session, and counts.
+    for status, seconds in (("Start", 0), ("Interim-Update", 60)):
+        radius.acct(
+            _acct(
+                status,
+                "otherdev-own",
+                seconds,
+                accepted=accepted,
+                device="AA-00-00-00-0A-01",
+                code="OTHERDEV1",
+            )
+        )
+    assert radius.record(voucher)["MinutesLeft"] == 29
+    assert _accounting_rows(radius, session) == [("otherdev-own", 60, False)]
+
+
+def test_parallel_acct_session_ids_with_one_class_bind_it_once(radius: RadiusDeployment) -> None:
+    """Sixteen Acct-Session-Ids report one Class at once, each from a socket of its own (both
+    workers): one binds the session, its 90 seconds are taken, the others consume nothing."""
+    voucher = radius.voucher("PARALLELCLASS1", MinutesIncluded=30)
+    device = "AA-00-00-00-0B-01"
+    accepted = radius.auth(_login("PARALLELCLASS1", device))
+    session = session_id_of(accepted)
+    requests = [
+        _acct_request(
+            "Interim-Update",
+            f"parallel-{n}",
+            90,
+            session_class=session,
+            code="PARALLELCLASS1",
+            device=device,
+        )
+        for n in range(16)
+    ]
+    clients = [Client(radius.acct_port) for _ in requests]
+    answered = [False] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def send(index: int) -> None:
+        barrier.wait()
+        answered[index] = _responded(clients[index], requests[index])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    assert all(answered)
+    assert radius.record(voucher)["MinutesLeft"] == 29  # 90 s, once
+    rows = _accounting_rows(radius, session)
+    assert len(rows) == 1
+    assert rows[0][1:] == (90, False)
+    assert _session_events(radius, session) == [("hotspot.usage", None, 90)]
+
+
+@pytest.mark.parametrize("restart", ["Accounting-On", "Accounting-Off"])
+def test_accounting_on_and_off_end_the_sessions_of_that_nas(
+    radius: RadiusDeployment, restart: str
+) -> None:
+    """A NAS restarted: its open accounting sessions are stopped, their hotspot sessions ended
+    (one session_ended event each, nothing consumed); another NAS's sessions go on."""
+    if not any(str(n.network) == f"{ON_OFF}/32" for n in _nas_records(radius)):
+        add_nas(
+            radius.store,
+            business_id=radius.space.business_id,
+            address=ON_OFF,
+            secret="testing123",
+            name="Restarting",
+        )
+    tag = restart[-3:].strip("-").upper()
+    code = f"RESTART{tag}"
+    voucher = radius.voucher(code, MinutesIncluded=30, UserLimit=3)
+    client = Client(radius.auth_port, source=ON_OFF)
+    acct = Client(radius.acct_port, source=ON_OFF)
+    try:
+        sessions = []
+        deadline = time.monotonic() + 10  # the workers see the new NAS within 2 s
+        for n in (1, 2):
+            while True:
+                request = access_request(user=code, device=f"restart-{tag}-{n}")
+                raw = client.exchange(request.RequestPacket(), timeout=1)
+                if raw is not None or time.monotonic() > deadline:
+                    break
+            reply = reply_of(request, raw)
+            assert reply.code == 2
+            sessions.append(reply["Class"][0].decode("ascii"))
+        for n, session in enumerate(sessions, start=1):
+            for status, seconds in (("Start", 0), ("Interim-Update", 60)):
+                assert _responded(
+                    acct,
+                    _acct_request(
+                        status,
+                        f"restart-{tag}-{n}",
+                        seconds,
+                        session_class=session,
+                        code=code,
+                        device=f"restart-{tag}-{n}",
+                    ),
+                )
+        # A device of the same voucher on the Lobby NAS (127.0.0.1): not restarted.
+        lobby = radius.auth(_login(code, f"restart-{tag}-lobby"))
+        lobby_session = session_id_of(lobby)
+        radius.acct(
+            _acct(
+                "Start",
+                f"restart-{tag}-lobby",
+                0,
+                accepted=lobby,
+                device=f"restart-{tag}-lobby",
+                code=code,
+            )
+        )
+        assert radius.record(voucher)["MinutesLeft"] == 28
+        for _ in range(2):  # a second one (the NAS asks again) changes nothing more
+            assert _responded(acct, _acct_request(restart, "", None))
+        for session in sessions:
+            assert _session_events(radius, session)[-1] == ("hotspot.session_ended", "Ended", 0)
+            assert len(_session_events(radius, session)) == 3
+            assert [row[2] for row in _accounting_rows(radius, session)] == [True]
+        # A late report of a session the restart ended consumes nothing.
+        assert _responded(
+            acct,
+            _acct_request(
+                "Interim-Update",
+                f"restart-{tag}-1",
+                900,
+                session_class=sessions[0],
+                code=code,
+                device=f"restart-{tag}-1",
+            ),
+        )
+        assert radius.record(voucher)["MinutesLeft"] == 28
+        # The device logs in again: a new session (the old one ended).
+        again = access_request(user=code, device=f"restart-{tag}-1")
+        reply = reply_of(again, client.exchange(again.RequestPacket()))
+        assert reply["Class"][0].decode("ascii") not in sessions
+    finally:
+        client.close()
+        acct.close()
+    # The Lobby's session is still open and counting.
+    assert _accounting_rows(radius, lobby_session) == [(f"restart-{tag}-lobby", 0, False)]
+    radius.acct(
+        _acct(
+            "Interim-Update",
+            f"restart-{tag}-lobby",
+            120,
+            accepted=lobby,
+            device=f"restart-{tag}-lobby",
+            code=code,
+        )
+    )
+    assert radius.record(voucher)["MinutesLeft"] == 26
+    assert _session_events(radius, lobby_session) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 120),
+    ]
+
+
+def _nas_records(radius: RadiusDeployment) -> list[Any]:
+    from keyledger.domain.nas.service import list_nas
+
+    return list_nas(radius.store)

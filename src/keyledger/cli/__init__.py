@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from uuid import UUID
 
 import click
@@ -421,10 +421,38 @@ def _nas_json(nas: Any) -> dict[str, Any]:
     }
 
 
+def _secret_from(path: str) -> str:
+    """The secret in a file (``-``: standard input), without its final line break. Errors name
+    the file, never its content."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as file:
+                data = file.read()
+    except OSError as error:
+        raise CommandError(f"cannot read --secret-file {path}: {error.strerror}") from None
+    try:
+        secret = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"--secret-file {path} is not UTF-8 text") from None
+    return secret.removesuffix("\n").removesuffix("\r")
+
+
 @admin.command("add-nas")
 @click.option("--business", "business_id", type=click.IntRange(1), required=True)
 @click.option("--address", required=True, help="The NAS's IP address, or a CIDR network.")
-@click.option("--secret", required=True, help="The RADIUS shared secret (stored sealed).")
+@click.option(
+    "--secret-file",
+    default=None,
+    help="A file holding the RADIUS shared secret (- for standard input); recommended.",
+)
+@click.option(
+    "--secret",
+    default=None,
+    help="The RADIUS shared secret (stored sealed); visible to other users in ps: prefer "
+    "--secret-file.",
+)
 @click.option("--name", default=None)
 @click.option("--coa-port", default=3799, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -432,28 +460,57 @@ def _nas_json(nas: Any) -> dict[str, Any]:
     is_flag=True,
     help="Accept Access-Requests without Message-Authenticator from this NAS (not advised).",
 )
+@click.option(
+    "--allow-wide-network",
+    is_flag=True,
+    help="Accept a network broader than a /8 (IPv4) or a /32 (IPv6).",
+)
 def add_nas(
     *,
     business_id: int,
     address: str,
-    secret: str,
+    secret_file: str | None,
+    secret: str | None,
     name: str | None,
     coa_port: int,
     allow_missing_message_authenticator: bool,
+    allow_wide_network: bool,
 ) -> None:
     """Let a hotspot (RADIUS NAS) log devices in with a business's vouchers."""
+    from keyledger.domain.nas.models import NetworkOverlap
     from keyledger.domain.nas.service import add_nas as add
+    from keyledger.domain.nas.service import secret_warnings
 
-    created = add(
-        _store(),
-        business_id=business_id,
-        address=address,
-        secret=secret,
-        name=name,
-        coa_port=coa_port,
-        allow_missing_message_authenticator=allow_missing_message_authenticator,
-    )
-    _emit(_nas_json(created))
+    if (secret is None) == (secret_file is None):
+        raise CommandError("give exactly one of --secret-file and --secret")
+    shared = secret if secret is not None else _secret_from(cast(str, secret_file))
+    try:
+        created = add(
+            _store(),
+            business_id=business_id,
+            address=address,
+            secret=shared,
+            name=name,
+            coa_port=coa_port,
+            allow_missing_message_authenticator=allow_missing_message_authenticator,
+            allow_wide_network=allow_wide_network,
+        )
+    except NetworkOverlap as overlap:
+        # Refused like any bad input (stderr, status 2), and said as JSON on stdout for scripts.
+        _emit(
+            {
+                "Error": "NetworkOverlap",
+                "Message": overlap.message,
+                "Address": str(overlap.network),
+                "OverlapsNas": {
+                    "NasId": overlap.other_id,
+                    "BusinessId": overlap.other_business_id,
+                    "Address": overlap.other_network,
+                },
+            }
+        )
+        raise
+    _emit({**_nas_json(created), "Warnings": secret_warnings(shared)})
 
 
 @admin.command("list-nas")

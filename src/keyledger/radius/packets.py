@@ -264,14 +264,23 @@ def integer(request: Any, name: str) -> int:
 
 
 def disconnect_request(
-    *, secret: bytes, identifier: int, user_name: str, acct_session_id: str, device_id: str
+    *,
+    secret: bytes,
+    identifier: int,
+    user_name: str,
+    acct_session_id: str,
+    device_id: str,
+    now: datetime,
 ) -> Any:
-    """An RFC 5176 Disconnect-Request naming the session, with a Message-Authenticator."""
+    """An RFC 5176 Disconnect-Request naming the session, with an Event-Timestamp (``now``, the
+    sending time: RFC 5176 section 3.4 recommends it against replays) and a
+    Message-Authenticator."""
     request = rp.CoAPacket(code=DISCONNECT_REQUEST, id=identifier, secret=secret, dict=dictionary())
     request["User-Name"] = user_name
     request["Acct-Session-Id"] = acct_session_id
     if device_id:
         request["Calling-Station-Id"] = device_id
+    request["Event-Timestamp"] = int(now.timestamp())
     request.add_message_authenticator()
     return request
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from keyledger.domain.guessing.models import GuessBudget
 from keyledger.domain.nas import service as nas_service
 from keyledger.domain.nas.models import DisconnectOutcome, Nas, PendingDisconnect
+from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import DomainError
 from keyledger.kit.settings import Settings
 from keyledger.radius import packets
@@ -39,6 +40,9 @@ Handler = Callable[[bytes, Address], Awaitable[bytes | None]]
 
 #: How long a worker trusts its copy of the NAS records (add-nas, remove-nas take effect within).
 NAS_CACHE_SECONDS = 2.0
+#: How often a worker deletes the guessing counts of past windows (every device that missed has
+#: one: ``nas.service.forget_past_guesses``).
+GUESSES_FORGOTTEN_EVERY = 300.0
 #: Requests remembered for duplicate detection, at most (oldest forgotten first).
 DUPLICATES_KEPT = 65_536
 
@@ -196,6 +200,25 @@ def udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def coa_socket_ipv6() -> socket.socket | None:
+    """An IPv6-only UDP socket on an ephemeral port of every address, to send Disconnect-Requests
+    to IPv6 NAS; None (logged once) when the host has no IPv6."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        log.info("radius_disconnect_ipv6_unavailable")
+        return None
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::", 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        log.info("radius_disconnect_ipv6_unavailable")
+        return None
+    return sock
+
+
 @dataclass
 class _Sent:
     request: Any
@@ -213,15 +236,17 @@ class RadiusServer:
         self.host = settings.radius_host or host
         self.directory = NasDirectory(store)
         self.duplicates = DuplicateCache(settings.radius_duplicate_seconds)
+        # A device is the caller and the NAS the pool (nas.service.guesser, pool).
         self.budget = GuessBudget(
-            per_caller=settings.guess_budget_per_caller,
-            per_property=settings.guess_budget_per_property,
+            per_caller=settings.radius_guess_budget_per_device,
+            per_property=settings.radius_guess_budget_per_nas,
             window_seconds=settings.guess_window_seconds,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._transports: list[asyncio.BaseTransport] = []
         self._sender: asyncio.Task[None] | None = None
-        self._coa: asyncio.DatagramTransport | None = None
+        self._coa: asyncio.DatagramTransport | None = None  # to IPv4 NAS
+        self._coa6: asyncio.DatagramTransport | None = None  # to IPv6 NAS, when the host has IPv6
         self._sent: dict[tuple[str, int, int], _Sent] = {}
         self._next_id = 0
 
@@ -239,12 +264,18 @@ class RadiusServer:
                     partial(_Endpoint, handler, self._tasks), sock=udp_socket(self.host, port)
                 )
                 self._transports.append(transport)
+        # Disconnect-Requests leave from a socket of the NAS address's family: an IPv4 one, and
+        # an IPv6 one unless the host has no IPv6 (then an IPv6 NAS's withdrawn sessions end
+        # at their timeouts, and its Disconnects are recorded NoAnswer).
         self._coa, _ = await loop.create_datagram_endpoint(
             partial(_Endpoint, self._disconnect_answer, self._tasks),
             local_addr=("0.0.0.0", 0),  # noqa: S104 - replies come from the NAS, wherever it is
         )
-        # Disconnect-Requests go to IPv4 NAS addresses (the socket above); an IPv6 NAS is
-        # answered and accounted, and its withdrawn sessions end at their timeouts.
+        ipv6 = coa_socket_ipv6()
+        if ipv6 is not None:
+            self._coa6, _ = await loop.create_datagram_endpoint(
+                partial(_Endpoint, self._disconnect_answer, self._tasks), sock=ipv6
+            )
         self._sender = loop.create_task(self._send_disconnects())
 
     async def stop(self) -> None:
@@ -254,8 +285,9 @@ class RadiusServer:
                 await self._sender
         for transport in self._transports:
             transport.close()
-        if self._coa is not None:
-            self._coa.close()
+        for coa in (self._coa, self._coa6):
+            if coa is not None:
+                coa.close()
         for task in list(self._tasks):
             task.cancel()
 
@@ -303,7 +335,7 @@ class RadiusServer:
                 idle_seconds=settings.hotspot_idle_seconds,
                 budget=self.budget,
             ),
-            locks=nas_service.authorize_locks(nas),
+            locks=nas_service.authorize_locks(nas, device),
         )
         decision = done.decision
         if decision.granted and decision.session_uid is not None:
@@ -339,12 +371,21 @@ class RadiusServer:
             return answer
         status = packets.status_type(request)
         acct_session_id = packets.text(request, "Acct-Session-Id")
-        if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
-            try:
+        try:
+            if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
                 await self._account(nas, request, addr, status, acct_session_id)
-            except BaseException:
-                self.duplicates.forget(key)
-                raise
+            elif status in ("Accounting-On", "Accounting-Off"):
+                await self.writer.run(
+                    partial(
+                        nas_service.account_restart,
+                        nas=nas,
+                        nas_address=plain_host(str(addr[0])),
+                        idle_seconds=self.settings.hotspot_idle_seconds,
+                    )
+                )
+        except BaseException:
+            self.duplicates.forget(key)
+            raise
         answer = packets.accounting_response(request)
         self.duplicates.remember(key, answer)
         return answer
@@ -370,8 +411,15 @@ class RadiusServer:
     # --- disconnect ------------------------------------------------------------------------------
 
     async def _send_disconnects(self) -> None:
+        forgotten_at = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.radius_disconnect_poll_seconds)
+            if time.monotonic() - forgotten_at >= GUESSES_FORGOTTEN_EVERY:
+                forgotten_at = time.monotonic()
+                try:
+                    nas_service.forget_past_guesses(self.store, budget=self.budget)
+                except Exception:  # noqa: BLE001 - logged by _log_fault; tried again later
+                    _log_fault("radius_guess_counts_prune_failed")
             try:
                 if not nas_service.has_pending_disconnects(self.store):
                     continue
@@ -390,10 +438,23 @@ class RadiusServer:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def _coa_for(self, address: str) -> asyncio.DatagramTransport | None:
+        """The CoA socket that reaches ``address`` (None: none of its family)."""
+        try:
+            version = ipaddress.ip_address(address).version
+        except ValueError:
+            return None
+        return self._coa if version == 4 else self._coa6
+
     async def _disconnect(self, pending: PendingDisconnect) -> None:
         nas = self.directory.by_id(pending.nas_id)
-        if nas is None or self._coa is None:
+        if nas is None:
             await self._settle(pending, None, DisconnectOutcome.NO_ANSWER)
+            return
+        coa = self._coa_for(pending.nas_address)
+        if coa is None:  # an IPv6 NAS on a host without IPv6: no attempt can reach it
+            log.warning("radius_disconnect_unsendable", nas=nas.id)
+            await self._settle(pending, nas, DisconnectOutcome.NO_ANSWER)
             return
         self._next_id = (self._next_id + 1) % 256
         target = (pending.nas_address, nas.coa_port, self._next_id)
@@ -403,14 +464,15 @@ class RadiusServer:
             user_name=pending.user_name,
             acct_session_id=pending.acct_session_id,
             device_id=pending.calling_station_id,
+            now=utc_now(),
         )
         raw = bytes(request.RequestPacket())
         sent = _Sent(request, asyncio.get_running_loop().create_future())
         self._sent[target] = sent
         try:
             try:
-                self._coa.sendto(raw, (pending.nas_address, nas.coa_port))
-            except (OSError, ValueError):  # e.g. an IPv6 NAS: sent nowhere, counted as silence
+                coa.sendto(raw, (pending.nas_address, nas.coa_port))
+            except (OSError, ValueError):  # unreachable: sent nowhere, counted as silence
                 log.warning("radius_disconnect_unsendable", nas=nas.id)
             reply_data = await asyncio.wait_for(
                 sent.answer, self.settings.radius_disconnect_timeout_seconds
@@ -432,7 +494,7 @@ class RadiusServer:
         head = packets.header(data)
         if head is None or head[0] not in (packets.DISCONNECT_ACK, packets.DISCONNECT_NAK):
             return
-        sent = self._sent.get((str(addr[0]), int(addr[1]), head[1]))
+        sent = self._sent.get((plain_host(str(addr[0])), int(addr[1]), head[1]))
         if sent is None or sent.answer.done():
             return
         try:

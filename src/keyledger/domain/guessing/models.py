@@ -18,16 +18,38 @@ class GuessBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class Pool:
+    """A shared budget other than the property's: its subject (the row and lock of its count),
+    what events call it and what they call the callers in it. A NAS's devices share one
+    (``nas:<id>``): Wi-Fi guesses count per device and per NAS, never against the property's
+    door budget (docs/radius.md, "Guessing")."""
+
+    subject: str
+    label: str
+    caller_label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Guesser:
     """Who is guessing, and where: the access token (``caller``, e.g. ``token:12``) and the
-    property of the reader or business."""
+    property of the reader or business. The caller's misses count against its own budget
+    (``per_caller``) and a shared one (``per_property``): the property's, or ``pool``'s."""
 
     caller: str
     property_id: int
+    pool: Pool | None = None
 
     @property
     def subjects(self) -> tuple[str, str]:
-        return (caller_subject(self.caller), f"property:{self.property_id}")
+        shared = f"property:{self.property_id}" if self.pool is None else self.pool.subject
+        return (caller_subject(self.caller), shared)
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """What ``guessing.throttled`` events call the two budgets (``Budget``)."""
+        if self.pool is None:
+            return ("Caller", "Property")
+        return (self.pool.caller_label, self.pool.label)
 
 
 def caller_subject(caller: str) -> str:

@@ -43,17 +43,19 @@ def _read_in_transaction(conn: Connection) -> dict[tuple[str, datetime], int]:
 def misses_in(conn: Connection, *, subjects: list[str], start: datetime) -> dict[str, int]:
     """The misses counted for each of ``subjects`` in the window starting at ``start``."""
     known = _read_in_transaction(conn) if conn.in_transaction() else None
-    if known is not None and all((subject, start) in known for subject in subjects):
-        return {subject: known[subject, start] for subject in subjects if known[subject, start]}
-    if 1 <= len(subjects) <= 2:
-        parameters = {"first": subjects[0], "second": subjects[-1], "start": start}
+    # Only the subjects this transaction has not read yet (a NAS's devices share its pool).
+    asked = subjects if known is None else [s for s in subjects if (s, start) not in known]
+    found: dict[str, int] = {}
+    if 1 <= len(asked) <= 2:
+        parameters = {"first": asked[0], "second": asked[-1], "start": start}
         found = {row[0]: row[1] for row in _MISSES.all(conn, parameters)}
-    else:
-        rows = conn.execute(_MISSES_OF_MANY, {"subjects": subjects, "start": start})
+    elif asked:
+        rows = conn.execute(_MISSES_OF_MANY, {"subjects": asked, "start": start})
         found = {row[0]: row[1] for row in rows}
-    if known is not None:
-        known.update({(subject, start): found.get(subject, 0) for subject in subjects})
-    return found
+    if known is None:
+        return found
+    known.update({(subject, start): found.get(subject, 0) for subject in asked})
+    return {subject: known[subject, start] for subject in subjects if known[subject, start]}
 
 
 def add_misses(conn: Connection, *, subject: str, misses: int, start: datetime) -> int:
@@ -78,3 +80,17 @@ def add_misses(conn: Connection, *, subject: str, misses: int, start: datetime) 
     if conn.in_transaction():
         _read_in_transaction(conn)[subject, start] = total
     return total
+
+
+_FORGET = delete(t).where(t.c.window_start < bindparam("start"))
+
+
+def delete_before(conn: Connection, *, start: datetime) -> int:
+    """Delete every subject's counts of windows that began before ``start``; how many rows.
+
+    On PostgreSQL the delete waits at most 200 ms for a row another transaction holds (a subject
+    opening its new window deletes its old row too): it gives up rather than wait, or deadlock,
+    behind a group commit, and is tried again later. SQLite's one writer has nothing to wait for."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+    return int(conn.execute(_FORGET, {"start": start}).rowcount)

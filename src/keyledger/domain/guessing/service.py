@@ -37,11 +37,11 @@ def throttled_until(
 ) -> datetime | None:
     """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise."""
     start, end = window_of(now, budget)
-    caller, prop = guesser.subjects
-    counted = repository.misses_in(conn, subjects=[caller, prop], start=start)
+    caller, shared = guesser.subjects
+    counted = repository.misses_in(conn, subjects=[caller, shared], start=start)
     if counted.get(caller, 0) >= budget.per_caller:
         return end
-    if counted.get(prop, 0) >= budget.per_property:
+    if counted.get(shared, 0) >= budget.per_property:
         return end
     return None
 
@@ -91,10 +91,11 @@ def count_miss(
 ) -> None:
     """Count one miss against both of ``guesser``'s budgets (the caller holds ``lock_keys``);
     the miss that uses a budget up writes its ``guessing.throttled`` event."""
-    caller, prop = guesser.subjects
+    caller, shared = guesser.subjects
+    caller_label, shared_label = guesser.labels
     for subject, limit, kind in (
-        (caller, budget.per_caller, "Caller"),
-        (prop, budget.per_property, "Property"),
+        (caller, budget.per_caller, caller_label),
+        (shared, budget.per_property, shared_label),
     ):
         _add(
             conn,
@@ -134,3 +135,15 @@ def count_caller_misses(
         actor=actor,
         now=now,
     )
+
+
+def forget_past_windows(conn: Connection, *, budget: GuessBudget, now: datetime) -> int:
+    """Delete the counts of windows before ``now``'s (they decide nothing any more); how many.
+
+    A subject's own older windows go when it opens a new one (``repository.add_misses``), but a
+    subject that never misses again would keep its last row for ever: RADIUS devices are such
+    subjects, one per ``Calling-Station-Id`` that ever missed, which a guesser changing its MAC
+    address multiplies. The RADIUS server runs this now and then (``nas.service``), in a
+    transaction of its own that holds no other lock."""
+    start, _ = window_of(now, budget)
+    return repository.delete_before(conn, start=start)

@@ -6,7 +6,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, case, insert, literal_column, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    bindparam,
+    case,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.kit.inputs import code_key
@@ -152,7 +161,9 @@ _SESSION = (
 _TOUCH = update(s).where(s.c.id == bindparam("session_id")).values(last_report_utc=bindparam("now"))
 _TOUCH_AND_END = _TOUCH.values(ended_utc=bindparam("now"))
 _TOUCH_DIRECT = Direct(_TOUCH)
-_TOTAL = c.c.usage_seconds + bindparam("seconds")
+# BIGINT: PostgreSQL would cast the seconds to INTEGER, and a voucher's balance in seconds
+# (up to MINUTES_MAX * 60) does not fit one.
+_TOTAL = c.c.usage_seconds + bindparam("seconds", type_=BigInteger)
 _WHOLE = c.c.minutes_left - _TOTAL // 60
 _CONSUME = (
     update(c)

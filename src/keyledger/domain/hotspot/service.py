@@ -21,7 +21,7 @@ from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor
 from keyledger.domain.guessing import service as guessing
-from keyledger.domain.guessing.models import GuessBudget, Guesser
+from keyledger.domain.guessing.models import GuessBudget, Guesser, Pool
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
 from keyledger.domain.properties.models import Scope
@@ -111,10 +111,12 @@ def end_withdrawn_sessions(
             )
 
 
-def start_locks(scope: Scope, *, caller: str, business_id: int) -> list[int]:
+def start_locks(
+    scope: Scope, *, caller: str, business_id: int, pool: Pool | None = None
+) -> list[int]:
     """The advisory locks ``start_session`` takes (the guessing budgets it may count against)."""
     target = scope.by_business.get(business_id)
-    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id))
+    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id, pool))
 
 
 def start_session(
@@ -128,9 +130,11 @@ def start_session(
     idle_seconds: int,
     caller: str,
     budget: GuessBudget,
+    pool: Pool | None = None,
 ) -> SessionDecision:
     """May a device go online with this voucher? Runs in the caller's write transaction (the API
-    hands it to the group writer, with ``start_locks``)."""
+    hands it to the group writer, with ``start_locks``). A refused code counts against
+    ``caller``'s budget and the property's, or ``pool``'s (``guessing.models.Guesser``)."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -138,7 +142,7 @@ def start_session(
         )
     now = utc_now()
     idle_since = now - timedelta(seconds=idle_seconds)
-    guesser = Guesser(caller, target.id)
+    guesser = Guesser(caller, target.id, pool)
     throttled = guessing.throttled_until(conn, guesser=guesser, budget=budget, now=now)
     voucher = (
         None
@@ -210,9 +214,14 @@ def report_usage(
     idle_seconds: int,
 ) -> Usage:
     """Take ``elapsed_seconds`` off the session's voucher; ``end`` closes the session. A session
-    ends by itself when the voucher runs out of minutes. Runs in the caller's write transaction."""
-    if not 0 <= elapsed_seconds <= 86_400:
-        raise InvalidInput("ElapsedSeconds is between 0 and 86400.", subject="elapsed")
+    ends by itself when the voucher runs out of minutes. Runs in the caller's write transaction.
+
+    Any non-negative ``elapsed_seconds`` is taken in one report (one event): the HTTP API bounds
+    its ``ElapsedSeconds`` to a day, RADIUS accounting passes the growth of ``Acct-Session-Time``
+    (up to 2**32-1). No more than the voucher has left reaches SQL, so no database integer
+    overflows whatever the caller passes."""
+    if elapsed_seconds < 0:
+        raise InvalidInput("ElapsedSeconds is not negative.", subject="elapsed")
     now = utc_now()
     found = repository.session(conn, uid=session_uid, property_ids=scope.property_ids)
     if found is None:
@@ -263,8 +272,11 @@ def report_usage(
             ended=True,
             end_reason=withdrawn,
         )
+    # Taking more than is left takes exactly what is left (consume floors at 0 minutes and 0
+    # seconds): the same balance, with a bound on the integer the statement adds.
+    taken = min(elapsed_seconds, _seconds_left(found.minutes_left, found.usage_seconds))
     minutes_left, usage_seconds = repository.consume(
-        conn, credential_id=found.credential_id, seconds=elapsed_seconds, now=now
+        conn, credential_id=found.credential_id, seconds=taken, now=now
     )
     seconds_left = _seconds_left(minutes_left, usage_seconds)
     reason = EndReason.NO_MINUTES_LEFT if seconds_left <= 0 else EndReason.ENDED if end else None

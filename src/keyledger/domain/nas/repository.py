@@ -34,6 +34,17 @@ def all_nas(conn: Connection) -> list[Any]:
     )
 
 
+def nas_networks(conn: Connection) -> list[Any]:
+    """Every NAS's id, network and business (no secret)."""
+    return list(
+        conn.execute(
+            select(n.c.id, n.c.address, properties.c.business_id)
+            .join(properties, properties.c.id == n.c.property_id)
+            .order_by(n.c.id)
+        )
+    )
+
+
 def delete_nas(conn: Connection, nas_id: int) -> bool:
     conn.execute(delete(r).where(r.c.nas_id == nas_id))
     return bool(conn.execute(delete(n).where(n.c.id == nas_id)).rowcount)
@@ -127,11 +138,57 @@ def settle_disconnect(conn: Connection, *, row_id: int, outcome: str, now: datet
     )
 
 
-def session_property(conn: Connection, *, session_uid: UUID) -> int | None:
-    """The property of a hotspot session's voucher."""
-    found = conn.execute(
-        select(credentials.c.property_id)
-        .join(hotspot_sessions, hotspot_sessions.c.credential_id == credentials.c.id)
-        .where(hotspot_sessions.c.uid == session_uid)
-    ).first()
-    return None if found is None else int(found[0])
+_SESSION_OWNER = (
+    select(
+        credentials.c.property_id,
+        hotspot_sessions.c.credential_id,
+        hotspot_sessions.c.device_id,
+    )
+    .join(hotspot_sessions, hotspot_sessions.c.credential_id == credentials.c.id)
+    .where(hotspot_sessions.c.uid == bindparam("session_uid"))
+)
+_BOUND = (
+    select(r.c.acct_session_id)
+    .where(
+        r.c.nas_id == bindparam("nas_id"),
+        r.c.session_uid == bindparam("session_uid"),
+        r.c.stopped.is_(False),
+    )
+    .limit(1)
+)
+
+
+def session_owner(conn: Connection, *, session_uid: UUID) -> Any:
+    """A hotspot session's property, voucher (``credential_id``) and ``device_id``; None if no
+    such session."""
+    return conn.execute(_SESSION_OWNER, {"session_uid": session_uid}).first()
+
+
+def bound_acct_session_id(conn: Connection, *, nas_id: int, session_uid: UUID) -> str | None:
+    """The Acct-Session-Id of this NAS already counting a hotspot session (not stopped)."""
+    found = conn.execute(_BOUND, {"nas_id": nas_id, "session_uid": session_uid}).first()
+    return None if found is None else str(found[0])
+
+
+def open_accounting_sessions(conn: Connection, *, nas_id: int, nas_address: str) -> list[Any]:
+    """The accounting sessions (no Stop) of a NAS's device at ``nas_address``, locked, with
+    their hotspot session's ``ended_utc`` (and ``hotspot_session_id``, None if it is gone)."""
+    return list(
+        conn.execute(
+            select(
+                r.c.id,
+                r.c.session_uid,
+                hotspot_sessions.c.id.label("hotspot_session_id"),
+                hotspot_sessions.c.ended_utc,
+            )
+            .join(hotspot_sessions, hotspot_sessions.c.uid == r.c.session_uid, isouter=True)
+            .where(r.c.nas_id == nas_id, r.c.nas_address == nas_address, r.c.stopped.is_(False))
+            .order_by(r.c.id)
+            .with_for_update(of=r)
+        )
+    )
+
+
+def stop_accounting_sessions(conn: Connection, *, row_ids: list[int], now: datetime) -> None:
+    if row_ids:
+        conn.execute(update(r).where(r.c.id.in_(row_ids)).values(stopped=True, updated_utc=now))

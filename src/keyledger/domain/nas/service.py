@@ -2,11 +2,15 @@
 
 A NAS (a hotspot asking over RADIUS) belongs to one business; its decisions go through the
 hotspot core (``hotspot/service.py``) exactly like ``/api/v1/hotspot/sessions``: one set of
-rules, one event log, the same guessing budgets (the NAS is the caller, ``nas:<id>``).
+rules, one event log. Its refused codes count per device (``Calling-Station-Id``) and per NAS
+(``guesser``), not against the property's door budget.
 
 Accounting: the seconds consumed by a report are the growth of its ``Acct-Session-Time`` over
 the highest one counted for that ``Acct-Session-Id`` (``radius_sessions.session_time``), so a
-retransmitted or reordered report never consumes twice.
+retransmitted or reordered report never consumes twice; it is taken in one ``report_usage``
+call whatever its size. A session is counted by the first Acct-Session-Id of a NAS reporting it
+(another one consumes nothing while that one is not stopped), and Accounting-On/-Off stop the
+accounting sessions of the NAS's device that sent it (docs/radius.md, "Accounting review").
 
 Disconnect: the signal is the hotspot core's own. A withdrawal ends a voucher's sessions in its
 transaction, recording why (``hotspot_sessions.end_reason``); an open accounting session (no
@@ -18,6 +22,7 @@ due ones for one worker (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's single 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -31,7 +36,8 @@ from sqlalchemy import Connection
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor, ActorKind
-from keyledger.domain.guessing.models import GuessBudget
+from keyledger.domain.guessing import service as guessing
+from keyledger.domain.guessing.models import GuessBudget, Pool
 from keyledger.domain.hotspot import repository as hotspot_repository
 from keyledger.domain.hotspot import service as hotspot
 from keyledger.domain.hotspot.models import EndReason, SessionDecision
@@ -41,7 +47,10 @@ from keyledger.domain.nas.models import (
     AccountingResult,
     DisconnectOutcome,
     Nas,
+    NetworkOverlap,
     PendingDisconnect,
+    is_wide,
+    overlap,
     parse_network,
 )
 from keyledger.domain.properties import repository as properties
@@ -50,9 +59,18 @@ from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, RuleViolation, SessionNotFound
 from keyledger.kit.sealing import ValueSealer
 from keyledger.store import Store
+from keyledger.store.locks import advisory_key, serialise_on
 
-#: Longest accepted shared secret (RFC 2865 asks for at least 16 octets; many NAS take 64 at most).
+#: Longest accepted shared secret (many NAS take 64 octets at most).
 MAX_SECRET = 128
+#: Shortest accepted shared secret: shorter ones fall to an offline guess from one packet.
+MIN_SECRET = 8
+#: RFC 2865 section 3 asks for at least 16 octets: shorter ones are accepted with a warning.
+ADVISED_SECRET = 16
+
+#: Adding a NAS takes this lock (PostgreSQL; SQLite's writer is single) so two additions cannot
+#: both miss each other's network in the overlap check.
+_NAS_NETWORKS = advisory_key("nas", "networks")
 
 #: End reasons of a withdrawal: a session ended so is disconnected at its NAS.
 WITHDRAWN: frozenset[str] = frozenset(
@@ -63,9 +81,6 @@ WITHDRAWN: frozenset[str] = frozenset(
         EndReason.NOT_YET_VALID.value,
     }
 )
-
-#: ``report_usage`` takes at most a day per report: longer growth is taken in such steps.
-_MAX_REPORT = 86_400
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -80,6 +95,7 @@ def add_nas(
     name: str | None = None,
     coa_port: int = DEFAULT_COA_PORT,
     allow_missing_message_authenticator: bool = False,
+    allow_wide_network: bool = False,
 ) -> Nas:
     """Let the hotspot(s) at ``address`` (an IP address or a CIDR network) ask for
     ``business_id``'s vouchers, signing with ``secret`` (stored sealed like door values)."""
@@ -93,7 +109,19 @@ def add_nas(
             name=name,
             coa_port=coa_port,
             allow_missing_message_authenticator=allow_missing_message_authenticator,
+            allow_wide_network=allow_wide_network,
         )
+
+
+def secret_warnings(secret: str) -> list[str]:
+    """What an accepted shared secret falls short of (RFC 2865's advice), for the operator."""
+    octets = len(secret.encode("utf-8"))
+    if octets < ADVISED_SECRET:
+        return [
+            f"The shared secret has {octets} octets; RFC 2865 advises at least "
+            f"{ADVISED_SECRET} (a short one can be guessed offline from one captured packet)."
+        ]
+    return []
 
 
 def import_nas(
@@ -106,17 +134,36 @@ def import_nas(
     name: str | None = None,
     coa_port: int = DEFAULT_COA_PORT,
     allow_missing_message_authenticator: bool = False,
+    allow_wide_network: bool = False,
 ) -> Nas:
     """``add_nas`` in the caller's write transaction (the demo's import, docs/radius.md). Adding
-    a NAS records no event either way."""
+    a NAS records no event either way.
+
+    Refused: a network of every address (``0.0.0.0/0``, ``::/0``); one broader than a /8 of IPv4
+    or a /32 of IPv6 unless ``allow_wide_network``; a secret shorter than ``MIN_SECRET`` octets;
+    a network overlapping a NAS of another business (a source address would find one of the two:
+    one business could take another's hotspot traffic). Overlaps within a business are allowed
+    (the most specific network wins)."""
     try:
         network = parse_network(address)
     except ValueError:
         raise InvalidInput(
             f"{address!r} is not an IP address or network.", subject="address"
         ) from None
-    if not 1 <= len(secret.encode("utf-8")) <= MAX_SECRET:
-        raise InvalidInput(f"A shared secret has 1 to {MAX_SECRET} octets.", subject="secret")
+    if network.prefixlen == 0:
+        raise InvalidInput(
+            f"{network} is every address: give the NAS's address or network.", subject="address"
+        )
+    if is_wide(network) and not allow_wide_network:
+        raise InvalidInput(
+            f"{network} is broader than a /8 (IPv4) or a /32 (IPv6); a network this wide "
+            "needs --allow-wide-network.",
+            subject="address",
+        )
+    if not MIN_SECRET <= len(secret.encode("utf-8")) <= MAX_SECRET:
+        raise InvalidInput(
+            f"A shared secret has {MIN_SECRET} to {MAX_SECRET} octets.", subject="secret"
+        )
     if name is not None and not 1 <= len(name.strip()) <= 200:
         raise InvalidInput("A NAS name has 1 to 200 characters.", subject="name")
     if not 1 <= coa_port <= 65535:
@@ -126,6 +173,15 @@ def import_nas(
     found = properties.by_business_id(conn, business_id)
     if found is None:
         raise InvalidInput(f"No business {business_id}.", subject="business")
+    serialise_on(conn, [_NAS_NETWORKS])  # the check and the insert, one addition at a time
+    for other in repository.nas_networks(conn):
+        if int(other.business_id) != business_id and overlap(network, parse_network(other.address)):
+            raise NetworkOverlap(
+                network,
+                other_id=int(other.id),
+                other_network=str(other.address),
+                other_business_id=int(other.business_id),
+            )
     nas_id = repository.insert_nas(
         conn,
         uid=uid,
@@ -191,9 +247,26 @@ def scope(nas: Nas) -> Scope:
     return Scope((Property(nas.property_id, uuid.UUID(int=0), nas.business_id, "", "UTC"),))
 
 
-def guesser(nas: Nas) -> str:
-    """The guessing budget's caller: the NAS (its own budget, like an access token's)."""
-    return f"nas:{nas.id}"
+def guesser(nas: Nas, device_id: str) -> str:
+    """The guessing budget's caller: one device at one NAS (``per_caller``), so one guest's
+    typos or a guessing device throttle that device only. The device id is the NAS's word
+    (a MAC address a guesser can change): the NAS's pool (``pool``) bounds them all."""
+    digest = hashlib.sha256(device_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"nas:{nas.id}:device:{digest}"
+
+
+def pool(nas: Nas) -> Pool:
+    """The budget every device at ``nas`` shares (``per_property``): past it the whole NAS
+    answers Throttled. Kept apart from the property's budget, which door checks use, so guesses
+    on Wi-Fi never throttle the doors (docs/radius.md, "Guessing")."""
+    return Pool(subject=f"nas:{nas.id}", label="Nas", caller_label="Device")
+
+
+def forget_past_guesses(store: Store, *, budget: GuessBudget) -> int:
+    """Drop the guessing counts of past windows (``guessing.forget_past_windows``): every device
+    that ever missed at a NAS has a count row, which nothing else would delete."""
+    with store.write() as conn:
+        return guessing.forget_past_windows(conn, budget=budget, now=utc_now())
 
 
 # --- authentication ------------------------------------------------------------------------------
@@ -206,8 +279,10 @@ class Authorization:
     now: datetime
 
 
-def authorize_locks(nas: Nas) -> list[int]:
-    return hotspot.start_locks(scope(nas), caller=guesser(nas), business_id=nas.business_id)
+def authorize_locks(nas: Nas, device_id: str) -> list[int]:
+    return hotspot.start_locks(
+        scope(nas), caller=guesser(nas, device_id), business_id=nas.business_id, pool=pool(nas)
+    )
 
 
 def authorize(
@@ -230,8 +305,9 @@ def authorize(
         access_code=code,
         device_id=device_id,
         idle_seconds=idle_seconds,
-        caller=guesser(nas),
+        caller=guesser(nas, device_id),
         budget=budget,
+        pool=pool(nas),
     )
     valid_to = decision.valid_to if decision.granted else None
     return Authorization(decision=decision, valid_to=valid_to, now=utc_now())
@@ -254,38 +330,94 @@ def account(
     idle_seconds: int,
 ) -> AccountingResult:
     """One Accounting-Request (``status``: Start, Interim-Update, Stop) of ``nas``: take the
-    growth of ``session_time`` off the session's voucher; Stop ends the session. Reports on an
-    unknown, ended or idle session consume nothing. Runs in the caller's write transaction."""
+    growth of ``session_time`` off the session's voucher in one report; Stop ends the session.
+    A session is counted by the first Acct-Session-Id of this NAS that reports it: another one
+    reporting it while that one is not stopped consumes nothing, binds nothing. Reports on an
+    unknown, ended or idle session, or naming another device's session in ``Class``, consume
+    nothing. Runs in the caller's write transaction."""
     now = utc_now()
-    stop = status == "Stop"
     row = repository.accounting_session(conn, nas_id=nas.id, acct_session_id=acct_session_id)
     if row is None:
         session_uid = class_uid or _session_of_device(
             conn, nas=nas, code=user_name, device_id=device_id, idle_seconds=idle_seconds, now=now
         )
-        if session_uid is None or repository.session_property(conn, session_uid=session_uid) != (
-            nas.property_id
-        ):
-            return AccountingResult(seconds=0, session_uid=None, ended=False)
-        row_id = repository.insert_accounting_session(
-            conn,
-            nas_id=nas.id,
-            acct_session_id=acct_session_id,
-            session_uid=session_uid,
-            user_name=user_name[:253],
-            calling_station_id=device_id[:253],
-            nas_address=nas_address,
-            session_time=0,
-            stopped=False,
-            disconnect_attempts=0,
-            updated_utc=now,
-        )
-        counted, first = 0, True
-    else:
-        if row.stopped:
-            return AccountingResult(seconds=0, session_uid=row.session_uid, ended=True)
-        row_id, session_uid, first = int(row.id), row.session_uid, False
-        counted = int(row.session_time)
+        if session_uid is None:
+            return _NOTHING
+        owner = repository.session_owner(conn, session_uid=session_uid)
+        if owner is None or int(owner.property_id) != nas.property_id:
+            return _NOTHING
+        if class_uid is not None and device_id and device_id != owner.device_id:
+            return _NOTHING  # another device's session: its Class proves nothing here
+        if conn.dialect.name == "postgresql":
+            # Bindings of a session are made holding its voucher's row (the lock order of
+            # report_usage: voucher, then session), so two Acct-Session-Ids reporting it at once
+            # bind it once; then this Acct-Session-Id may have been bound meanwhile. SQLite's
+            # write lock serialises these transactions already.
+            hotspot_repository.lock_voucher(conn, credential_id=int(owner.credential_id))
+            row = repository.accounting_session(
+                conn, nas_id=nas.id, acct_session_id=acct_session_id
+            )
+        if row is None:
+            if repository.bound_acct_session_id(conn, nas_id=nas.id, session_uid=session_uid):
+                # Counted under another Acct-Session-Id: counting this one too would take the
+                # same time twice. Answered, and nothing recorded.
+                return AccountingResult(seconds=0, session_uid=session_uid, ended=False)
+            row_id = repository.insert_accounting_session(
+                conn,
+                nas_id=nas.id,
+                acct_session_id=acct_session_id,
+                session_uid=session_uid,
+                user_name=user_name[:253],
+                calling_station_id=device_id[:253],
+                nas_address=nas_address,
+                session_time=0,
+                stopped=False,
+                disconnect_attempts=0,
+                updated_utc=now,
+            )
+            return _count(
+                conn,
+                nas=nas,
+                row_id=row_id,
+                session_uid=session_uid,
+                counted=0,
+                first=True,
+                status=status,
+                session_time=session_time,
+                idle_seconds=idle_seconds,
+                now=now,
+            )
+    if row.stopped:
+        return AccountingResult(seconds=0, session_uid=row.session_uid, ended=True)
+    return _count(
+        conn,
+        nas=nas,
+        row_id=int(row.id),
+        session_uid=row.session_uid,
+        counted=int(row.session_time),
+        first=False,
+        status=status,
+        session_time=session_time,
+        idle_seconds=idle_seconds,
+        now=now,
+    )
+
+
+def _count(
+    conn: Connection,
+    *,
+    nas: Nas,
+    row_id: int,
+    session_uid: UUID,
+    counted: int,
+    first: bool,
+    status: str,
+    session_time: int,
+    idle_seconds: int,
+    now: datetime,
+) -> AccountingResult:
+    """Consume the growth of ``session_time`` over ``counted`` (one report), raise the count."""
+    stop = status == "Stop"
     growth = max(0, session_time - counted)
     ended = False
     if first or growth > 0 or stop:
@@ -298,28 +430,42 @@ def account(
     return AccountingResult(seconds=growth, session_uid=session_uid, ended=ended or stop)
 
 
+_NOTHING = AccountingResult(seconds=0, session_uid=None, ended=False)
+
+
+def account_restart(conn: Connection, *, nas: Nas, nas_address: str, idle_seconds: int) -> int:
+    """Accounting-On or Accounting-Off from ``nas``'s device at ``nas_address``: it restarted
+    (or is going down), so none of its sessions is online any more. Each of its accounting
+    sessions without a Stop is stopped as a Stop would: its hotspot session, if still open,
+    ends with one ``hotspot.session_ended`` event, consuming nothing more. Returns how many
+    accounting sessions it stopped. Runs in the caller's write transaction."""
+    rows = repository.open_accounting_sessions(conn, nas_id=nas.id, nas_address=nas_address)
+    for row in rows:
+        if row.hotspot_session_id is not None and row.ended_utc is None:
+            _report(
+                conn, nas=nas, session_uid=row.session_uid, seconds=0, end=True, idle=idle_seconds
+            )
+    repository.stop_accounting_sessions(conn, row_ids=[int(row.id) for row in rows], now=utc_now())
+    return len(rows)
+
+
 def _report(
     conn: Connection, *, nas: Nas, session_uid: UUID, seconds: int, end: bool, idle: int
 ) -> bool:
-    """``report_usage`` in steps of at most a day; whether the session has ended."""
-    remaining = seconds
-    while True:
-        step = min(remaining, _MAX_REPORT)
-        remaining -= step
-        try:
-            usage = hotspot.report_usage(
-                conn,
-                scope=scope(nas),
-                actor=actor(nas),
-                session_uid=session_uid,
-                elapsed_seconds=step,
-                end=end and remaining == 0,
-                idle_seconds=idle,
-            )
-        except (SessionNotFound, RuleViolation):
-            return True  # ended (by its client or idling) or gone: nothing to take
-        if usage.ended or remaining <= 0:
-            return usage.ended
+    """``report_usage`` of the whole growth, in one report; whether the session has ended."""
+    try:
+        usage = hotspot.report_usage(
+            conn,
+            scope=scope(nas),
+            actor=actor(nas),
+            session_uid=session_uid,
+            elapsed_seconds=seconds,
+            end=end,
+            idle_seconds=idle,
+        )
+    except (SessionNotFound, RuleViolation):
+        return True  # ended (by its client or idling) or gone: nothing to take
+    return usage.ended
 
 
 def _session_of_device(
