@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pyrad import packet as rp
 
@@ -133,3 +135,128 @@ def test_a_disconnect_request_carries_its_sending_time_signed() -> None:
     tampered = rp.CoAPacket(packet=forged, secret=SECRET, dict=packets.dictionary())
     assert not tampered.VerifyCoARequest()
     assert not tampered.verify_message_authenticator()
+
+
+# --- replies: packets.py encodes them itself; the bytes must be pyrad's -------------------------
+
+
+def _pyrad_accept(request: Any, *, session_uid: uuid.UUID, timeout: int, valid_to: Any) -> bytes:
+    """The Access-Accept as pyrad builds it (what packets.accept did before issue 14's speed-up)."""
+    reply = request.CreateReply()
+    reply.code = rp.AccessAccept
+    reply["Session-Timeout"] = timeout
+    reply["Acct-Interim-Interval"] = 300
+    reply["Idle-Timeout"] = 600
+    reply["Class"] = str(session_uid).encode("ascii")
+    if valid_to is not None:
+        reply["WISPr-Session-Terminate-Time"] = valid_to.isoformat()
+    return bytes(reply.ReplyPacket())
+
+
+def _with_proxy_states(request: Any, states: list[bytes]) -> Any:
+    for state in states:
+        request.AddAttribute("Proxy-State", state)
+    return request
+
+
+def test_replies_are_the_bytes_pyrad_encodes() -> None:
+    now = datetime(2026, 12, 1, 20, 0, 0, 250_000, tzinfo=UTC)
+    session_uid = uuid.UUID("12345678-1234-4234-8234-123456789abc")
+    checked = 0
+    for states in ([], [b"\x01"], [b"first proxy", b"second \x00 proxy"]):
+        for signed in (True, False):
+            for user in ("B000001", "Lobby ünï 42"):
+                sent = _with_proxy_states(
+                    access_request(user=user, device="aa-bb", message_authenticator=signed),
+                    states,
+                )
+                request = _received(sent)
+                for seconds_left, valid_to in [
+                    (5_400, None),
+                    (5_400, now + timedelta(seconds=90)),
+                    (2**40, now + timedelta(days=9_000)),
+                    (1, now - timedelta(seconds=5)),
+                ]:
+                    mine = packets.accept(
+                        request,
+                        session_uid=session_uid,
+                        seconds_left=seconds_left,
+                        valid_to=valid_to,
+                        now=now,
+                        interim_seconds=300,
+                        idle_seconds=600,
+                    )
+                    timeout = seconds_left
+                    if valid_to is not None:
+                        timeout = min(timeout, max(1, math.ceil((valid_to - now).total_seconds())))
+                    theirs = _pyrad_accept(
+                        request,
+                        session_uid=session_uid,
+                        timeout=min(max(1, timeout), 2**32 - 1),
+                        valid_to=None
+                        if valid_to is None
+                        else valid_to.astimezone(UTC).replace(microsecond=0),
+                    )
+                    assert mine == theirs
+                    assert sent.VerifyReply(packets.decode_reply(sent, mine), mine)
+                    checked += 1
+                for reason in ("UnknownCredential", "TooManyDevices", "Throttled"):
+                    reply = request.CreateReply()
+                    reply.code = rp.AccessReject
+                    reply["Reply-Message"] = reason
+                    assert packets.reject(request, reason=reason) == bytes(reply.ReplyPacket())
+                    checked += 1
+        status = rp.AuthPacket(code=rp.StatusServer, secret=SECRET, dict=packets.dictionary())
+        status.add_message_authenticator()
+        status = packets.decode_access_request(
+            _with_proxy_states(status, states).RequestPacket(), SECRET
+        )
+        reply = status.CreateReply()
+        reply.code = rp.AccessAccept
+        assert packets.status_accept(status) == bytes(reply.ReplyPacket())
+        accounting = rp.AcctPacket(
+            code=rp.AccountingRequest, secret=SECRET, dict=packets.dictionary()
+        )
+        accounting["Acct-Status-Type"] = "Interim-Update"
+        accounting["Acct-Session-Id"] = "acct-1"
+        received = packets.decode_accounting_request(
+            _with_proxy_states(accounting, states).RequestPacket(), SECRET
+        )
+        expected = bytes(received.CreateReply().ReplyPacket())
+        assert packets.accounting_response(received) == expected
+        checked += 2
+    assert checked == 3 * (2 * 2 * (4 + 3) + 2)
+
+
+def test_the_attributes_read_on_every_request_are_what_pyrads_get_returns() -> None:
+    """packets.first reads User-Name, User-Password, CHAP-Password, Calling-Station-Id and
+    Acct-Session-Id raw; the values (and None when absent) must be what pyrad's ``get`` gives."""
+
+    def pyrad_first(packet: Any, name: str) -> Any:
+        try:
+            values = packet.get(name)
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            return None
+        return values[0] if values else None
+
+    names = ["User-Name", "User-Password", "CHAP-Password", "Calling-Station-Id", "Acct-Session-Id"]
+    checked = 0
+    for raw_values in ([], [b"plain"], [b"\xff\xfe not utf-8"], [b"f\xc3\xbcr", b"second"], [b""]):
+        for factory in (rp.AuthPacket, rp.AcctPacket):
+            sent = factory(secret=SECRET, dict=packets.dictionary())
+            sent.code = rp.AccessRequest if factory is rp.AuthPacket else rp.AccountingRequest
+            for code in (1, 2, 3, 31, 44):
+                if raw_values:
+                    sent[code] = list(raw_values)  # raw values, as a NAS may send anything
+            raw = sent.RequestPacket()
+            received = (
+                packets.decode_access_request(raw, SECRET)
+                if factory is rp.AuthPacket
+                else packets.decode_accounting_request(raw, SECRET)
+            )
+            for name in names:
+                mine, theirs = packets.first(received, name), pyrad_first(received, name)
+                assert (type(mine), mine) == (type(theirs), theirs)
+                assert packets.text(received, name) == (theirs if isinstance(theirs, str) else "")
+                checked += 1
+    assert checked == 5 * 2 * 5

@@ -48,8 +48,8 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 
-GUESS_BUDGET = 12  # per device (per caller)
-POOL_BUDGET = 30  # per NAS (per property)
+GUESS_BUDGET = 12  # per device
+POOL_BUDGET = 30  # per NAS
 GUESSER = "127.0.0.2"  # a NAS of its own, to use up its guessing budget
 LAX = "127.0.0.3"  # a NAS allowed to leave Message-Authenticator out
 UNKNOWN = "127.0.0.9"  # no NAS
@@ -145,8 +145,8 @@ def radius(
         log,
         radius_auth_port=str(auth_port),
         radius_acct_port=str(acct_port),
-        guess_budget_per_caller=str(GUESS_BUDGET),
-        guess_budget_per_property=str(POOL_BUDGET),
+        radius_guess_budget_per_device=str(GUESS_BUDGET),
+        radius_guess_budget_per_nas=str(POOL_BUDGET),
         radius_disconnect_poll_seconds="0.2",
         radius_disconnect_timeout_seconds="1",
         radius_disconnect_attempts="2",

@@ -150,6 +150,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Acct-Interim-Interval of an Access-Accept: how often the NAS reports usage.",
     )
+    radius_guess_budget_per_device: int = Field(
+        default=300,
+        ge=1,
+        description="Refused codes of one device (Calling-Station-Id) at one NAS within the guess "
+        "window; past it that device's Access-Requests are rejected Throttled until it ends.",
+    )
+    radius_guess_budget_per_nas: int = Field(
+        default=1500,
+        ge=1,
+        description="Refused codes of all the devices at one NAS within the guess window; past it "
+        "every Access-Request of that NAS is rejected Throttled until it ends. Apart from the "
+        "property's budget (door checks, HTTP).",
+    )
     radius_duplicate_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -89,6 +89,7 @@ class NasDirectory:
         self._loaded = -1e9
         self._records: list[Nas] = []
         self._by_id: dict[int, Nas] = {}
+        self._by_host: dict[str, Nas | None] = {}  # what ``find`` answered, until the re-read
 
     def _refresh(self) -> None:
         if time.monotonic() - self._loaded < NAS_CACHE_SECONDS:
@@ -96,10 +97,19 @@ class NasDirectory:
         records = nas_service.list_nas(self._store)
         records.sort(key=lambda nas: nas.network.prefixlen, reverse=True)
         self._records, self._by_id = records, {nas.id: nas for nas in records}
+        self._by_host = {}
         self._loaded = time.monotonic()
 
     def find(self, host: str) -> Nas | None:
         self._refresh()
+        if host in self._by_host:
+            return self._by_host[host]
+        found = self._find(host)
+        if len(self._by_host) < 65_536:  # bounded: a flood of source addresses is not kept
+            self._by_host[host] = found
+        return found
+
+    def _find(self, host: str) -> Nas | None:
         try:
             address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
@@ -226,9 +236,10 @@ class RadiusServer:
         self.host = settings.radius_host or host
         self.directory = NasDirectory(store)
         self.duplicates = DuplicateCache(settings.radius_duplicate_seconds)
+        # A device is the caller and the NAS the pool (nas.service.guesser, pool).
         self.budget = GuessBudget(
-            per_caller=settings.guess_budget_per_caller,
-            per_property=settings.guess_budget_per_property,
+            per_caller=settings.radius_guess_budget_per_device,
+            per_property=settings.radius_guess_budget_per_nas,
             window_seconds=settings.guess_window_seconds,
         )
         self._tasks: set[asyncio.Task[None]] = set()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from functools import lru_cache
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -20,6 +21,7 @@ _ADVISORY = text("SELECT pg_advisory_xact_lock(:key)").bindparams(bindparam("key
 _ADVISORY_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)").bindparams(bindparam("key"))
 
 
+@lru_cache(maxsize=65_536)  # per request (a NAS's, a token's budgets): hashed once
 def advisory_key(namespace: str, *parts: bytes | str | int) -> int:
     """A signed 64-bit advisory lock key for ``parts`` within ``namespace`` (one hash, so keys
     of different namespaces and parts collide only by chance, which just serialises more)."""

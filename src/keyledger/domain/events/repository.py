@@ -9,10 +9,26 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select
 
 from keyledger.domain.events.models import Actor, ActorKind, Event, EventKind, EventQuery, NewEvent
+from keyledger.store.direct import Direct
 from keyledger.store.schema import events
 
 # Appended on every decision (door checks, hotspot starts, RADIUS): built once.
 _APPEND = insert(events)
+_COLUMNS = [
+    "occurred_utc",
+    "property_id",
+    "kind",
+    "actor_kind",
+    "actor_id",
+    "actor_label",
+    "actor_token_id",
+    "credential_uid",
+    "resource_uid",
+    "outcome",
+    "details",
+]
+# One event: on the driver's cursor, compiled once (store/direct.py).
+_APPEND_ONE = Direct(_APPEND, keys=_COLUMNS)
 
 
 def _row(event: NewEvent, actor: Actor, now: datetime) -> dict[str, object]:
@@ -32,7 +48,7 @@ def _row(event: NewEvent, actor: Actor, now: datetime) -> dict[str, object]:
 
 
 def append(conn: Connection, event: NewEvent, *, actor: Actor, now: datetime) -> None:
-    conn.execute(_APPEND, _row(event, actor, now))
+    _APPEND_ONE.execute(conn, _row(event, actor, now))
 
 
 def append_many(

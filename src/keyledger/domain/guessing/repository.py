@@ -6,14 +6,17 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from keyledger.store.direct import Direct
 from keyledger.store.schema import guess_counts as t
 
 # Every hotspot start and door check reads one or two subjects: two plain parameters (a subject
 # asked alone is passed twice), so the statement is complete when built, with no expanding IN
 # to render per execution (issue 14's RADIUS benchmark).
-_MISSES = select(t.c.subject, t.c.misses).where(
-    t.c.subject.in_([bindparam("first"), bindparam("second")]),
-    t.c.window_start == bindparam("start"),
+_MISSES = Direct(  # on the driver's cursor, compiled once (store/direct.py)
+    select(t.c.subject, t.c.misses).where(
+        t.c.subject.in_([bindparam("first"), bindparam("second")]),
+        t.c.window_start == bindparam("start"),
+    )
 )
 _MISSES_OF_MANY = select(t.c.subject, t.c.misses).where(
     t.c.subject.in_(bindparam("subjects", expanding=True)), t.c.window_start == bindparam("start")
@@ -45,7 +48,7 @@ def misses_in(conn: Connection, *, subjects: list[str], start: datetime) -> dict
     found: dict[str, int] = {}
     if 1 <= len(asked) <= 2:
         parameters = {"first": asked[0], "second": asked[-1], "start": start}
-        found = {row[0]: row[1] for row in conn.execute(_MISSES, parameters)}
+        found = {row[0]: row[1] for row in _MISSES.all(conn, parameters)}
     elif asked:
         rows = conn.execute(_MISSES_OF_MANY, {"subjects": asked, "start": start})
         found = {row[0]: row[1] for row in rows}
@@ -83,5 +86,11 @@ _FORGET = delete(t).where(t.c.window_start < bindparam("start"))
 
 
 def delete_before(conn: Connection, *, start: datetime) -> int:
-    """Delete every subject's counts of windows that began before ``start``; how many rows."""
+    """Delete every subject's counts of windows that began before ``start``; how many rows.
+
+    On PostgreSQL the delete waits at most 200 ms for a row another transaction holds (a subject
+    opening its new window deletes its old row too): it gives up rather than wait, or deadlock,
+    behind a group commit, and is tried again later. SQLite's one writer has nothing to wait for."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
     return int(conn.execute(_FORGET, {"start": start}).rowcount)

@@ -19,6 +19,7 @@ from sqlalchemy import (
 
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.kit.inputs import code_key
+from keyledger.store.direct import Direct
 from keyledger.store.schema import credentials, hotspot_sessions
 
 s = hotspot_sessions
@@ -27,7 +28,7 @@ c = credentials
 
 # Session starts run these on every request (HTTP and RADIUS): built once, like the usage
 # report's below (building costs more than running; issue 14's RADIUS benchmark).
-_LIVE_VOUCHER = (
+_LIVE_VOUCHER = Direct(
     select(
         c.c.id,
         c.c.uid,
@@ -46,17 +47,18 @@ _LIVE_VOUCHER = (
     )
     .with_for_update()
 )
+# (``Direct``: run on the driver's cursor, compiled once; store/direct.py.)
 
 
 def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
     """The live voucher with this code (the same under ``code_key``), locked for the
     transaction where the database can."""
     # ``in_scope([property_id], VOUCHER)``, spelled out to be built once.
-    return conn.execute(
-        _LIVE_VOUCHER,
+    return _LIVE_VOUCHER.first(
+        conn,
         # a phone keyboard adds a space
         {"property_id": property_id, "code_key": code_key(code.strip())},
-    ).first()
+    )
 
 
 def lock_voucher(conn: Connection, *, credential_id: int) -> None:
@@ -71,10 +73,15 @@ _OPEN_DEVICES = select(s.c.id, s.c.uid, s.c.device_id).where(
 )
 # Every open session of a voucher, and whether it has gone idle (compared in SQL, as _END_IDLE
 # and _OPEN_DEVICES compare): a start reads them once and ends idle ones only when there are.
-_OPEN_SESSIONS = select(
-    s.c.id, s.c.uid, s.c.device_id, (s.c.last_report_utc <= bindparam("idle_since")).label("idle")
-).where(s.c.credential_id == bindparam("credential_id"), s.c.ended_utc.is_(None))
-_END_IDLE = (
+_OPEN_SESSIONS = Direct(
+    select(
+        s.c.id,
+        s.c.uid,
+        s.c.device_id,
+        (s.c.last_report_utc <= bindparam("idle_since")).label("idle"),
+    ).where(s.c.credential_id == bindparam("credential_id"), s.c.ended_utc.is_(None))
+)
+_END_IDLE = Direct(
     update(s)
     .where(
         s.c.credential_id == bindparam("voucher_id"),  # a column's name is reserved in UPDATE
@@ -96,30 +103,28 @@ def end_idle_and_open_devices(
 ) -> dict[str, Any]:
     """``end_idle`` then ``open_devices`` (the caller holds the voucher's row): one read, and
     the idle sessions' update only when the read found one."""
-    rows = conn.execute(
-        _OPEN_SESSIONS, {"credential_id": credential_id, "idle_since": idle_since}
-    ).all()
+    rows = _OPEN_SESSIONS.all(conn, {"credential_id": credential_id, "idle_since": idle_since})
     if any(row.idle for row in rows):
         end_idle(conn, credential_id=credential_id, idle_since=idle_since, now=now)
     return {row.device_id: row for row in rows if not row.idle}
 
 
 def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime) -> int:
-    return int(
-        conn.execute(
-            _END_IDLE, {"voucher_id": credential_id, "idle_since": idle_since, "now": now}
-        ).rowcount
+    return _END_IDLE.rowcount(
+        conn, {"voucher_id": credential_id, "idle_since": idle_since, "now": now}
     )
 
 
-_INSERT_SESSION = insert(s)
+_INSERT_SESSION = Direct(
+    insert(s), keys=["uid", "credential_id", "device_id", "started_utc", "last_report_utc"]
+)
 
 
 def insert_session(
     conn: Connection, *, uid: UUID, credential_id: int, device_id: str, now: datetime
 ) -> None:
-    conn.execute(
-        _INSERT_SESSION,
+    _INSERT_SESSION.execute(
+        conn,
         {
             "uid": uid,
             "credential_id": credential_id,
@@ -155,6 +160,7 @@ _SESSION = (
 )
 _TOUCH = update(s).where(s.c.id == bindparam("session_id")).values(last_report_utc=bindparam("now"))
 _TOUCH_AND_END = _TOUCH.values(ended_utc=bindparam("now"))
+_TOUCH_DIRECT = Direct(_TOUCH)
 # BIGINT: PostgreSQL would cast the seconds to INTEGER, and a voucher's balance in seconds
 # (up to MINUTES_MAX * 60) does not fit one.
 _TOTAL = c.c.usage_seconds + bindparam("seconds", type_=BigInteger)
@@ -183,7 +189,7 @@ def touch(
             _TOUCH_AND_END.values(end_reason=reason), {"session_id": session_id, "now": now}
         )
     else:
-        conn.execute(_TOUCH, {"session_id": session_id, "now": now})
+        _TOUCH_DIRECT.rowcount(conn, {"session_id": session_id, "now": now})
 
 
 def end_open(conn: Connection, *, credential_id: int, reason: str, now: datetime) -> list[UUID]:
@@ -213,10 +219,10 @@ def consume(
     return int(row[0] or 0), int(row[1] or 0)
 
 
-_MARK_ACCESS = (
+_MARK_ACCESS = Direct(
     update(c).where(c.c.id == bindparam("credential_id")).values(last_access=bindparam("now"))
 )
 
 
 def mark_access(conn: Connection, *, credential_id: int, now: datetime) -> None:
-    conn.execute(_MARK_ACCESS, {"credential_id": credential_id, "now": now})
+    _MARK_ACCESS.rowcount(conn, {"credential_id": credential_id, "now": now})

@@ -29,6 +29,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -236,11 +237,14 @@ def remove_nas(store: Store, *, nas_id: int) -> None:
             raise InvalidInput(f"No NAS {nas_id}.", subject="nas")
 
 
+# Per request, from the NAS record alone: built once per NAS (a NAS changed is another key).
+@lru_cache(maxsize=1024)
 def actor(nas: Nas) -> Actor:
     """Who a NAS's decisions are recorded as."""
     return Actor(kind=ActorKind.NAS, id=nas.id, label=nas.name or f"NAS {nas.id}")
 
 
+@lru_cache(maxsize=1024)
 def scope(nas: Nas) -> Scope:
     return Scope((Property(nas.property_id, uuid.UUID(int=0), nas.business_id, "", "UTC"),))
 
