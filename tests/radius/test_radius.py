@@ -20,13 +20,16 @@ import pytest
 from sqlalchemy import select
 
 from keyledger.domain.callers.users import ACCESS_TOKEN_ROLES, add_user
+from keyledger.domain.nas.models import parse_network
 from keyledger.domain.nas.service import add_nas
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.service import add_property
+from keyledger.radius.server import NAS_CACHE_SECONDS
 from keyledger.store import Store
 from keyledger.store.schema import credentials, events, guess_counts
 from tests.ops.harness import start_server
 from tests.radius.support import (
+    SECRET,
     Answer,
     Client,
     NasStandIn,
@@ -842,9 +845,9 @@ def test_a_huge_session_time_is_taken_in_one_report(radius: RadiusDeployment) ->
         assert _accounting_rows(radius, session) == [(f"acct-{code}", 4_294_967_295, False)]
 
 
-def test_two_acct_session_ids_with_one_class_take_the_minutes_once(
-    radius: RadiusDeployment,
-) -> None:
+def test_two_acct_session_ids_with_one_class_are_two_uses(radius: RadiusDeployment) -> None:
+    """Two connections of one session (a cloned MAC at another AP, or a NAS accounting anew):
+    each is charged its own growth, and the first Stop ends only its own connection."""
     voucher = radius.voucher("TWOIDS1", MinutesIncluded=30)
     device = "AA-00-00-00-09-01"
     accepted = radius.auth(_login("TWOIDS1", device))
@@ -854,7 +857,7 @@ def test_two_acct_session_ids_with_one_class_take_the_minutes_once(
         ("Start", "twoids-b", 0),  # the same Class under another Acct-Session-Id
         ("Interim-Update", "twoids-a", 120),
         ("Interim-Update", "twoids-b", 120),
-        ("Stop", "twoids-b", 180),  # the other one's Stop ends nothing
+        ("Stop", "twoids-b", 180),  # twoids-a is live: the session goes on
         ("Interim-Update", "twoids-a", 180),
     ]
     for status, acct_session, seconds in sent:
@@ -862,15 +865,30 @@ def test_two_acct_session_ids_with_one_class_take_the_minutes_once(
             _acct(status, acct_session, seconds, accepted=accepted, device=device, code="TWOIDS1")
         )
         assert answer.kind == "Accounting-Response", answer.output
-    assert radius.record(voucher)["MinutesLeft"] == 27  # 180 s, once
-    assert _accounting_rows(radius, session) == [("twoids-a", 180, False)]
-    assert [e[2] for e in _session_events(radius, session)] == [0, 120, 60]
+    assert radius.record(voucher)["MinutesLeft"] == 24  # 180 s twice
+    assert _accounting_rows(radius, session) == [("twoids-a", 180, False), ("twoids-b", 180, True)]
+    assert _session_events(radius, session) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 120),
+        ("hotspot.usage", None, 120),
+        ("hotspot.usage", None, 60),
+        ("hotspot.usage", None, 60),
+    ]
     stop = radius.acct(
-        _acct("Stop", "twoids-a", 200, accepted=accepted, device=device, code="TWOIDS1")
+        _acct("Stop", "twoids-a", 240, accepted=accepted, device=device, code="TWOIDS1")
     )
     assert stop.kind == "Accounting-Response", stop.output
-    assert _session_events(radius, session)[-1] == ("hotspot.session_ended", "Ended", 20)
-    assert _accounting_rows(radius, session) == [("twoids-a", 200, True)]
+    # The last live connection's Stop ends the session: 420 s in all.
+    assert _session_events(radius, session)[-1] == ("hotspot.session_ended", "Ended", 60)
+    assert _accounting_rows(radius, session) == [("twoids-a", 240, True), ("twoids-b", 180, True)]
+    assert radius.record(voucher)["MinutesLeft"] == 23
+    # A report of either after that consumes nothing.
+    late = radius.acct(
+        _acct("Interim-Update", "twoids-b", 900, accepted=accepted, device=device, code="TWOIDS1")
+    )
+    assert late.kind == "Accounting-Response", late.output
+    assert radius.record(voucher)["MinutesLeft"] == 23
 
 
 def test_a_class_of_another_device_binds_nothing(radius: RadiusDeployment) -> None:
@@ -908,9 +926,11 @@ def test_a_class_of_another_device_binds_nothing(radius: RadiusDeployment) -> No
     assert _accounting_rows(radius, session) == [("otherdev-own", 60, False)]
 
 
-def test_parallel_acct_session_ids_with_one_class_bind_it_once(radius: RadiusDeployment) -> None:
-    """Sixteen Acct-Session-Ids report one Class at once, each from a socket of its own (both
-    workers): one binds the session, its 90 seconds are taken, the others consume nothing."""
+def test_parallel_acct_session_ids_with_one_class_are_charged_each_once(
+    radius: RadiusDeployment,
+) -> None:
+    """Eight Acct-Session-Ids report one Class at once, each twice (sixteen sockets of their own,
+    both workers): eight rows, each connection's 90 seconds taken once."""
     voucher = radius.voucher("PARALLELCLASS1", MinutesIncluded=30)
     device = "AA-00-00-00-0B-01"
     accepted = radius.auth(_login("PARALLELCLASS1", device))
@@ -918,7 +938,7 @@ def test_parallel_acct_session_ids_with_one_class_bind_it_once(radius: RadiusDep
     requests = [
         _acct_request(
             "Interim-Update",
-            f"parallel-{n}",
+            f"parallel-{n % 8}",
             90,
             session_class=session,
             code="PARALLELCLASS1",
@@ -944,11 +964,11 @@ def test_parallel_acct_session_ids_with_one_class_bind_it_once(radius: RadiusDep
         for client in clients:
             client.close()
     assert all(answered)
-    assert radius.record(voucher)["MinutesLeft"] == 29  # 90 s, once
+    assert radius.record(voucher)["MinutesLeft"] == 18  # 8 x 90 s = 12 minutes
     rows = _accounting_rows(radius, session)
-    assert len(rows) == 1
-    assert rows[0][1:] == (90, False)
-    assert _session_events(radius, session) == [("hotspot.usage", None, 90)]
+    assert sorted(row[0] for row in rows) == [f"parallel-{n}" for n in range(8)]
+    assert all(row[1:] == (90, False) for row in rows)
+    assert _session_events(radius, session) == [("hotspot.usage", None, 90)] * 8
 
 
 @pytest.mark.parametrize("restart", ["Accounting-On", "Accounting-Off"])
@@ -1009,6 +1029,8 @@ def test_accounting_on_and_off_end_the_sessions_of_that_nas(
             )
         )
         assert radius.record(voucher)["MinutesLeft"] == 28
+        # A restart stops what was last reported before it, in whole seconds (the store's).
+        time.sleep(1.1)
         for _ in range(2):  # a second one (the NAS asks again) changes nothing more
             assert _responded(acct, _acct_request(restart, "", None))
         for session in sessions:
@@ -1058,3 +1080,254 @@ def _nas_records(radius: RadiusDeployment) -> list[Any]:
     from keyledger.domain.nas.service import list_nas
 
     return list_nas(radius.store)
+
+
+def _nas_at(radius: RadiusDeployment, address: str) -> None:
+    """A NAS record of the Lobby's business at ``address`` (once per module)."""
+    if not any(str(n.network) == str(parse_network(address)) for n in _nas_records(radius)):
+        add_nas(radius.store, business_id=radius.space.business_id, address=address, secret=SECRET)
+        time.sleep(NAS_CACHE_SECONDS + 0.5)  # both workers know it (auth and accounting alike)
+
+
+def _login_from(radius: RadiusDeployment, source: str, code: str, device: str) -> str:
+    """Log ``device`` in from ``source`` (retried while the workers learn a new NAS, within 2
+    s): its session id (Class)."""
+    client = Client(radius.auth_port, source=source)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            request = access_request(user=code, device=device)
+            raw = client.exchange(request.RequestPacket(), timeout=1)
+            if raw is not None or time.monotonic() > deadline:
+                break
+        reply = reply_of(request, raw)
+        assert reply.code == 2
+        return str(reply["Class"][0].decode("ascii"))
+    finally:
+        client.close()
+
+
+def _report_from(source: str, radius: RadiusDeployment, requests: list[Any]) -> None:
+    client = Client(radius.acct_port, source=source)
+    try:
+        for request in requests:
+            assert _responded(client, request)
+    finally:
+        client.close()
+
+
+CELLS = "127.0.1.0/29"  # one NAS record for several access points
+
+
+def test_two_access_points_reusing_an_acct_session_id_charge_their_own_vouchers(
+    radius: RadiusDeployment,
+) -> None:
+    """Two devices of one CIDR NAS record number their connections alike ("0001"): each guest's
+    growth goes to their own voucher."""
+    _nas_at(radius, CELLS)
+    first, second = (
+        radius.voucher("CELL1", MinutesIncluded=30),
+        radius.voucher("CELL2", MinutesIncluded=30),
+    )
+    sessions = []
+    for n, (source, seconds) in enumerate((("127.0.1.1", 60), ("127.0.1.2", 180)), start=1):
+        session = _login_from(radius, source, f"CELL{n}", f"cell-{n}")
+        sessions.append(session)
+        _report_from(
+            source,
+            radius,
+            [
+                _acct_request(
+                    status,
+                    "0001",
+                    elapsed,
+                    session_class=session,
+                    code=f"CELL{n}",
+                    device=f"cell-{n}",
+                )
+                for status, elapsed in (("Start", 0), ("Interim-Update", seconds))
+            ],
+        )
+    assert radius.record(first)["MinutesLeft"] == 29
+    assert radius.record(second)["MinutesLeft"] == 27
+    assert _accounting_rows(radius, sessions[0]) == [("0001", 60, False)]
+    assert _accounting_rows(radius, sessions[1]) == [("0001", 180, False)]
+    assert _session_events(radius, sessions[0]) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 60),
+    ]
+    assert _session_events(radius, sessions[1]) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 180),
+    ]
+
+
+def test_a_stopped_acct_session_id_reused_with_a_new_class_charges_the_new_session(
+    radius: RadiusDeployment,
+) -> None:
+    """A NAS whose counter started over reuses a stopped Acct-Session-Id for another guest: the
+    row starts over on the new session, which is charged; the old one is left alone."""
+    old_voucher = radius.voucher("REUSE1", MinutesIncluded=30)
+    new_voucher = radius.voucher("REUSE2", MinutesIncluded=30)
+    old = radius.auth(_login("REUSE1", "reuse-1"))
+    old_session = session_id_of(old)
+    for status, seconds in (("Start", 0), ("Interim-Update", 60), ("Stop", 60)):
+        answer = radius.acct(
+            _acct(status, "reuse-id", seconds, accepted=old, device="reuse-1", code="REUSE1")
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    new = radius.auth(_login("REUSE2", "reuse-2"))
+    new_session = session_id_of(new)
+    for status, seconds in (("Start", 0), ("Interim-Update", 120)):
+        answer = radius.acct(
+            _acct(status, "reuse-id", seconds, accepted=new, device="reuse-2", code="REUSE2")
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(old_voucher)["MinutesLeft"] == 29
+    assert radius.record(new_voucher)["MinutesLeft"] == 28
+    assert _accounting_rows(radius, old_session) == []
+    assert _accounting_rows(radius, new_session) == [("reuse-id", 120, False)]
+    assert _session_events(radius, old_session)[-1] == ("hotspot.session_ended", "Ended", 0)
+    assert _session_events(radius, new_session) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 120),
+    ]
+    # A late report of the old connection (its Class) is a reuse again, of an ended session:
+    # nothing consumed, and the new connection's row is not taken over.
+    answer = radius.acct(
+        _acct("Interim-Update", "reuse-id", 600, accepted=old, device="reuse-1", code="REUSE1")
+    )
+    assert answer.kind == "Accounting-Response", answer.output
+    assert radius.record(old_voucher)["MinutesLeft"] == 29
+    assert radius.record(new_voucher)["MinutesLeft"] == 28
+    assert _accounting_rows(radius, new_session) == [("reuse-id", 120, False)]
+    assert _accounting_rows(radius, old_session) == []
+
+
+LATE_ON = "127.0.0.7"  # a NAS of its own (the Lobby's business) whose Accounting-On comes late
+
+
+def test_a_retransmitted_accounting_on_spares_the_sessions_started_since(
+    radius: RadiusDeployment,
+) -> None:
+    _nas_at(radius, LATE_ON)
+    voucher = radius.voucher("LATEON1", MinutesIncluded=30, UserLimit=3)
+
+    def reports(n: int, session: str, *steps: tuple[str, int]) -> list[Any]:
+        return [
+            _acct_request(
+                status,
+                f"lateon-{n}",
+                seconds,
+                session_class=session,
+                code="LATEON1",
+                device=f"lateon-{n}",
+            )
+            for status, seconds in steps
+        ]
+
+    def restart(delay: int = 0, timestamp: datetime | None = None) -> Any:
+        request = _acct_request("Accounting-On", "", None)
+        if delay:
+            request["Acct-Delay-Time"] = delay
+        if timestamp is not None:
+            request["Event-Timestamp"] = int(timestamp.timestamp())
+        return request
+
+    before = _login_from(radius, LATE_ON, "LATEON1", "lateon-1")
+    _report_from(LATE_ON, radius, reports(1, before, ("Start", 0), ("Interim-Update", 60)))
+    time.sleep(1.1)  # the store keeps whole seconds
+    _report_from(LATE_ON, radius, [restart()])
+    assert _accounting_rows(radius, before) == [("lateon-1", 60, True)]
+    assert _session_events(radius, before)[-1] == ("hotspot.session_ended", "Ended", 0)
+    after = _login_from(radius, LATE_ON, "LATEON1", "lateon-2")
+    _report_from(LATE_ON, radius, reports(2, after, ("Start", 0), ("Interim-Update", 60)))
+    now = datetime.now(UTC)
+    _report_from(
+        LATE_ON,
+        radius,
+        [
+            restart(delay=30),  # the same Accounting-On, sent again 30 s after the restart
+            restart(timestamp=now - timedelta(seconds=20)),  # or stamped then
+            restart(timestamp=now - timedelta(minutes=11)),  # too old: changes nothing
+            restart(timestamp=now + timedelta(minutes=5)),  # in the future: changes nothing
+        ],
+    )
+    assert _accounting_rows(radius, after) == [("lateon-2", 60, False)]
+    _report_from(LATE_ON, radius, reports(2, after, ("Interim-Update", 120)))
+    assert _session_events(radius, after) == [
+        ("hotspot.usage", None, 0),
+        ("hotspot.usage", None, 60),
+        ("hotspot.usage", None, 60),
+    ]
+    assert radius.record(voucher)["MinutesLeft"] == 27  # 60 s before, 120 s after
+    # A new restart (no delay) still stops it.
+    time.sleep(1.1)
+    _report_from(LATE_ON, radius, [restart()])
+    assert _accounting_rows(radius, after) == [("lateon-2", 120, True)]
+    assert _session_events(radius, after)[-1] == ("hotspot.session_ended", "Ended", 0)
+
+
+def _in_parallel(radius: RadiusDeployment, requests: list[Any]) -> list[bool]:
+    """Each request from a socket of its own, all at once (both workers): which were answered."""
+    clients = [Client(radius.acct_port) for _ in requests]
+    answered = [False] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def send(index: int) -> None:
+        barrier.wait()
+        answered[index] = _responded(clients[index], requests[index])
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    return answered
+
+
+def test_parallel_stops_of_every_connection_end_the_session_once(
+    radius: RadiusDeployment,
+) -> None:
+    """Eight connections of one session stop at once: each takes its own 30 s, and exactly one
+    Stop (whichever comes last) ends the session — none is left open by Stops that each saw
+    another connection still live."""
+    voucher = radius.voucher("PARALLELSTOP1", MinutesIncluded=30)
+    device = "AA-00-00-00-0C-01"
+    accepted = radius.auth(_login("PARALLELSTOP1", device))
+    session = session_id_of(accepted)
+
+    def report(status: str, n: int, seconds: int) -> Any:
+        return _acct_request(
+            status,
+            f"parallel-stop-{n}",
+            seconds,
+            session_class=session,
+            code="PARALLELSTOP1",
+            device=device,
+        )
+
+    for n in range(8):
+        assert _responded_once(radius, report("Start", n, 0))
+    assert all(_in_parallel(radius, [report("Stop", n, 30) for n in range(8)]))
+    assert radius.record(voucher)["MinutesLeft"] == 26  # 8 x 30 s = 4 minutes
+    rows = _accounting_rows(radius, session)
+    assert len(rows) == 8
+    assert all(row[1:] == (30, True) for row in rows)
+    reports = _session_events(radius, session)
+    assert [kind for kind, _, _ in reports].count("hotspot.session_ended") == 1
+    assert reports[-1][:2] == ("hotspot.session_ended", "Ended")
+    assert sum(seconds for _, _, seconds in reports) == 240
+    assert len(reports) == 16
+
+
+def _responded_once(radius: RadiusDeployment, request: Any) -> bool:
+    client = Client(radius.acct_port)
+    try:
+        return _responded(client, request)
+    finally:
+        client.close()

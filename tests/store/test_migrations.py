@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 
 from keyledger.domain.callers.users import add_user
+from keyledger.domain.nas.service import add_nas
 from keyledger.domain.properties.service import add_property
 from keyledger.kit.clock import utc_now
 from keyledger.kit.settings import Settings
@@ -18,7 +21,7 @@ from keyledger.store.migrate import (
     is_current,
     upgrade,
 )
-from keyledger.store.schema import SEARCH_OBJECTS, bearer_tokens, metadata
+from keyledger.store.schema import SEARCH_OBJECTS, bearer_tokens, metadata, radius_sessions
 from tests.support import DatabaseFactory
 
 PASSWORD = "a long password"
@@ -113,5 +116,50 @@ def test_0010_gives_every_existing_access_token_every_scope(databases: DatabaseF
             ]
         caller = authenticate_access_token(store, access_token=issued.secret)
         assert caller.permissions == EVERY_PERMISSION
+    finally:
+        store.dispose()
+
+
+def test_0014_keys_radius_sessions_by_connection_and_back(databases: DatabaseFactory) -> None:
+    """Rows made before 0014 keep their address; after it two devices of one NAS record may
+    share an Acct-Session-Id; undoing it keeps the newest row of each (NAS, Acct-Session-Id)."""
+    store = Store(Settings(database_url=databases.new_url()))
+    try:
+        prop = add_property(store, name="Before connections")
+        nas = add_nas(
+            store, business_id=prop.business_id, address="192.0.2.0/29", secret="a shared secret"
+        )
+        now = utc_now()
+
+        def row(address: str) -> dict[str, object]:
+            return {
+                "nas_id": nas.id,
+                "acct_session_id": "0001",
+                "session_uid": uuid.uuid4(),
+                "user_name": "CODE",
+                "calling_station_id": address,
+                "nas_address": address,
+                "session_time": 0,
+                "stopped": False,
+                "disconnect_attempts": 0,
+                "updated_utc": now,
+            }
+
+        downgrade(store.engine, "0013")
+        with store.write() as conn:
+            conn.execute(insert(radius_sessions).values(row("192.0.2.1")))
+        upgrade(store.engine)
+        assert is_current(store.engine)
+        with store.write() as conn:
+            conn.execute(insert(radius_sessions).values(row("192.0.2.2")))
+        with store.read() as conn:
+            addresses = conn.execute(select(radius_sessions.c.nas_address)).scalars().all()
+        assert sorted(addresses) == ["192.0.2.1", "192.0.2.2"]
+        downgrade(store.engine, "0013")
+        with store.read() as conn:
+            addresses = conn.execute(select(radius_sessions.c.nas_address)).scalars().all()
+        assert addresses == ["192.0.2.2"]
+        upgrade(store.engine)
+        assert is_current(store.engine)
     finally:
         store.dispose()

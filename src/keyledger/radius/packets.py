@@ -263,6 +263,14 @@ def integer(request: Any, name: str) -> int:
     return value if isinstance(value, int) else 0
 
 
+def timestamp(request: Any, name: str = "Event-Timestamp") -> datetime | None:
+    """A ``date`` attribute (seconds since 1970, UTC), or None when absent or undecodable."""
+    value = first(request, name)
+    if not isinstance(value, int):
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
 def disconnect_request(
     *,
     secret: bytes,

@@ -381,6 +381,8 @@ class RadiusServer:
                         nas=nas,
                         nas_address=plain_host(str(addr[0])),
                         idle_seconds=self.settings.hotspot_idle_seconds,
+                        delay_seconds=packets.integer(request, "Acct-Delay-Time"),
+                        event_timestamp=packets.timestamp(request),
                     )
                 )
         except BaseException:

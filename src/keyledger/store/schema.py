@@ -327,7 +327,9 @@ radius_sessions = Table(
     Column("disconnect_after_utc", UtcDateTime, nullable=True),
     Column("disconnect_outcome", String(16), nullable=True),
     Column("updated_utc", UtcDateTime, nullable=False),
-    UniqueConstraint("nas_id", "acct_session_id"),
+    # One row per connection: a NAS record may be a network of several devices, each with its
+    # own Acct-Session-Ids (0014).
+    UniqueConstraint("nas_id", "nas_address", "acct_session_id"),
     Index("ix_radius_sessions_open", "stopped", "disconnect_outcome"),
     Index("ix_radius_sessions_session_uid", "session_uid"),
 )

@@ -50,12 +50,26 @@ def delete_nas(conn: Connection, nas_id: int) -> bool:
     return bool(conn.execute(delete(n).where(n.c.id == nas_id)).rowcount)
 
 
-# Every Accounting-Request runs these: built once (building costs more than running).
-_ACCOUNTING_SESSION = (
-    select(r.c.id, r.c.session_uid, r.c.session_time, r.c.stopped)
-    .where(r.c.nas_id == bindparam("nas_id"), r.c.acct_session_id == bindparam("acct_id"))
-    .with_for_update()
+# Every Accounting-Request runs these: built once (building costs more than running). A row is one
+# connection: a NAS record's device (``nas_address``, a record may be a network of several) and
+# its Acct-Session-Id (migration 0014).
+_ACCOUNTING_ROW = (
+    select(
+        r.c.id,
+        r.c.session_uid,
+        r.c.session_time,
+        r.c.stopped,
+        r.c.calling_station_id,
+        hotspot_sessions.c.credential_id,
+    )
+    .join(hotspot_sessions, hotspot_sessions.c.uid == r.c.session_uid, isouter=True)
+    .where(
+        r.c.nas_id == bindparam("nas_id"),
+        r.c.nas_address == bindparam("nas_address"),
+        r.c.acct_session_id == bindparam("acct_id"),
+    )
 )
+_ACCOUNTING_ROW_LOCKED = _ACCOUNTING_ROW.with_for_update(of=r)
 _UPDATE_ACCOUNTING = (
     update(r)
     .where(r.c.id == bindparam("row_id"))
@@ -65,10 +79,63 @@ _UPDATE_ACCOUNTING = (
         updated_utc=bindparam("now"),
     )
 )
+_OTHER_LIVE = (
+    select(r.c.id)
+    .where(
+        r.c.session_uid == bindparam("session_uid"),
+        r.c.id != bindparam("row_id"),
+        r.c.stopped.is_(False),
+        r.c.updated_utc >= bindparam("since"),
+    )
+    .limit(1)
+)
 
 
-def accounting_session(conn: Connection, *, nas_id: int, acct_session_id: str) -> Any:
-    return conn.execute(_ACCOUNTING_SESSION, {"nas_id": nas_id, "acct_id": acct_session_id}).first()
+def accounting_session(
+    conn: Connection, *, nas_id: int, nas_address: str, acct_session_id: str, lock: bool
+) -> Any:
+    """The connection's row, with its hotspot session's voucher (``credential_id``, None if the
+    session is gone); ``lock``: ``FOR UPDATE`` of the row (take its voucher's lock first)."""
+    query = _ACCOUNTING_ROW_LOCKED if lock else _ACCOUNTING_ROW
+    params = {"nas_id": nas_id, "nas_address": nas_address, "acct_id": acct_session_id}
+    return conn.execute(query, params).first()
+
+
+def rebind_accounting_session(
+    conn: Connection,
+    *,
+    row_id: int,
+    session_uid: UUID,
+    user_name: str,
+    calling_station_id: str,
+    now: datetime,
+) -> None:
+    """The NAS reused an Acct-Session-Id for a new connection: the row starts over on its
+    session (nothing counted, no Stop, no Disconnect-Request made)."""
+    conn.execute(
+        update(r)
+        .where(r.c.id == row_id)
+        .values(
+            session_uid=session_uid,
+            user_name=user_name,
+            calling_station_id=calling_station_id,
+            session_time=0,
+            stopped=False,
+            disconnect_attempts=0,
+            disconnect_after_utc=None,
+            disconnect_outcome=None,
+            updated_utc=now,
+        )
+    )
+
+
+def other_live_connection(
+    conn: Connection, *, session_uid: UUID, row_id: int, since: datetime
+) -> bool:
+    """Whether another connection (any NAS) on this hotspot session has no Stop and reported
+    at or after ``since``."""
+    params = {"session_uid": session_uid, "row_id": row_id, "since": since}
+    return conn.execute(_OTHER_LIVE, params).first() is not None
 
 
 def insert_accounting_session(conn: Connection, **columns: Any) -> int:
@@ -143,50 +210,45 @@ _SESSION_OWNER = (
         credentials.c.property_id,
         hotspot_sessions.c.credential_id,
         hotspot_sessions.c.device_id,
+        hotspot_sessions.c.ended_utc,
     )
     .join(hotspot_sessions, hotspot_sessions.c.credential_id == credentials.c.id)
     .where(hotspot_sessions.c.uid == bindparam("session_uid"))
 )
-_BOUND = (
-    select(r.c.acct_session_id)
-    .where(
-        r.c.nas_id == bindparam("nas_id"),
-        r.c.session_uid == bindparam("session_uid"),
-        r.c.stopped.is_(False),
-    )
-    .limit(1)
-)
 
 
 def session_owner(conn: Connection, *, session_uid: UUID) -> Any:
-    """A hotspot session's property, voucher (``credential_id``) and ``device_id``; None if no
-    such session."""
+    """A hotspot session's property, voucher (``credential_id``), ``device_id`` and
+    ``ended_utc``; None if no such session."""
     return conn.execute(_SESSION_OWNER, {"session_uid": session_uid}).first()
 
 
-def bound_acct_session_id(conn: Connection, *, nas_id: int, session_uid: UUID) -> str | None:
-    """The Acct-Session-Id of this NAS already counting a hotspot session (not stopped)."""
-    found = conn.execute(_BOUND, {"nas_id": nas_id, "session_uid": session_uid}).first()
-    return None if found is None else str(found[0])
-
-
-def open_accounting_sessions(conn: Connection, *, nas_id: int, nas_address: str) -> list[Any]:
-    """The accounting sessions (no Stop) of a NAS's device at ``nas_address``, locked, with
-    their hotspot session's ``ended_utc`` (and ``hotspot_session_id``, None if it is gone)."""
-    return list(
-        conn.execute(
-            select(
-                r.c.id,
-                r.c.session_uid,
-                hotspot_sessions.c.id.label("hotspot_session_id"),
-                hotspot_sessions.c.ended_utc,
-            )
-            .join(hotspot_sessions, hotspot_sessions.c.uid == r.c.session_uid, isouter=True)
-            .where(r.c.nas_id == nas_id, r.c.nas_address == nas_address, r.c.stopped.is_(False))
-            .order_by(r.c.id)
-            .with_for_update(of=r)
+def open_accounting_sessions(
+    conn: Connection, *, nas_id: int, nas_address: str, before: datetime, lock: bool
+) -> list[Any]:
+    """The accounting sessions (no Stop) of a NAS's device at ``nas_address`` last updated
+    before ``before``, with their hotspot session's voucher (``credential_id``), ``ended_utc``
+    (and ``hotspot_session_id``, None if it is gone); ``lock``: ``FOR UPDATE`` of the rows."""
+    query = (
+        select(
+            r.c.id,
+            r.c.session_uid,
+            hotspot_sessions.c.id.label("hotspot_session_id"),
+            hotspot_sessions.c.credential_id,
+            hotspot_sessions.c.ended_utc,
         )
+        .join(hotspot_sessions, hotspot_sessions.c.uid == r.c.session_uid, isouter=True)
+        .where(
+            r.c.nas_id == nas_id,
+            r.c.nas_address == nas_address,
+            r.c.stopped.is_(False),
+            r.c.updated_utc < before,
+        )
+        .order_by(r.c.id)
     )
+    if lock:
+        query = query.with_for_update(of=r)
+    return list(conn.execute(query))
 
 
 def stop_accounting_sessions(conn: Connection, *, row_ids: list[int], now: datetime) -> None:

@@ -8,9 +8,11 @@ rules, one event log. Its refused codes count per device (``Calling-Station-Id``
 Accounting: the seconds consumed by a report are the growth of its ``Acct-Session-Time`` over
 the highest one counted for that ``Acct-Session-Id`` (``radius_sessions.session_time``), so a
 retransmitted or reordered report never consumes twice; it is taken in one ``report_usage``
-call whatever its size. A session is counted by the first Acct-Session-Id of a NAS reporting it
-(another one consumes nothing while that one is not stopped), and Accounting-On/-Off stop the
-accounting sessions of the NAS's device that sent it (docs/radius.md, "Accounting review").
+call whatever its size. A row is one connection (NAS record, device address, Acct-Session-Id):
+every connection is charged its own growth, a Stop ends the hotspot session only when no other
+connection on it is live, a reused Acct-Session-Id starts its row over on the new session, and
+Accounting-On/-Off stop the accounting sessions the sending device had before it restarted
+(docs/radius.md, "Accounting review").
 
 Disconnect: the signal is the hotspot core's own. A withdrawal ends a voucher's sessions in its
 transaction, recording why (``hotspot_sessions.end_reason``); an open accounting session (no
@@ -329,15 +331,35 @@ def account(
     device_id: str,
     idle_seconds: int,
 ) -> AccountingResult:
-    """One Accounting-Request (``status``: Start, Interim-Update, Stop) of ``nas``: take the
-    growth of ``session_time`` off the session's voucher in one report; Stop ends the session.
-    A session is counted by the first Acct-Session-Id of this NAS that reports it: another one
-    reporting it while that one is not stopped consumes nothing, binds nothing. Reports on an
-    unknown, ended or idle session, or naming another device's session in ``Class``, consume
-    nothing. Runs in the caller's write transaction."""
+    """One Accounting-Request (``status``: Start, Interim-Update, Stop) of ``nas``'s device at
+    ``nas_address``: take the growth of ``session_time`` off the session's voucher in one report.
+    Every connection (Acct-Session-Id of one device) is charged its own growth; a Stop ends the
+    hotspot session only when no other connection on it is live. An Acct-Session-Id reported
+    with another session than its row's (its ``Class``; without one, the device's open session
+    when the row is stopped) or another ``Calling-Station-Id`` was reused for a new connection:
+    the row starts over on the new session, if that one is open. Reports on an unknown, ended
+    or idle session, or naming another device's session in ``Class``, consume nothing. Runs in
+    the caller's write transaction; on PostgreSQL locks the vouchers (by id) before the row."""
     now = utc_now()
-    row = repository.accounting_session(conn, nas_id=nas.id, acct_session_id=acct_session_id)
-    if row is None:
+
+    def connection(lock: bool) -> Any:
+        return repository.accounting_session(
+            conn, nas_id=nas.id, nas_address=nas_address, acct_session_id=acct_session_id, lock=lock
+        )
+
+    row = connection(False)
+    reused = row is not None and (
+        (class_uid is not None and class_uid != row.session_uid)
+        or bool(device_id and row.calling_station_id and device_id != row.calling_station_id)
+    )
+    if row is not None and not reused and class_uid is None and row.stopped:
+        # A NAS that does not echo Class: its counter may have come round to a stopped id.
+        found = _session_of_device(
+            conn, nas=nas, code=user_name, device_id=device_id, idle_seconds=idle_seconds, now=now
+        )
+        reused = found is not None and found != row.session_uid
+    vouchers: set[int] = set()
+    if row is None or reused:
         session_uid = class_uid or _session_of_device(
             conn, nas=nas, code=user_name, device_id=device_id, idle_seconds=idle_seconds, now=now
         )
@@ -348,54 +370,63 @@ def account(
             return _NOTHING
         if class_uid is not None and device_id and device_id != owner.device_id:
             return _NOTHING  # another device's session: its Class proves nothing here
-        if conn.dialect.name == "postgresql":
-            # Bindings of a session are made holding its voucher's row (the lock order of
-            # report_usage: voucher, then session), so two Acct-Session-Ids reporting it at once
-            # bind it once; then this Acct-Session-Id may have been bound meanwhile. SQLite's
-            # write lock serialises these transactions already.
-            hotspot_repository.lock_voucher(conn, credential_id=int(owner.credential_id))
-            row = repository.accounting_session(
-                conn, nas_id=nas.id, acct_session_id=acct_session_id
-            )
-        if row is None:
-            if repository.bound_acct_session_id(conn, nas_id=nas.id, session_uid=session_uid):
-                # Counted under another Acct-Session-Id: counting this one too would take the
-                # same time twice. Answered, and nothing recorded.
-                return AccountingResult(seconds=0, session_uid=session_uid, ended=False)
-            row_id = repository.insert_accounting_session(
-                conn,
-                nas_id=nas.id,
-                acct_session_id=acct_session_id,
-                session_uid=session_uid,
-                user_name=user_name[:253],
-                calling_station_id=device_id[:253],
-                nas_address=nas_address,
-                session_time=0,
-                stopped=False,
-                disconnect_attempts=0,
-                updated_utc=now,
-            )
-            return _count(
-                conn,
-                nas=nas,
-                row_id=row_id,
-                session_uid=session_uid,
-                counted=0,
-                first=True,
-                status=status,
-                session_time=session_time,
-                idle_seconds=idle_seconds,
-                now=now,
-            )
-    if row.stopped:
+        if reused and owner.ended_utc is not None:
+            # A late report of an earlier connection under this id (or of an ended session):
+            # it takes nothing, and leaves the row to the connection now using the id (taking
+            # it over would make that one's next report start over from 0).
+            return AccountingResult(seconds=0, session_uid=session_uid, ended=True)
+        vouchers.add(int(owner.credential_id))
+    else:
+        session_uid = row.session_uid
+    if row is not None and row.credential_id is not None:
+        vouchers.add(int(row.credential_id))
+    if conn.dialect.name == "postgresql":
+        # Vouchers first, by id, then the connection's row (docs/architecture.md, "Lock
+        # order"): two reports of one new Acct-Session-Id insert one row, and a Stop sees the
+        # other connections of its session as they are. SQLite's write lock serialises these
+        # transactions already.
+        for credential_id in sorted(vouchers):
+            hotspot_repository.lock_voucher(conn, credential_id=credential_id)
+        row = connection(True)
+    if row is None:
+        row_id = repository.insert_accounting_session(
+            conn,
+            nas_id=nas.id,
+            acct_session_id=acct_session_id,
+            session_uid=session_uid,
+            user_name=user_name[:253],
+            calling_station_id=device_id[:253],
+            nas_address=nas_address,
+            session_time=0,
+            stopped=False,
+            disconnect_attempts=0,
+            updated_utc=now,
+        )
+        counted, first = 0, True
+    elif row.session_uid != session_uid or (
+        device_id and row.calling_station_id and device_id != row.calling_station_id
+    ):
+        row_id = int(row.id)
+        repository.rebind_accounting_session(
+            conn,
+            row_id=row_id,
+            session_uid=session_uid,
+            user_name=user_name[:253],
+            calling_station_id=device_id[:253],
+            now=now,
+        )
+        counted, first = 0, True
+    elif row.stopped:
         return AccountingResult(seconds=0, session_uid=row.session_uid, ended=True)
+    else:
+        row_id, counted, first = int(row.id), int(row.session_time), False
     return _count(
         conn,
         nas=nas,
-        row_id=int(row.id),
-        session_uid=row.session_uid,
-        counted=int(row.session_time),
-        first=False,
+        row_id=row_id,
+        session_uid=session_uid,
+        counted=counted,
+        first=first,
         status=status,
         session_time=session_time,
         idle_seconds=idle_seconds,
@@ -416,30 +447,82 @@ def _count(
     idle_seconds: int,
     now: datetime,
 ) -> AccountingResult:
-    """Consume the growth of ``session_time`` over ``counted`` (one report), raise the count."""
+    """Consume the growth of ``session_time`` over ``counted`` (one report), raise the count.
+    A Stop ends the hotspot session unless another connection on it is still live."""
     stop = status == "Stop"
     growth = max(0, session_time - counted)
+    end = stop and not repository.other_live_connection(
+        conn, session_uid=session_uid, row_id=row_id, since=now - timedelta(seconds=idle_seconds)
+    )
     ended = False
-    if first or growth > 0 or stop:
+    if first or growth > 0 or end:
         ended = _report(
-            conn, nas=nas, session_uid=session_uid, seconds=growth, end=stop, idle=idle_seconds
+            conn, nas=nas, session_uid=session_uid, seconds=growth, end=end, idle=idle_seconds
         )
     repository.update_accounting_session(
         conn, row_id=row_id, session_time=max(counted, session_time), stopped=stop, now=now
     )
-    return AccountingResult(seconds=growth, session_uid=session_uid, ended=ended or stop)
+    return AccountingResult(seconds=growth, session_uid=session_uid, ended=ended or end)
 
 
 _NOTHING = AccountingResult(seconds=0, session_uid=None, ended=False)
 
+#: An Accounting-On/-Off whose Event-Timestamp is older than this changes nothing (a replay, or
+#: a packet that waited so long its restart says nothing about the sessions open now).
+RESTART_MAX_AGE = timedelta(minutes=10)
+#: ... and one whose Event-Timestamp is further ahead of keyledger's clock than this.
+RESTART_MAX_AHEAD = timedelta(minutes=1)
 
-def account_restart(conn: Connection, *, nas: Nas, nas_address: str, idle_seconds: int) -> int:
+
+def restart_moment(
+    now: datetime, *, delay_seconds: int, event_timestamp: datetime | None
+) -> datetime | None:
+    """When the NAS restarted, by its Accounting-On/-Off: ``Event-Timestamp`` if present (None,
+    nothing to do, if it is older than ``RESTART_MAX_AGE`` or ahead by more than
+    ``RESTART_MAX_AHEAD``), otherwise now less ``Acct-Delay-Time`` (how long the NAS has been
+    trying to send it). Whole seconds, rounded down, as the store keeps them."""
+    if event_timestamp is not None:
+        if event_timestamp < now - RESTART_MAX_AGE or event_timestamp > now + RESTART_MAX_AHEAD:
+            return None
+        moment = min(event_timestamp, now)
+    else:
+        moment = now - timedelta(seconds=max(0, delay_seconds))
+    return moment.replace(microsecond=0)
+
+
+def account_restart(
+    conn: Connection,
+    *,
+    nas: Nas,
+    nas_address: str,
+    idle_seconds: int,
+    delay_seconds: int = 0,
+    event_timestamp: datetime | None = None,
+) -> int:
     """Accounting-On or Accounting-Off from ``nas``'s device at ``nas_address``: it restarted
-    (or is going down), so none of its sessions is online any more. Each of its accounting
-    sessions without a Stop is stopped as a Stop would: its hotspot session, if still open,
-    ends with one ``hotspot.session_ended`` event, consuming nothing more. Returns how many
-    accounting sessions it stopped. Runs in the caller's write transaction."""
-    rows = repository.open_accounting_sessions(conn, nas_id=nas.id, nas_address=nas_address)
+    (or is going down), so none of the sessions it had then is online any more. Each of its
+    accounting sessions without a Stop last updated before the restart (``restart_moment``: a
+    late or retransmitted Accounting-On leaves the sessions started since alone) is stopped as
+    a Stop would: its hotspot session, if still open, ends with one ``hotspot.session_ended``
+    event, consuming nothing more. Returns how many accounting sessions it stopped. Runs in the
+    caller's write transaction; locks the vouchers (by id) before the rows."""
+    before = restart_moment(utc_now(), delay_seconds=delay_seconds, event_timestamp=event_timestamp)
+    if before is None:
+        return 0
+
+    def stale(lock: bool) -> list[Any]:
+        return repository.open_accounting_sessions(
+            conn, nas_id=nas.id, nas_address=nas_address, before=before, lock=lock
+        )
+
+    rows = stale(False)
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        credential_ids = {int(row.credential_id) for row in rows if row.credential_id is not None}
+        for credential_id in sorted(credential_ids):
+            hotspot_repository.lock_voucher(conn, credential_id=credential_id)
+        rows = stale(True)
     for row in rows:
         if row.hotspot_session_id is not None and row.ended_utc is None:
             _report(
