@@ -178,7 +178,12 @@ class LiveServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", proxy_headers=False
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            http="keyledger.web.serving:GuardedHttpToolsProtocol",  # as `keyledger serve`
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -4,6 +4,7 @@ in its dialect's shape with a Request-Id, nothing written, on both databases."""
 from __future__ import annotations
 
 import json
+import socket
 import unicodedata
 import uuid
 from typing import Any
@@ -460,3 +461,44 @@ def test_unknown_paths_and_methods_answer_in_the_dialects_shape(
     response = http.get("/api/token")
     _token_error(response, 405, "invalid_request")
     assert response.headers["allow"] == "POST"
+
+
+def _raw_exchange(deployment: Deployment, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes no HTTP client would send; the status, headers and body of the answer."""
+    url = httpx.URL(deployment.server.url)
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def test_a_request_httptools_cannot_parse_answers_json_in_the_dialects_shape(
+    shared_deployment: Deployment,
+) -> None:
+    """A malformed Content-Length (found by schemathesis with a newer Hypothesis) was answered
+    by uvicorn in text/plain; now each dialect's 400 shape, with a Request-Id, and nothing
+    written."""
+    before = _written(shared_deployment)
+    for path, shape in (
+        ("/api/spaces/accesstokens/12", {"Status", "Message", "Value", "WasSuccessful", "Errors"}),
+        ("/api/token", {"Status", "Message", "Value", "WasSuccessful", "Errors"}),
+        ("/api/connector/v1/resourceAccessTokens/getAll", {"Message", "RequestId"}),
+        ("/api/v1/resources", {"Status", "Error", "Message", "RequestId"}),
+    ):
+        status, headers, body = _raw_exchange(
+            shared_deployment,
+            f"GET {path} HTTP/1.1\r\nHost: x\r\ncontent-length: C._|9`5\r\n\r\n".encode(),
+        )
+        assert (status, headers["content-type"]) == (400, "application/json"), body
+        answer = json.loads(body)
+        assert set(answer) == shape
+        assert "not valid HTTP/1.1" in answer["Message"]
+        assert uuid.UUID(headers["request-id"])
+        if "RequestId" in answer:
+            assert answer["RequestId"] == headers["request-id"]
+    assert _written(shared_deployment) == before

@@ -28,6 +28,8 @@ room for a new one; when none waits the new connection is closed.
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from asyncio import TimerHandle
 from typing import Any
 
@@ -37,6 +39,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from keyledger.kit.settings import get_settings
+from keyledger.web.middleware import REQUEST_ID_HEADER
+from keyledger.web.nexudus.errors import failure_body
 
 log = structlog.get_logger("keyledger.web.serving")
 
@@ -48,6 +52,20 @@ HEADERS_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-length: 0\r\nconnection: close\r\n\r\n"
 )
+
+
+#: What a request httptools cannot parse is told (a malformed header line, a bad Content-Length).
+MALFORMED = "The request is not valid HTTP/1.1 (a malformed request line or header)."
+
+
+def malformed_body(path: str, request_id: str) -> dict[str, Any]:
+    """The 400 of a request httptools cannot parse, in the shape of the dialect its path names
+    (as far as the path was read; keyledger's own API's otherwise)."""
+    if path.startswith("/api/connector/"):
+        return {"Message": f"Invalid request: {MALFORMED}", "RequestId": request_id}
+    if path.startswith(("/api/spaces/", "/api/token")):
+        return failure_body(400, MALFORMED, [])
+    return {"Status": 400, "Error": "InvalidInput", "Message": MALFORMED, "RequestId": request_id}
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -94,6 +112,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 log.info("connection_closed", reason="headers_too_large")
                 self.transport.write(HEADERS_TOO_LARGE)
                 self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers a request httptools cannot parse in text/plain; every dialect's client
+        expects JSON in its own shape, with a Request-Id (README, "Errors")."""
+        request_id = str(uuid.uuid4())
+        path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
+        content = json.dumps(malformed_body(path, request_id)).encode("utf-8")
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head += [
+            b"content-type: application/json\r\n",
+            REQUEST_ID_HEADER + b": " + request_id.encode("ascii") + b"\r\n",
+            b"content-length: " + str(len(content)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + content)
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False

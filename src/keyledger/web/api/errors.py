@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from keyledger.domain.callers.permissions import MissingPermission
+from keyledger.domain.nas.models import NetworkOverlap
 from keyledger.kit.errors import (
     Conflict,
     CredentialNotFound,
@@ -80,6 +81,7 @@ ERRORS: dict[
     OutOfScope: (403, "OutOfScope"),
     RuleViolation: (409, "RuleViolation"),
     Conflict: (409, "RuleViolation"),
+    NetworkOverlap: (409, "RuleViolation"),
     DeadlineExceeded: (408, "Timeout"),
     BodyReadTimeout: (408, "Timeout"),
     TooManyFailures: (429, "TooManyFailures", _wait),

@@ -9,6 +9,7 @@ from fastapi import Request, Response
 from pydantic import ValidationError
 
 from keyledger.domain.callers.permissions import MissingPermission
+from keyledger.domain.nas.models import NetworkOverlap
 from keyledger.kit.errors import (
     Conflict,
     CredentialNotFound,
@@ -163,6 +164,7 @@ ERRORS: dict[type[DomainError], Callable[[Any, str], Answered]] = {
     OutOfScope: _status(403),
     RuleViolation: _status(403),
     Conflict: _status(403),
+    NetworkOverlap: _status(403),
     DeadlineExceeded: _deadline,
     BodyReadTimeout: _status(408),
     TooManyFailures: _throttled,

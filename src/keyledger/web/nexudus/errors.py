@@ -10,6 +10,7 @@ from fastapi import Request, Response
 from pydantic import ValidationError
 
 from keyledger.domain.callers.permissions import MissingPermission
+from keyledger.domain.nas.models import NetworkOverlap
 from keyledger.kit.clock import format_utc
 from keyledger.kit.errors import (
     Conflict,
@@ -178,6 +179,7 @@ ERRORS: dict[type[DomainError], Callable[[Any], NexudusError]] = {
     OutOfScope: _invalid,
     RuleViolation: _invalid,
     Conflict: _invalid,
+    NetworkOverlap: _invalid,
     DeadlineExceeded: _deadline,
     BodyReadTimeout: _status(408),
     TooManyFailures: _throttled,
@@ -237,6 +239,7 @@ OAUTH_ERRORS: dict[type[DomainError], tuple[str, int | None]] = {
     OutOfScope: ("invalid_request", None),
     RuleViolation: ("invalid_request", None),
     Conflict: ("invalid_request", None),
+    NetworkOverlap: ("invalid_request", None),
     DeadlineExceeded: ("temporarily_unavailable", None),
     BodyReadTimeout: ("temporarily_unavailable", None),
     TooManyFailures: ("too_many_attempts", None),
