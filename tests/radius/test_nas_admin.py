@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,20 @@ def _nas_count(url: str) -> int:
         store.dispose()
 
 
+@pytest.fixture
+def sealed(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Store]]:
+    """A fresh database whose NAS secrets are sealed (the CLI reads the key from the
+    environment), and a store on it."""
+    url = databases.new_url()
+    for name, value in sealing_for(url).items():
+        monkeypatch.setenv(f"KEYLEDGER_{name.upper()}", value)
+    store = Store(settings_for(url))
+    yield url, store
+    store.dispose()
+
+
 def _refusal(store: Store, error: type[Exception], **fields: Any) -> str:
     """``add_nas`` refused with ``error``; its message."""
     fields.setdefault("secret", "a-secret-of-twenty-six-oct")
@@ -112,128 +127,110 @@ def _refusal(store: Store, error: type[Exception], **fields: Any) -> str:
     return str(refused.value)
 
 
-def test_a_network_overlapping_another_business_nas_is_refused(
-    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = databases.new_url()
-    for name, value in sealing_for(url).items():
-        monkeypatch.setenv(f"KEYLEDGER_{name.upper()}", value)
-    store = Store(settings_for(url))
-    try:
-        first, second = (add_property(store, name=n).business_id for n in ("First", "Second"))
-        secret = "a-secret-of-twenty-six-oct"
-        lobby = ok(
-            url, "admin", "add-nas", "--business", str(first), "--address", "192.0.2.0/24",
-            "--secret", secret,
-        )  # fmt: skip
-        # Through the command: refused like any bad input (status 2, one line on stderr), and
-        # said as JSON on stdout, naming the NAS, never the secret.
-        done = run(
-            url, "admin", "add-nas", "--business", str(second), "--address", "192.0.2.10",
-            "--secret", secret,
-        )  # fmt: skip
-        assert done.returncode == 2, done.stdout
-        message = f"192.0.2.10/32 overlaps NAS {lobby['NasId']} (192.0.2.0/24) of another business"
-        assert done.stderr.startswith(f"keyledger: error: {message}")
-        assert len(done.stderr.strip().splitlines()) == 1
-        assert json.loads(done.stdout) == {
-            "Error": "NetworkOverlap",
-            "Message": f"{message} ({first}).",
-            "Address": "192.0.2.10/32",
-            "OverlapsNas": {
-                "NasId": lobby["NasId"],
-                "BusinessId": first,
-                "Address": "192.0.2.0/24",
-            },
-        }
-        assert secret not in done.stdout + done.stderr
-        v6 = add_nas(store, business_id=first, address="2001:db8:1::/48", secret=secret)
-        # Any overlap with the other business's networks: inside, equal, around; IPv4 and IPv6.
-        for address, nas in (
-            ("192.0.2.0/24", lobby["NasId"]),
-            ("192.0.2.128/25", lobby["NasId"]),
-            ("192.0.0.0/16", lobby["NasId"]),
-            ("2001:db8:1:5::7", v6.id),
-            ("2001:db8::/32", v6.id),
-        ):
-            assert f"overlaps NAS {nas} " in _refusal(
-                store, Conflict, business_id=second, address=address
-            )
-        assert _nas_count(url) == 2  # nothing written
-        # The same business may overlap its own NAS (the most specific network wins).
-        assert add_nas(store, business_id=first, address="192.0.2.10", secret=secret).id
-        # Next to them is no overlap.
-        for address in ("192.0.3.0/24", "192.0.1.255", "2001:db8:2::/48"):
-            add_nas(store, business_id=second, address=address, secret=secret)
-        assert _nas_count(url) == 6
-        # Removing the other business's NAS frees its network (but for first's own /32).
-        remove_nas(store, nas_id=lobby["NasId"])
-        _refusal(store, Conflict, business_id=second, address="192.0.2.10")
-        assert add_nas(store, business_id=second, address="192.0.2.128/25", secret=secret).id
-    finally:
-        store.dispose()
+def test_a_network_overlapping_another_business_nas_is_refused(sealed: tuple[str, Store]) -> None:
+    url, store = sealed
+    first, second = (add_property(store, name=n).business_id for n in ("First", "Second"))
+    secret = "a-secret-of-twenty-six-oct"
+    lobby = ok(
+        url, "admin", "add-nas", "--business", str(first), "--address", "192.0.2.0/24",
+        "--secret", secret,
+    )  # fmt: skip
+    # Through the command: refused like any bad input (status 2, one line on stderr), and
+    # said as JSON on stdout, naming the NAS, never the secret.
+    done = run(
+        url, "admin", "add-nas", "--business", str(second), "--address", "192.0.2.10",
+        "--secret", secret,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout
+    message = f"192.0.2.10/32 overlaps NAS {lobby['NasId']} (192.0.2.0/24) of another business"
+    assert done.stderr.startswith(f"keyledger: error: {message}")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert json.loads(done.stdout) == {
+        "Error": "NetworkOverlap",
+        "Message": f"{message} ({first}).",
+        "Address": "192.0.2.10/32",
+        "OverlapsNas": {
+            "NasId": lobby["NasId"],
+            "BusinessId": first,
+            "Address": "192.0.2.0/24",
+        },
+    }
+    assert secret not in done.stdout + done.stderr
+    v6 = add_nas(store, business_id=first, address="2001:db8:1::/48", secret=secret)
+    # Any overlap with the other business's networks: inside, equal, around; IPv4 and IPv6.
+    for address, nas in (
+        ("192.0.2.0/24", lobby["NasId"]),
+        ("192.0.2.128/25", lobby["NasId"]),
+        ("192.0.0.0/16", lobby["NasId"]),
+        ("2001:db8:1:5::7", v6.id),
+        ("2001:db8::/32", v6.id),
+    ):
+        assert f"overlaps NAS {nas} " in _refusal(
+            store, Conflict, business_id=second, address=address
+        )
+    assert _nas_count(url) == 2  # nothing written
+    # The same business may overlap its own NAS (the most specific network wins).
+    assert add_nas(store, business_id=first, address="192.0.2.10", secret=secret).id
+    # Next to them is no overlap.
+    for address in ("192.0.3.0/24", "192.0.1.255", "2001:db8:2::/48"):
+        add_nas(store, business_id=second, address=address, secret=secret)
+    assert _nas_count(url) == 6
+    # Removing the other business's NAS frees its network (but for first's own /32).
+    remove_nas(store, nas_id=lobby["NasId"])
+    _refusal(store, Conflict, business_id=second, address="192.0.2.10")
+    assert add_nas(store, business_id=second, address="192.0.2.128/25", secret=secret).id
 
 
-def test_wide_networks_and_short_secrets_are_refused(
-    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = databases.new_url()
-    for name, value in sealing_for(url).items():
-        monkeypatch.setenv(f"KEYLEDGER_{name.upper()}", value)
-    store = Store(settings_for(url))
-    try:
-        business = add_property(store, name="Wide").business_id
-        for address in ("0.0.0.0/0", "::/0"):  # every address: never, whatever the flag
-            for wide in (False, True):
-                assert "every address" in _refusal(
-                    store,
-                    InvalidInput,
-                    business_id=business,
-                    address=address,
-                    allow_wide_network=wide,
-                )
-        for address in ("10.0.0.0/7", "128.0.0.0/1", "2001:db8::/31", "2000::/3"):
-            assert "--allow-wide-network" in _refusal(
-                store, InvalidInput, business_id=business, address=address
-            )
-        for secret in ("", "x", "7octets"):
-            assert "8 to 128 octets" in _refusal(
-                store, InvalidInput, business_id=business, address="192.0.2.1", secret=secret
-            )
-        assert _nas_count(url) == 0
-        # The broadest networks without the flag, and wider ones with it.
-        for address, wide in (("10.0.0.0/8", False), ("2001:db8::/32", False), ("2400::/6", True)):
-            added = add_nas(
+def test_wide_networks_and_short_secrets_are_refused(sealed: tuple[str, Store]) -> None:
+    url, store = sealed
+    business = add_property(store, name="Wide").business_id
+    for address in ("0.0.0.0/0", "::/0"):  # every address: never, whatever the flag
+        for wide in (False, True):
+            assert "every address" in _refusal(
                 store,
+                InvalidInput,
                 business_id=business,
                 address=address,
-                secret="sixteen-octets!!",
                 allow_wide_network=wide,
             )
-            assert str(added.network) == address
-        add = ("admin", "add-nas", "--business", str(business), "--secret", "testing123")
-        # Through the command: refused without the flag, added with it; 8 to 15 octets are
-        # accepted with a warning (the demo's testing123 has 10), 16 without.
-        assert "--allow-wide-network" in _refused(url, *add, "--address", "172.0.0.0/7")
-        short = ok(url, *add, "--address", "172.0.0.0/7", "--allow-wide-network")
-        assert short["Address"] == "172.0.0.0/7"
-        assert len(short["Warnings"]) == 1
-        assert "10 octets" in short["Warnings"][0]
-        assert "RFC 2865" in short["Warnings"][0]
-        assert "testing123" not in str(short)
-        assert secret_warnings("8octets!")
-        assert secret_warnings("sixteen-octets!!") == []
-        assert _nas_count(url) == 4
-    finally:
-        store.dispose()
+    for address in ("10.0.0.0/7", "128.0.0.0/1", "2001:db8::/31", "2000::/3"):
+        assert "--allow-wide-network" in _refusal(
+            store, InvalidInput, business_id=business, address=address
+        )
+    for secret in ("", "x", "7octets"):
+        assert "8 to 128 octets" in _refusal(
+            store, InvalidInput, business_id=business, address="192.0.2.1", secret=secret
+        )
+    assert _nas_count(url) == 0
+    # The broadest networks without the flag, and wider ones with it.
+    for address, wide in (("10.0.0.0/8", False), ("2001:db8::/32", False), ("2400::/6", True)):
+        added = add_nas(
+            store,
+            business_id=business,
+            address=address,
+            secret="sixteen-octets!!",
+            allow_wide_network=wide,
+        )
+        assert str(added.network) == address
+    add = ("admin", "add-nas", "--business", str(business), "--secret", "testing123")
+    # Through the command: refused without the flag, added with it; 8 to 15 octets are
+    # accepted with a warning (the demo's testing123 has 10), 16 without.
+    assert "--allow-wide-network" in _refused(url, *add, "--address", "172.0.0.0/7")
+    short = ok(url, *add, "--address", "172.0.0.0/7", "--allow-wide-network")
+    assert short["Address"] == "172.0.0.0/7"
+    assert len(short["Warnings"]) == 1
+    assert "10 octets" in short["Warnings"][0]
+    assert "RFC 2865" in short["Warnings"][0]
+    assert "testing123" not in str(short)
+    assert secret_warnings("8octets!")
+    assert secret_warnings("sixteen-octets!!") == []
+    assert _nas_count(url) == 4
 
 
 def test_the_secret_can_come_from_a_file_or_standard_input(
-    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sealed: tuple[str, Store], tmp_path: Path
 ) -> None:
-    url = databases.new_url()
-    for name, value in sealing_for(url).items():
-        monkeypatch.setenv(f"KEYLEDGER_{name.upper()}", value)
+    url, store = sealed
     business = str(ok(url, "admin", "add-property", "--name", "Files")["BusinessId"])
     add = ("admin", "add-nas", "--business", business)
     path = tmp_path / "secret"
@@ -250,11 +247,7 @@ def test_the_secret_can_come_from_a_file_or_standard_input(
     )
     assert done.returncode == 0, done.stderr
     assert "secret from" not in done.stdout + str(from_file)
-    store = Store(settings_for(url))
-    try:
-        secrets = {str(nas.network): nas.secret for nas in list_nas(store)}
-    finally:
-        store.dispose()
+    secrets = {str(nas.network): nas.secret for nas in list_nas(store)}
     # The final line break is not part of the secret.
     assert secrets == {
         "192.0.2.1/32": b"secret from a file, 33 octets ok",

@@ -436,9 +436,11 @@ def test_the_same_code_in_two_businesses_opens_each_ones_own_voucher(
     ]
 
 
-def _race(source: str, port: int, requests: list[Any]) -> list[str]:
+def _all_at_once(
+    port: int, requests: list[Any], *, source: str = "127.0.0.1", timeout: float
+) -> list[bytes | None]:
     """Send ``requests`` at once, each from a socket of its own (so both workers take some:
-    SO_REUSEPORT spreads sources); the reply reasons, or "Accept"."""
+    SO_REUSEPORT spreads sources); the raw answers, None where none came."""
     clients = [Client(port, source=source) for _ in requests]
     raws = [request.RequestPacket() for request in requests]
     answers: list[bytes | None] = [None] * len(requests)
@@ -446,7 +448,7 @@ def _race(source: str, port: int, requests: list[Any]) -> list[str]:
 
     def send(index: int) -> None:
         start.wait()
-        answers[index] = clients[index].exchange(raws[index], timeout=10)
+        answers[index] = clients[index].exchange(raws[index], timeout=timeout)
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
     try:
@@ -457,6 +459,12 @@ def _race(source: str, port: int, requests: list[Any]) -> list[str]:
     finally:
         for client in clients:
             client.close()
+    return answers
+
+
+def _race(source: str, port: int, requests: list[Any]) -> list[str]:
+    """``requests`` at once (``_all_at_once``); the reply reasons, or "Accept"."""
+    answers = _all_at_once(port, requests, source=source, timeout=10)
     replies = [reply_of(request, raw) for request, raw in zip(requests, answers, strict=True)]
     return ["Accept" if r.code == 2 else r["Reply-Message"][0] for r in replies]
 
@@ -770,12 +778,15 @@ def _acct_request(
 
 def _responded(client: Client, request: Any) -> bool:
     """Sent; whether an Accounting-Response signed with the secret came back."""
+    return _accounting_response(request, client.exchange(request.RequestPacket()))
+
+
+def _accounting_response(request: Any, answer: bytes | None) -> bool:
+    """Whether ``answer`` is an Accounting-Response to ``request`` signed with the secret."""
     from pyrad import packet as rp
 
     from keyledger.radius.packets import dictionary
 
-    raw = request.RequestPacket()
-    answer = client.exchange(raw)
     if answer is None:
         return False
     reply = rp.AcctPacket(packet=answer, secret=request.secret, dict=dictionary())
@@ -946,24 +957,7 @@ def test_parallel_acct_session_ids_with_one_class_are_charged_each_once(
         )
         for n in range(16)
     ]
-    clients = [Client(radius.acct_port) for _ in requests]
-    answered = [False] * len(requests)
-    barrier = threading.Barrier(len(requests))
-
-    def send(index: int) -> None:
-        barrier.wait()
-        answered[index] = _responded(clients[index], requests[index])
-
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        for client in clients:
-            client.close()
-    assert all(answered)
+    assert all(_in_parallel(radius, requests))
     assert radius.record(voucher)["MinutesLeft"] == 18  # 8 x 90 s = 12 minutes
     rows = _accounting_rows(radius, session)
     assert sorted(row[0] for row in rows) == [f"parallel-{n}" for n in range(8)]
@@ -1270,24 +1264,8 @@ def test_a_retransmitted_accounting_on_spares_the_sessions_started_since(
 
 def _in_parallel(radius: RadiusDeployment, requests: list[Any]) -> list[bool]:
     """Each request from a socket of its own, all at once (both workers): which were answered."""
-    clients = [Client(radius.acct_port) for _ in requests]
-    answered = [False] * len(requests)
-    barrier = threading.Barrier(len(requests))
-
-    def send(index: int) -> None:
-        barrier.wait()
-        answered[index] = _responded(clients[index], requests[index])
-
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(requests))]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        for client in clients:
-            client.close()
-    return answered
+    answers = _all_at_once(radius.acct_port, requests, timeout=3.0)
+    return [_accounting_response(r, a) for r, a in zip(requests, answers, strict=True)]
 
 
 def test_parallel_stops_of_every_connection_end_the_session_once(
