@@ -1,10 +1,10 @@
-"""``python -m benchmarks {search,access,http,radius} [--database-url URL] [--quick] …``."""
+"""``python -m benchmarks {search,access,http,radius,radius-codec} [--database-url URL] …``."""
 
 from __future__ import annotations
 
 import argparse
 
-from benchmarks import access, http, radius, search
+from benchmarks import access, http, radius, radius_codec, search
 
 
 def main() -> None:
@@ -37,7 +37,18 @@ def main() -> None:
     radius_run.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     radius_run.add_argument("--vouchers", type=int, default=2000)
     radius_run.add_argument("--quick", action="store_true", help="2 s per run, 8 in flight")
+    codec_run = commands.add_parser(
+        "radius-codec", help="RADIUS request handling in one process: codec timeit, RadiusServer"
+    )
+    codec_run.add_argument("--number", type=int, default=5000, help="timeit loops per run")
+    codec_run.add_argument("--server", type=int, default=0, help="requests through RadiusServer")
+    codec_run.add_argument("--profile", action="store_true", help="cProfile the server run")
     arguments = parser.parse_args()
+    if arguments.command == "radius-codec":
+        if arguments.server:
+            radius_codec.server(arguments.server, arguments.profile)
+        else:
+            radius_codec.codec(arguments.number)
     if arguments.command == "radius":
         radius.run(
             database_url=arguments.database_url,

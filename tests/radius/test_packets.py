@@ -18,8 +18,14 @@ from tests.radius.support import access_request
 SECRET = b"testing123"
 
 
-def _received(request: rp.AuthPacket) -> rp.AuthPacket:
+def _received(request: rp.AuthPacket) -> packets.Request:
     return packets.decode_access_request(request.RequestPacket(), SECRET)
+
+
+def _pyrad_received(request: Any) -> Any:
+    """The same request as pyrad decodes it (the reference of keyledger's decoder)."""
+    factory = rp.AcctPacket if request.code == rp.AccountingRequest else rp.AuthPacket
+    return factory(packet=request.RequestPacket(), secret=SECRET, dict=packets.dictionary())
 
 
 def _chap(code: bytes, challenge: bytes) -> bytes:
@@ -59,7 +65,8 @@ def test_message_authenticator_checks() -> None:
 
 
 def test_an_accept_never_runs_past_valid_to() -> None:
-    request = _received(access_request(user="x"))
+    sent = access_request(user="x")
+    request = _received(sent)
     now = datetime(2030, 1, 1, 12, tzinfo=UTC)
     session = uuid.uuid4()
     raw = packets.accept(
@@ -72,7 +79,7 @@ def test_an_accept_never_runs_past_valid_to() -> None:
         idle_seconds=600,
     )
     reply = rp.AuthPacket(packet=raw, secret=SECRET, dict=packets.dictionary())
-    assert request.VerifyReply(reply, raw, enforce_ma=True)
+    assert sent.VerifyReply(reply, raw, enforce_ma=True)
     assert reply["Session-Timeout"] == [600]
     assert reply["WISPr-Session-Terminate-Time"] == ["2030-01-01T12:10:00+00:00"]
     assert packets.session_class(reply) == session
@@ -171,6 +178,7 @@ def test_replies_are_the_bytes_pyrad_encodes() -> None:
                     states,
                 )
                 request = _received(sent)
+                theirs_request = _pyrad_received(sent)
                 for seconds_left, valid_to in [
                     (5_400, None),
                     (5_400, now + timedelta(seconds=90)),
@@ -190,7 +198,7 @@ def test_replies_are_the_bytes_pyrad_encodes() -> None:
                     if valid_to is not None:
                         timeout = min(timeout, max(1, math.ceil((valid_to - now).total_seconds())))
                     theirs = _pyrad_accept(
-                        request,
+                        theirs_request,
                         session_uid=session_uid,
                         timeout=min(max(1, timeout), 2**32 - 1),
                         valid_to=None
@@ -201,28 +209,25 @@ def test_replies_are_the_bytes_pyrad_encodes() -> None:
                     assert sent.VerifyReply(packets.decode_reply(sent, mine), mine)
                     checked += 1
                 for reason in ("UnknownCredential", "TooManyDevices", "Throttled"):
-                    reply = request.CreateReply()
+                    reply = theirs_request.CreateReply()
                     reply.code = rp.AccessReject
                     reply["Reply-Message"] = reason
                     assert packets.reject(request, reason=reason) == bytes(reply.ReplyPacket())
                     checked += 1
         status = rp.AuthPacket(code=rp.StatusServer, secret=SECRET, dict=packets.dictionary())
         status.add_message_authenticator()
-        status = packets.decode_access_request(
-            _with_proxy_states(status, states).RequestPacket(), SECRET
-        )
-        reply = status.CreateReply()
+        _with_proxy_states(status, states)
+        reply = _pyrad_received(status).CreateReply()
         reply.code = rp.AccessAccept
-        assert packets.status_accept(status) == bytes(reply.ReplyPacket())
+        assert packets.status_accept(_received(status)) == bytes(reply.ReplyPacket())
         accounting = rp.AcctPacket(
             code=rp.AccountingRequest, secret=SECRET, dict=packets.dictionary()
         )
         accounting["Acct-Status-Type"] = "Interim-Update"
         accounting["Acct-Session-Id"] = "acct-1"
-        received = packets.decode_accounting_request(
-            _with_proxy_states(accounting, states).RequestPacket(), SECRET
-        )
-        expected = bytes(received.CreateReply().ReplyPacket())
+        _with_proxy_states(accounting, states)
+        received = packets.decode_accounting_request(accounting.RequestPacket(), SECRET)
+        expected = bytes(_pyrad_received(accounting).CreateReply().ReplyPacket())
         assert packets.accounting_response(received) == expected
         checked += 2
     assert checked == 3 * (2 * 2 * (4 + 3) + 2)
@@ -230,7 +235,8 @@ def test_replies_are_the_bytes_pyrad_encodes() -> None:
 
 def test_the_attributes_read_on_every_request_are_what_pyrads_get_returns() -> None:
     """packets.first reads User-Name, User-Password, CHAP-Password, Calling-Station-Id and
-    Acct-Session-Id raw; the values (and None when absent) must be what pyrad's ``get`` gives."""
+    Acct-Session-Id raw; the values (and None when absent) must be what pyrad's ``get`` gives
+    for the same packet, decoded by keyledger and by pyrad."""
 
     def pyrad_first(packet: Any, name: str) -> Any:
         try:
@@ -249,14 +255,12 @@ def test_the_attributes_read_on_every_request_are_what_pyrads_get_returns() -> N
                 if raw_values:
                     sent[code] = list(raw_values)  # raw values, as a NAS may send anything
             raw = sent.RequestPacket()
-            received = (
-                packets.decode_access_request(raw, SECRET)
-                if factory is rp.AuthPacket
-                else packets.decode_accounting_request(raw, SECRET)
-            )
+            received = packets.decode_request(raw, SECRET)
+            theirs_packet = factory(packet=raw, secret=SECRET, dict=packets.dictionary())
             for name in names:
-                mine, theirs = packets.first(received, name), pyrad_first(received, name)
+                mine, theirs = packets.first(received, name), pyrad_first(theirs_packet, name)
                 assert (type(mine), mine) == (type(theirs), theirs)
+                assert packets.first(theirs_packet, name) == theirs
                 assert packets.text(received, name) == (theirs if isinstance(theirs, str) else "")
                 checked += 1
     assert checked == 5 * 2 * 5
