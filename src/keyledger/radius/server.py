@@ -335,7 +335,6 @@ class RadiusServer:
                 idle_seconds=settings.hotspot_idle_seconds,
                 budget=self.budget,
             ),
-            locks=nas_service.authorize_locks(nas, device),
         )
         decision = done.decision
         if decision.granted and decision.session_uid is not None:

@@ -12,7 +12,10 @@ transaction right after that turn, then answers each of them:
 * when one piece raises, the group is rolled back and every piece is run again in a transaction
   of its own, so one bad request never takes the others down with it; a piece alone that
   PostgreSQL aborts as a deadlock victim runs once more. Work must therefore only touch the
-  connection it is given (it may run several times; only one run is ever committed).
+  connection it is given (it may run several times; only one run is ever committed);
+* a piece that finds midway it needs advisory locks another transaction holds
+  (``locks.hold_now`` raised ``LocksWanted``) has its group rolled back and run again with those
+  locks taken first, beside the pieces' declared ``locks``, in key order before any row lock.
 
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
@@ -32,7 +35,7 @@ from sqlalchemy import Connection
 
 from keyledger.kit.errors import DeadlineExceeded, WriteConflict
 from keyledger.store.engine import Store, current_deadline
-from keyledger.store.locks import serialise_on
+from keyledger.store.locks import LocksWanted, serialise_on
 
 Result = TypeVar("Result")
 
@@ -50,6 +53,7 @@ class GroupWriter:
         self._store = store
         self._pending: list[_Work] = []
         self.groups = 0  # committed groups, for tests and benchmarks
+        self.reruns = 0  # groups run again for the locks a piece wanted (``LocksWanted``)
 
     async def run(
         self, work: Callable[[Connection], Result], *, locks: Sequence[int] = ()
@@ -84,11 +88,22 @@ class GroupWriter:
     def _commit(self, group: list[_Work], *, retried: bool = False) -> None:
         if not group:
             return
-        try:
-            with self._store.write() as conn:
-                serialise_on(conn, (key for item in group for key in item.locks))
-                results = [item.run(conn) for item in group]
-        except Exception as error:  # noqa: BLE001 - handed to the callers
+        wanted: frozenset[int] = frozenset()  # locks pieces asked for (``LocksWanted``)
+        while True:
+            try:
+                with self._store.write() as conn:
+                    serialise_on(conn, [*wanted, *(key for item in group for key in item.locks)])
+                    results = [item.run(conn) for item in group]
+            except LocksWanted as asked:
+                if not asked.keys <= wanted:  # run again, those locks first; each round adds one
+                    wanted |= asked.keys
+                    self.reruns += 1
+                    continue
+                error: Exception = asked  # cannot happen: a lock held is held again
+            except Exception as failure:  # noqa: BLE001 - handed to the callers
+                error = failure
+            else:
+                break
             if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
                 self._commit(group, retried=True)  # a deadlock victim: once more
             elif len(group) == 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -27,6 +28,7 @@ from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, 
 from keyledger.domain.properties.models import Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
+from keyledger.store.locks import hold_now
 
 
 def _seconds_left(minutes_left: int | None, usage_seconds: int | None) -> int:
@@ -111,12 +113,15 @@ def end_withdrawn_sessions(
             )
 
 
-def start_locks(
-    scope: Scope, *, caller: str, business_id: int, pool: Pool | None = None
-) -> list[int]:
-    """The advisory locks ``start_session`` takes (the guessing budgets it may count against)."""
-    target = scope.by_business.get(business_id)
-    return [] if target is None else guessing.lock_keys(Guesser(caller, target.id, pool))
+def _is_miss(voucher: Any, now: datetime) -> bool:
+    """Whether ``start_session`` refuses this voucher row (None: no such code) as a miss
+    (``MISSES``), decided by the row alone, before its sessions are looked at."""
+    return (
+        voucher is None
+        or (voucher.valid_from is not None and now < voucher.valid_from)
+        or (voucher.valid_to is not None and now >= voucher.valid_to)
+        or _seconds_left(voucher.minutes_left, voucher.usage_seconds) <= 0
+    )
 
 
 def start_session(
@@ -132,9 +137,16 @@ def start_session(
     budget: GuessBudget,
     pool: Pool | None = None,
 ) -> SessionDecision:
-    """May a device go online with this voucher? Runs in the caller's write transaction (the API
-    hands it to the group writer, with ``start_locks``). A refused code counts against
-    ``caller``'s budget and the property's, or ``pool``'s (``guessing.models.Guesser``)."""
+    """May a device go online with this voucher? Runs in the group writer's write transaction
+    (``store/writer.py``). A refused code counts against ``caller``'s budget and the property's,
+    or ``pool``'s (``guessing.models.Guesser``).
+
+    The budgets are read without their advisory locks (a count only grows within its window, so
+    a used-up budget read so is used up): the logins of one NAS or token with known codes do not
+    take turns across workers. A start whose voucher row makes it a miss takes the locks then,
+    with ``locks.hold_now`` (never waiting: its group may hold voucher rows by now; when another
+    writer holds them, the group runs again with them taken first), and reads the budgets again
+    before it writes anything, so exactly the miss that uses a budget up is counted as one."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -149,6 +161,13 @@ def start_session(
         if throttled is not None
         else repository.live_voucher(conn, property_id=target.id, code=access_code)
     )
+    if throttled is None and _is_miss(voucher, now):
+        hold_now(conn, guessing.lock_keys(guesser))
+        throttled = guessing.throttled_until(
+            conn, guesser=guesser, budget=budget, now=now, fresh=True
+        )
+        if throttled is not None:
+            voucher = None  # as a start refused before its lookup
     session_uid: UUID | None = None
     if throttled is not None:
         reason, seconds_left, minutes_left = SessionReason.THROTTLED, 0, 0

@@ -48,9 +48,6 @@ async def start_session(request: Request, caller: CallerDep, context: ContextDep
             caller=guesser(caller),
             budget=guess_budget(context.settings),
         ),
-        locks=hotspot.start_locks(
-            caller.scope, caller=guesser(caller), business_id=body.BusinessId
-        ),
     )
     return json_response(render_session(decision))
 
