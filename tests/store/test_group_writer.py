@@ -198,3 +198,50 @@ def test_hold_now_takes_a_free_lock_and_one_already_held(store: Store) -> None:
         with store.engine.connect() as other:
             assert other.exec_driver_sql("SELECT pg_try_advisory_lock(8)").scalar_one() is True
             other.exec_driver_sql("SELECT pg_advisory_unlock(8)")
+
+
+def test_a_group_runs_again_once_with_every_lock_its_pieces_may_want(store: Store) -> None:
+    """Two pieces want locks another transaction holds (each its own): the group is rolled back
+    once, runs again with every piece's ``wanted`` locks taken first (waiting for the other
+    transaction), and every piece's write is committed exactly once. PostgreSQL only."""
+    if store.dialect != "postgresql":
+        pytest.skip("advisory locks exist on PostgreSQL only")
+    first_key, second_key = 515151, 525252
+    holding = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        with store.write() as conn:
+            serialise_on(conn, [first_key, second_key])
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert holding.wait(10)
+
+    def wants(key: int, label: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            _append(label)(conn)
+            if not release.is_set():
+                threading.Timer(0.2, release.set).start()  # the other commits soon after
+            hold_now(conn, [key])
+            return label
+
+        return work
+
+    writer = GroupWriter(store)
+
+    async def main() -> list[str]:
+        return list(
+            await asyncio.gather(
+                writer.run(_append("plain")),
+                writer.run(wants(first_key, "first"), wanted=[first_key]),
+                writer.run(wants(second_key, "second"), wanted=[second_key]),
+            )
+        )
+
+    assert asyncio.run(main()) == ["plain", "first", "second"]
+    thread.join(10)
+    assert (writer.reruns, writer.groups) == (1, 1)
+    assert _outcomes(store) == ["first", "plain", "second"]

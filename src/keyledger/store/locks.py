@@ -25,6 +25,12 @@ from functools import lru_cache
 from sqlalchemy import Connection, bindparam, text
 
 _ADVISORY = text("SELECT pg_advisory_xact_lock(:key)").bindparams(bindparam("key"))
+# Several keys in one round trip, in ascending order: the rows of the ordered subquery are
+# produced, and each one's lock taken, one after the other.
+_ADVISORY_MANY = text(
+    "SELECT count(pg_advisory_xact_lock(key))"
+    " FROM (SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key ORDER BY key) AS ordered"
+).bindparams(bindparam("keys"))
 _TRY_ADVISORY = text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(bindparam("key"))
 _ADVISORY_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)").bindparams(bindparam("key"))
 
@@ -45,8 +51,11 @@ def serialise_on(conn: Connection, keys: Iterable[int]) -> None:
     nothing on SQLite, whose write transactions are serialised already."""
     if conn.dialect.name != "postgresql":
         return
-    for key in sorted(set(keys)):
-        conn.execute(_ADVISORY, {"key": key})
+    ordered = sorted(set(keys))
+    if len(ordered) == 1:
+        conn.execute(_ADVISORY, {"key": ordered[0]})
+    elif ordered:
+        conn.execute(_ADVISORY_MANY, {"keys": ordered})
 
 
 def share_on(conn: Connection, keys: Iterable[int]) -> None:
@@ -71,8 +80,9 @@ class LocksWanted(Exception):
 def hold_now(conn: Connection, keys: Iterable[int]) -> None:
     """Hold the advisory locks ``keys`` until the transaction ends if no other transaction holds
     them (one this transaction holds already is held again); raise ``LocksWanted`` otherwise.
-    Never waits, so it cannot be part of a wait cycle whatever this transaction has locked; only
-    code the group writer runs may call it. Nothing on SQLite."""
+    Never waits, so it cannot be part of a wait cycle whatever this transaction has locked. The
+    group writer answers ``LocksWanted`` by running the work again with the locks taken first;
+    anywhere else it propagates (a transaction alone can just retry). Nothing on SQLite."""
     if conn.dialect.name != "postgresql":
         return
     wanted = sorted(set(keys))

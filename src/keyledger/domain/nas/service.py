@@ -281,6 +281,17 @@ class Authorization:
     now: datetime
 
 
+def authorize_locks(nas: Nas, code: str, device_id: str) -> tuple[list[int], list[int]]:
+    """The locks ``authorize`` declares to the group writer, and those it may want (a miss)."""
+    target = scope(nas)
+    return (
+        hotspot.start_locks(target, business_id=nas.business_id, access_code=code),
+        hotspot.miss_locks(
+            target, caller=guesser(nas, device_id), business_id=nas.business_id, pool=pool(nas)
+        ),
+    )
+
+
 def authorize(
     conn: Connection,
     *,

@@ -48,6 +48,12 @@ async def start_session(request: Request, caller: CallerDep, context: ContextDep
             caller=guesser(caller),
             budget=guess_budget(context.settings),
         ),
+        locks=hotspot.start_locks(
+            caller.scope, business_id=body.BusinessId, access_code=body.AccessCode
+        ),
+        wanted=hotspot.miss_locks(
+            caller.scope, caller=guesser(caller), business_id=body.BusinessId
+        ),
     )
     return json_response(render_session(decision))
 
