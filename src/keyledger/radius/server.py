@@ -326,16 +326,19 @@ class RadiusServer:
     async def _decide(self, nas: Nas, request: Any) -> bytes:
         settings = self.settings
         device = packets.text(request, "Calling-Station-Id")[:200]
+        code = packets.proven_code(request)
+        locks, wanted = nas_service.authorize_locks(nas, code, device)
         done = await self.writer.run(
             partial(
                 nas_service.authorize,
                 nas=nas,
-                code=packets.proven_code(request),
+                code=code,
                 device_id=device,
                 idle_seconds=settings.hotspot_idle_seconds,
                 budget=self.budget,
             ),
-            locks=nas_service.authorize_locks(nas, device),
+            locks=locks,
+            wanted=wanted,
         )
         decision = done.decision
         if decision.granted and decision.session_uid is not None:

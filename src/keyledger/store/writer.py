@@ -12,7 +12,11 @@ transaction right after that turn, then answers each of them:
 * when one piece raises, the group is rolled back and every piece is run again in a transaction
   of its own, so one bad request never takes the others down with it; a piece alone that
   PostgreSQL aborts as a deadlock victim runs once more. Work must therefore only touch the
-  connection it is given (it may run several times; only one run is ever committed).
+  connection it is given (it may run several times; only one run is ever committed);
+* a piece that finds midway it needs advisory locks another transaction holds
+  (``locks.hold_now`` raised ``LocksWanted``) has its group rolled back and run again with those
+  locks and every piece's ``wanted`` ones (the locks it may want) taken first, beside the
+  declared ``locks``, in key order before any row lock: at most one such run again per group.
 
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
@@ -28,11 +32,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Connection
 
 from keyledger.kit.errors import DeadlineExceeded, WriteConflict
 from keyledger.store.engine import Store, current_deadline
-from keyledger.store.locks import serialise_on
+from keyledger.store.locks import LocksWanted, serialise_on
+
+log = structlog.get_logger("keyledger.store")
 
 Result = TypeVar("Result")
 
@@ -43,6 +50,7 @@ class _Work:
     deadline: float | None
     future: asyncio.Future[Any]
     locks: Sequence[int] = ()
+    wanted: Sequence[int] = ()
 
 
 class GroupWriter:
@@ -50,15 +58,22 @@ class GroupWriter:
         self._store = store
         self._pending: list[_Work] = []
         self.groups = 0  # committed groups, for tests and benchmarks
+        self.reruns = 0  # groups run again for the locks a piece wanted (``LocksWanted``)
 
     async def run(
-        self, work: Callable[[Connection], Result], *, locks: Sequence[int] = ()
+        self,
+        work: Callable[[Connection], Result],
+        *,
+        locks: Sequence[int] = (),
+        wanted: Sequence[int] = (),
     ) -> Result:
         """Run ``work`` in a write transaction shared with the other requests of this loop
         turn; its result once committed. ``locks`` are advisory lock keys (``store/locks.py``)
-        that ``work`` takes: the group takes those of all its pieces first, in key order."""
+        that ``work`` takes: the group takes those of all its pieces first, in key order.
+        ``wanted`` are keys ``work`` may ask for midway (``locks.hold_now``): taken first only
+        when a piece of the group asked for a lock it could not have at once."""
         loop = asyncio.get_running_loop()
-        item = _Work(work, current_deadline(), loop.create_future(), locks)
+        item = _Work(work, current_deadline(), loop.create_future(), locks, wanted)
         if not self._pending:
             # A fresh context: the group must not run under the first request's deadline.
             loop.call_soon(self._flush, context=contextvars.Context())
@@ -84,11 +99,24 @@ class GroupWriter:
     def _commit(self, group: list[_Work], *, retried: bool = False) -> None:
         if not group:
             return
-        try:
-            with self._store.write() as conn:
-                serialise_on(conn, (key for item in group for key in item.locks))
-                results = [item.run(conn) for item in group]
-        except Exception as error:  # noqa: BLE001 - handed to the callers
+        wanted: frozenset[int] = frozenset()  # taken first after a ``LocksWanted``
+        while True:
+            try:
+                with self._store.write() as conn:
+                    serialise_on(conn, [*wanted, *(key for item in group for key in item.locks)])
+                    results = [item.run(conn) for item in group]
+            except LocksWanted as asked:
+                if not asked.keys <= wanted:  # again, with every lock a piece may want first
+                    wanted |= asked.keys.union(*(item.wanted for item in group))
+                    self.reruns += 1
+                    continue
+                # Cannot happen (a lock held is held again): a bug, handed to the callers.
+                log.error("group_writer_lock_not_held", keys=len(asked.keys))
+                error: Exception = asked
+            except Exception as failure:  # noqa: BLE001 - handed to the callers
+                error = failure
+            else:
+                break
             if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
                 self._commit(group, retried=True)  # a deadlock victim: once more
             elif len(group) == 1:

@@ -26,11 +26,15 @@ _MISSES_OF_MANY = select(t.c.subject, t.c.misses).where(
 def _read_in_transaction(conn: Connection) -> dict[tuple[str, datetime], int]:
     """The counts this transaction has read or written, by (subject, window start).
 
-    Reading a count again in the same write transaction needs no statement: a write that reads
-    counts holds their subjects' advisory locks (PostgreSQL) or the one write lock (SQLite) to
-    its end, so only this transaction changes them, through ``add_misses``, which updates this
-    copy. A group commit's starts from one NAS or token thus read its budgets once. Kept in the
-    connection's ``info`` under the transaction it belongs to, so it never outlives it."""
+    Reading a count again in the same write transaction needs no statement: under the subjects'
+    advisory locks (PostgreSQL) or the one write lock (SQLite), held to the transaction's end,
+    only this transaction changes them, through ``add_misses``, which updates this copy. A
+    hotspot start reads them without the locks on PostgreSQL: a count only grows within its
+    window, so a used-up budget read so is used up, and an earlier reading is one the start may
+    act on as if it came before the misses in flight; a start that counts a miss takes the locks
+    and reads again with ``fresh=True``. A group commit's starts from one NAS or token thus read
+    its budgets once. Kept in the connection's ``info`` under the transaction it belongs to, so
+    it never outlives it."""
     transaction = conn.get_transaction()
     held = conn.info.get("guess_counts")
     if held is None or held[0] is not transaction:
@@ -40,9 +44,16 @@ def _read_in_transaction(conn: Connection) -> dict[tuple[str, datetime], int]:
     return counts
 
 
-def misses_in(conn: Connection, *, subjects: list[str], start: datetime) -> dict[str, int]:
-    """The misses counted for each of ``subjects`` in the window starting at ``start``."""
+def misses_in(
+    conn: Connection, *, subjects: list[str], start: datetime, fresh: bool = False
+) -> dict[str, int]:
+    """The misses counted for each of ``subjects`` in the window starting at ``start``;
+    ``fresh``: read them again on PostgreSQL even if this transaction has (a caller that has
+    just taken their locks after reading them without; SQLite's write lock was held all along)."""
     known = _read_in_transaction(conn) if conn.in_transaction() else None
+    if fresh and known is not None and conn.dialect.name == "postgresql":
+        for subject in subjects:
+            known.pop((subject, start), None)
     # Only the subjects this transaction has not read yet (a NAS's devices share its pool).
     asked = subjects if known is None else [s for s in subjects if (s, start) not in known]
     found: dict[str, int] = {}

@@ -9,8 +9,9 @@ the miss that uses it up writes one ``guessing.throttled`` event (once per windo
 
 Counting is serialised like the reader lock-out (docs/architecture.md, "Concurrent writes"): a
 write that counts takes the subjects' advisory locks (the group writer takes them first, in key
-order), so exactly one miss crosses the budget. The counts live in the database, so they hold
-across workers and instances with or without Redis.
+order; a hotspot start, which knows only from the voucher row whether it misses, takes them then
+with ``locks.hold_now``), so exactly one miss crosses the budget. The counts live in the
+database, so they hold across workers and instances with or without Redis.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ def lock_keys(guesser: Guesser) -> list[int]:
 
 
 def throttled_until(
-    conn: Connection, *, guesser: Guesser, budget: GuessBudget, now: datetime
+    conn: Connection,
+    *,
+    guesser: Guesser,
+    budget: GuessBudget,
+    now: datetime,
+    fresh: bool = False,
 ) -> datetime | None:
-    """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise."""
+    """When ``guesser``'s window ends, if a budget covering it is used up; None otherwise
+    (``fresh``: see ``repository.misses_in``)."""
     start, end = window_of(now, budget)
     caller, shared = guesser.subjects
-    counted = repository.misses_in(conn, subjects=[caller, shared], start=start)
+    counted = repository.misses_in(conn, subjects=[caller, shared], start=start, fresh=fresh)
     if counted.get(caller, 0) >= budget.per_caller:
         return end
     if counted.get(shared, 0) >= budget.per_property:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -27,6 +28,8 @@ from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, 
 from keyledger.domain.properties.models import Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
+from keyledger.kit.inputs import code_key
+from keyledger.store.locks import advisory_key, hold_now
 
 
 def _seconds_left(minutes_left: int | None, usage_seconds: int | None) -> int:
@@ -111,12 +114,37 @@ def end_withdrawn_sessions(
             )
 
 
-def start_locks(
+def start_locks(scope: Scope, *, business_id: int, access_code: str) -> list[int]:
+    """The advisory lock a start declares to the group writer: its voucher's (by code), so two
+    workers' groups starting the same vouchers in different orders take turns instead of
+    waiting for each other's voucher rows in a cycle."""
+    target = scope.by_business.get(business_id)
+    if target is None:
+        return []
+    return [advisory_key("voucher", target.id, code_key(access_code.strip()))]
+
+
+def miss_locks(
     scope: Scope, *, caller: str, business_id: int, pool: Pool | None = None
 ) -> list[int]:
-    """The advisory locks ``start_session`` takes (the guessing budgets it may count against)."""
+    """The advisory locks a start takes when it turns out a miss (its guessing budgets'): the
+    group writer's ``wanted``, taken first when the group runs again for them."""
     target = scope.by_business.get(business_id)
     return [] if target is None else guessing.lock_keys(Guesser(caller, target.id, pool))
+
+
+def _refusal(voucher: Any, now: datetime) -> SessionReason | None:
+    """The miss (``MISSES``) this voucher row alone makes of a start (None: no such code), or
+    None when the row lets it go on to its sessions."""
+    if voucher is None:
+        return SessionReason.UNKNOWN_CREDENTIAL
+    if voucher.valid_from is not None and now < voucher.valid_from:
+        return SessionReason.NOT_YET_VALID
+    if voucher.valid_to is not None and now >= voucher.valid_to:
+        return SessionReason.EXPIRED
+    if _seconds_left(voucher.minutes_left, voucher.usage_seconds) <= 0:
+        return SessionReason.NO_MINUTES_LEFT
+    return None
 
 
 def start_session(
@@ -132,9 +160,18 @@ def start_session(
     budget: GuessBudget,
     pool: Pool | None = None,
 ) -> SessionDecision:
-    """May a device go online with this voucher? Runs in the caller's write transaction (the API
-    hands it to the group writer, with ``start_locks``). A refused code counts against
-    ``caller``'s budget and the property's, or ``pool``'s (``guessing.models.Guesser``)."""
+    """May a device go online with this voucher? Runs in the group writer's write transaction
+    (``store/writer.py``). A refused code counts against ``caller``'s budget and the property's,
+    or ``pool``'s (``guessing.models.Guesser``).
+
+    The budgets are read without their advisory locks (a count only grows within its window, so
+    a used-up budget read so is used up): the logins of one NAS or token with known codes do not
+    take turns across workers (only starts of one voucher do: ``start_locks``). A start whose
+    voucher row makes it a miss takes the locks then, with ``locks.hold_now`` (never waiting:
+    its group may hold voucher rows by now; when another writer holds them, the group runs
+    again with every piece's ``miss_locks`` taken first), and reads the budgets again before it
+    writes anything, so exactly the miss that uses a budget up is counted as one. A grant is
+    decided on the budgets as read (docs/access.md, "Checks in flight")."""
     target = scope.by_business.get(business_id)
     if target is None:
         raise OutOfScope(
@@ -149,6 +186,14 @@ def start_session(
         if throttled is not None
         else repository.live_voucher(conn, property_id=target.id, code=access_code)
     )
+    refusal = None if throttled is not None else _refusal(voucher, now)
+    if refusal is not None:  # a miss: counted under its budgets' locks, read again under them
+        hold_now(conn, guessing.lock_keys(guesser))
+        throttled = guessing.throttled_until(
+            conn, guesser=guesser, budget=budget, now=now, fresh=True
+        )
+        if throttled is not None:
+            voucher, refusal = None, None  # as a start refused before its lookup
     session_uid: UUID | None = None
     if throttled is not None:
         reason, seconds_left, minutes_left = SessionReason.THROTTLED, 0, 0
@@ -160,12 +205,8 @@ def start_session(
         online = repository.end_idle_and_open_devices(
             conn, credential_id=voucher.id, idle_since=idle_since, now=now
         )
-        if voucher.valid_from is not None and now < voucher.valid_from:
-            reason = SessionReason.NOT_YET_VALID
-        elif voucher.valid_to is not None and now >= voucher.valid_to:
-            reason = SessionReason.EXPIRED
-        elif seconds_left <= 0:
-            reason = SessionReason.NO_MINUTES_LEFT
+        if refusal is not None:
+            reason = refusal
         elif device_id in online:
             reason, session_uid = SessionReason.GRANTED, online[device_id].uid
             repository.touch(conn, session_id=online[device_id].id, now=now, end=False)

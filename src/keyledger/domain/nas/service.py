@@ -281,9 +281,14 @@ class Authorization:
     now: datetime
 
 
-def authorize_locks(nas: Nas, device_id: str) -> list[int]:
-    return hotspot.start_locks(
-        scope(nas), caller=guesser(nas, device_id), business_id=nas.business_id, pool=pool(nas)
+def authorize_locks(nas: Nas, code: str, device_id: str) -> tuple[list[int], list[int]]:
+    """The locks ``authorize`` declares to the group writer, and those it may want (a miss)."""
+    target = scope(nas)
+    return (
+        hotspot.start_locks(target, business_id=nas.business_id, access_code=code),
+        hotspot.miss_locks(
+            target, caller=guesser(nas, device_id), business_id=nas.business_id, pool=pool(nas)
+        ),
     )
 
 
@@ -298,7 +303,7 @@ def authorize(
 ) -> Authorization:
     """``hotspot.start_session`` for a NAS, and the voucher's ``ValidTo`` when granted. A code
     its password did not prove is passed as ``""`` (no voucher has it: UnknownCredential,
-    counted as a miss). Runs in the caller's write transaction (with ``authorize_locks``)."""
+    counted as a miss). Runs in the group writer's write transaction."""
     decision = hotspot.start_session(
         conn,
         scope=scope(nas),

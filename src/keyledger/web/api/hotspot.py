@@ -49,6 +49,9 @@ async def start_session(request: Request, caller: CallerDep, context: ContextDep
             budget=guess_budget(context.settings),
         ),
         locks=hotspot.start_locks(
+            caller.scope, business_id=body.BusinessId, access_code=body.AccessCode
+        ),
+        wanted=hotspot.miss_locks(
             caller.scope, caller=guesser(caller), business_id=body.BusinessId
         ),
     )
