@@ -17,6 +17,14 @@ transaction right after that turn, then answers each of them:
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
 loop's GIL (benchmarks/README.md).
+
+On a SQLite file several workers take turns at the one write lock (``WriteTurn``,
+``store/engine.py``). A group takes the turn at once when it is free; when another worker holds
+it (or waits for it: that one goes first), the group does not make the loop wait: a helper
+thread waits for the turn in the kernel and hands it to the loop (``WriteTurn.take_later``),
+and until then the loop keeps receiving and deciding what it can, and work handed to the writer
+meanwhile joins the waiting group. A group that waited ``busy_timeout`` goes ahead without the
+turn and SQLite's own locking decides, as ``Store.write`` does.
 """
 
 from __future__ import annotations
