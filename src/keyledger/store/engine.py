@@ -250,6 +250,10 @@ class WriteTurn:
     def take_now(self) -> TurnTaken | None:
         """The turn if it is free at once (None if another writer holds it or waits for it);
         ``TurnTaken.release`` gives it back."""
+        if self._requests:
+            # The helper thread waits already (maybe for a request given up since): queue
+            # behind it. Its file handles are ours, so a lock it holds would look free.
+            return None
         if not self._threads.acquire(blocking=False):
             return None
         files = self._open()
