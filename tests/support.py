@@ -649,3 +649,15 @@ def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=180,
         check=False,
     )
+
+
+def flock_waiters(path: str | Path) -> int:
+    """How many ``flock`` calls wait, blocked, for the file at ``path`` (Linux: /proc/locks;
+    the writers' helper threads of ``WriteTurn.take_later`` block so)."""
+    inode = os.stat(path).st_ino
+    waiting = 0
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 6 and fields[1] == "->" and fields[2] == "FLOCK":
+            waiting += int(fields[6].rsplit(":", 1)[-1]) == inode
+    return waiting

@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import fcntl
 import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -92,10 +95,18 @@ class Store:
         with self.read() as conn:
             conn.execute(text("SELECT 1"))
 
+    @property
+    def write_turn(self) -> WriteTurn | None:
+        """Who writes next to a SQLite file (None on PostgreSQL and an in-memory SQLite)."""
+        return self._write_turn
+
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: atomic, serialised against other writers on SQLite."""
-        if self._write_turn is None:
+    def write(self, *, take_turn: bool = True) -> Iterator[Connection]:
+        """A write transaction: atomic, serialised against other writers on SQLite.
+
+        ``take_turn=False``: the caller holds SQLite's write turn already, or gave up waiting
+        for it (the group writer, ``writer.py``); the transaction alone is opened."""
+        if self._write_turn is None or not take_turn:
             with self._transaction(self._writer) as conn:
                 yield conn
             return
@@ -173,6 +184,8 @@ class Store:
                 raw.set_progress_handler(None, 0)
 
     def dispose(self) -> None:
+        if self._write_turn is not None:
+            self._write_turn.close()
         self.engine.dispose()
 
 
@@ -181,51 +194,284 @@ class WriteTurn:
 
     SQLite lets one writer in at a time and makes the others poll with growing sleeps (1, 2,
     5, … up to 100 ms, ``busy_timeout``), while a group commit of another worker holds the lock
-    for about a millisecond. Writers of this process queue on a lock; writers of other
-    keyledger processes on an advisory ``flock`` of ``<database>-keyledger-lock``, polled every
-    half millisecond. Past ``timeout`` (or the request deadline) the writer goes ahead and
-    SQLite's own locking decides, as it does for any other program writing the file.
+    for about a millisecond. keyledger's writers take turns before ``BEGIN IMMEDIATE`` instead:
+
+    * the writers of this process queue on a lock;
+    * the *turn* is an advisory ``flock`` of ``<database>-keyledger-lock``;
+    * the *gate*, a ``flock`` of ``<database>-keyledger-gate``, says who is next: a writer takes
+      the gate, then the turn, then lets go of the gate. A writer waiting for the turn holds the
+      gate, so a writer that has just committed cannot take the turn again ahead of it: it
+      queues behind, on the gate.
+
+    Two ways to wait. ``held`` (a thread, or a write outside the group writer) looks again every
+    half millisecond. ``take_now`` / ``take_later`` (the group writer, ``writer.py``) never make
+    the event loop wait: when the turn is not free at once, a helper thread of this
+    ``WriteTurn`` waits for it in the kernel (a blocking ``flock``, which lets go of the GIL and
+    is woken when the holder lets go) and hands it to the loop with ``call_soon_threadsafe``,
+    while the loop keeps serving. Past ``timeout`` (or the request deadline, for ``held``) a
+    writer goes ahead without its turn and SQLite's own locking decides, as it does for any
+    other program writing the file: the turn only spares SQLite's busy handler, the transaction
+    stays SQLite's.
     """
 
     _POLL_SECONDS = 0.0005
 
     def __init__(self, path: str, timeout: float) -> None:
         self._path = path
-        self._timeout = timeout
+        self._gate_path = path.removesuffix("-lock") + "-gate"
+        self.timeout = timeout
         self._threads = threading.Lock()
-        self._file: int | None = None
+        self._files: tuple[int, int] | None = None  # (gate, turn)
+        self._unusable = False  # the lock files cannot be opened (e.g. a read-only directory)
+        # The helper thread of ``take_later`` and its queue, under ``_mutex``.
+        self._mutex = threading.Lock()
+        self._asked = threading.Condition(self._mutex)
+        self._requests: deque[TurnRequest] = deque()
+        self._helper: threading.Thread | None = None
+        self._closed = False
 
     @contextmanager
     def held(self, remaining: float | None) -> Iterator[None]:
-        limit = self._timeout if remaining is None else max(0.0, min(self._timeout, remaining))
+        limit = self.timeout if remaining is None else max(0.0, min(self.timeout, remaining))
         deadline = time.monotonic() + limit
         if not self._threads.acquire(timeout=limit):
             yield
             return
         try:
-            locked = self._lock_file(deadline)
+            locked = self._lock_files(deadline)
             try:
                 yield
             finally:
-                if locked and self._file is not None:
-                    fcntl.flock(self._file, fcntl.LOCK_UN)
+                if locked:
+                    self._unlock(self._turn_file())
         finally:
             self._threads.release()
 
-    def _lock_file(self, deadline: float) -> bool:
+    def take_now(self) -> TurnTaken | None:
+        """The turn if it is free at once (None if another writer holds it or waits for it);
+        ``TurnTaken.release`` gives it back."""
+        if self._requests:
+            # The helper thread waits already (maybe for a request given up since): queue
+            # behind it. Its file handles are ours, so a lock it holds would look free.
+            return None
+        if not self._threads.acquire(blocking=False):
+            return None
+        files = self._open()
+        if files is None:
+            return TurnTaken(self, locked=False)
+        gate, turn = files
         try:
-            if self._file is None:
-                self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._threads.release()
+            return None
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._unlock(gate)
+            self._threads.release()
+            return None
+        self._unlock(gate)
+        return TurnTaken(self, locked=True)
+
+    def take_later(
+        self, loop: asyncio.AbstractEventLoop, handed: Callable[[TurnTaken], None]
+    ) -> TurnRequest:
+        """Wait for the turn in the helper thread; ``handed(taken)`` runs on ``loop`` once it is
+        held (in the order asked). ``TurnRequest.cancel`` withdraws the request."""
+        request = TurnRequest(self, loop, handed)
+        with self._mutex:
+            self._requests.append(request)
+            if self._helper is None:
+                self._helper = threading.Thread(
+                    target=self._wait_in_helper, name="keyledger-write-turn", daemon=True
+                )
+                self._helper.start()
+            self._asked.notify()
+        return request
+
+    def close(self) -> None:
+        """Let the helper thread end once it has nothing to wait for (a thread blocked in
+        ``flock`` is a daemon: it never holds up the process's exit, which lets go of the locks
+        with the files)."""
+        with self._mutex:
+            self._closed = True
+            self._asked.notify()
+
+    # --- the helper thread ---------------------------------------------------------------------
+
+    def _wait_in_helper(self) -> None:
+        while True:
+            with self._mutex:
+                while not self._requests:
+                    if self._closed:
+                        self._helper = None
+                        return
+                    self._asked.wait()
+                request = self._requests[0]
+            locked = self._wait_for_files()
+            with self._mutex:
+                self._requests.popleft()
+                request.handed = not request.cancelled
+            if not request.handed:
+                if locked:
+                    self._unlock_both()
+                continue
+            try:
+                request.loop.call_soon_threadsafe(
+                    self._hand_over, request, locked, context=contextvars.Context()
+                )
+            except RuntimeError:  # the loop is closed: nobody will take it
+                if locked:
+                    self._unlock_both()
+
+    def _wait_for_files(self) -> bool:
+        """Gate, then turn, each a blocking ``flock`` (no GIL held while blocked); the gate is
+        let go of on the loop (``_hand_over``), which spares this thread a wait for the GIL
+        while it holds the turn."""
+        files = self._open()
+        if files is None:
+            return False
+        gate, turn = files
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+        except OSError:
+            self._unlock(gate)
+            return False
+        return True
+
+    def _hand_over(self, request: TurnRequest, locked: bool) -> None:
+        """On the requester's loop: the turn is held (``locked``: its files too)."""
+        if locked:
+            self._unlock(self._gate_file())
+        # The writers of this process: none other runs while this loop runs this callback
+        # unless another thread is inside ``held``; then both go ahead and SQLite decides.
+        threads = self._threads.acquire(blocking=False)
+        request.handed_to(TurnTaken(self, locked=locked, threads=threads))
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def _open(self) -> tuple[int, int] | None:
+        if self._files is not None or self._unusable:
+            return self._files
+        with self._mutex:
+            return self._open_once()
+
+    def _open_once(self) -> tuple[int, int] | None:
+        if self._files is None and not self._unusable:
+            try:
+                gate = os.open(self._gate_path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    turn = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError:
+                    os.close(gate)
+                    raise
+            except OSError:
+                self._unusable = True  # e.g. a read-only directory: SQLite's locking alone holds
+                return None
+            self._files = (gate, turn)
+        return self._files
+
+    def _gate_file(self) -> int:
+        assert self._files is not None
+        return self._files[0]
+
+    def _turn_file(self) -> int:
+        assert self._files is not None
+        return self._files[1]
+
+    @staticmethod
+    def _unlock(file: int) -> None:
+        with suppress(OSError):
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+    def _unlock_both(self) -> None:
+        self._unlock(self._turn_file())
+        self._unlock(self._gate_file())
+
+    def _lock_files(self, deadline: float) -> bool:
+        """Gate, then turn, looked at every ``_POLL_SECONDS`` until ``deadline``."""
+        files = self._open()
+        if files is None:
+            return False
+        gate, turn = files
+        gate_held = False
+        try:
             while True:
                 try:
-                    fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if not gate_held:
+                        fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        gate_held = True
+                    fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return True
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         return False
                     time.sleep(self._POLL_SECONDS)
         except OSError:
-            return False  # e.g. a read-only directory: SQLite's locking alone still holds
+            return False
+        finally:
+            if gate_held:
+                self._unlock(gate)
+
+
+class TurnTaken:
+    """SQLite's write turn, held until ``release`` (``WriteTurn.take_now``, ``take_later``)."""
+
+    __slots__ = ("_locked", "_released", "_threads", "_turn")
+
+    def __init__(self, turn: WriteTurn, *, locked: bool, threads: bool = True) -> None:
+        self._turn = turn
+        self._locked = locked  # the turn's file lock (False: SQLite's locking alone decides)
+        self._threads = threads  # the lock of this process's writers
+        self._released = False
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        try:
+            if self._locked:
+                self._turn._unlock(self._turn._turn_file())
+        finally:
+            if self._threads:
+                self._turn._threads.release()
+
+
+class TurnRequest:
+    """A wait for the write turn in ``WriteTurn``'s helper thread (``take_later``)."""
+
+    __slots__ = ("_handed_to", "_turn", "cancelled", "handed", "loop")
+
+    def __init__(
+        self,
+        turn: WriteTurn,
+        loop: asyncio.AbstractEventLoop,
+        handed_to: Callable[[TurnTaken], None],
+    ) -> None:
+        self._turn = turn
+        self.loop = loop
+        self._handed_to = handed_to
+        self.cancelled = False
+        self.handed = False  # the helper holds the turn for it: ``handed_to`` will run
+
+    def handed_to(self, taken: TurnTaken) -> None:
+        self._handed_to(taken)
+
+    def cancel(self) -> bool:
+        """Withdraw the request: True if it was (the turn will not be handed to it), False if
+        the turn is already on its way (``handed_to`` will run)."""
+        with self._turn._mutex:
+            if self.handed:
+                return False
+            self.cancelled = True
+            if self in self._turn._requests and self._turn._requests[0] is not self:
+                self._turn._requests.remove(self)  # not being waited for yet
+            return True
 
 
 _SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file", "disk i/o error")

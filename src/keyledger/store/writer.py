@@ -21,6 +21,14 @@ transaction right after that turn, then answers each of them:
 The group commits on the event loop itself, like every other store call (docs/architecture.md):
 a writer thread was measured first and lost, because every commit then waited for the busy
 loop's GIL (benchmarks/README.md).
+
+On a SQLite file several workers take turns at the one write lock (``WriteTurn``,
+``store/engine.py``). A group takes the turn at once when it is free; when another worker holds
+it (or waits for it: that one goes first), the group does not make the loop wait: a helper
+thread waits for the turn in the kernel and hands it to the loop (``WriteTurn.take_later``),
+and until then the loop keeps receiving and deciding what it can, and work handed to the writer
+meanwhile joins the waiting group. A group that waited ``busy_timeout`` goes ahead without the
+turn and SQLite's own locking decides, as ``Store.write`` does.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import structlog
 from sqlalchemy import Connection
 
 from keyledger.kit.errors import DeadlineExceeded, WriteConflict
-from keyledger.store.engine import Store, current_deadline
+from keyledger.store.engine import Store, TurnRequest, TurnTaken, current_deadline
 from keyledger.store.locks import LocksWanted, serialise_on
 
 log = structlog.get_logger("keyledger.store")
@@ -57,8 +65,11 @@ class GroupWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending: list[_Work] = []
+        self._waiting: TurnRequest | None = None  # for SQLite's write turn
+        self._give_up: asyncio.TimerHandle | None = None
         self.groups = 0  # committed groups, for tests and benchmarks
         self.reruns = 0  # groups run again for the locks a piece wanted (``LocksWanted``)
+        self.waits = 0  # groups that waited for another writer's turn, for tests and benchmarks
 
     async def run(
         self,
@@ -76,14 +87,56 @@ class GroupWriter:
         item = _Work(work, current_deadline(), loop.create_future(), locks, wanted)
         if not self._pending:
             # A fresh context: the group must not run under the first request's deadline.
+            # (While a group waits for SQLite's write turn, ``_pending`` holds it: later work
+            # joins it.)
             loop.call_soon(self._flush, context=contextvars.Context())
         self._pending.append(item)
         result: Result = await item.future
         return result
 
     def _flush(self) -> None:
+        turn = self._store.write_turn
+        if turn is None:  # PostgreSQL, an in-memory SQLite: the transaction is all
+            self._commit(self._take_group())
+            return
+        taken = turn.take_now()
+        if taken is not None:
+            self._commit_in(taken)
+            return
+        # Another writer holds the turn or waits for it: the helper thread waits in its place
+        # while this loop keeps serving; work arriving meanwhile joins this group.
+        loop = asyncio.get_running_loop()
+        self.waits += 1
+        self._waiting = turn.take_later(loop, self._handed)
+        self._give_up = loop.call_later(
+            turn.timeout, self._stop_waiting, context=contextvars.Context()
+        )
+
+    def _handed(self, taken: TurnTaken) -> None:
+        self._waiting = None
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        self._commit_in(taken)
+
+    def _stop_waiting(self) -> None:
+        """``busy_timeout`` passed without the turn: the group goes ahead without it and
+        SQLite's own locking decides, as ``Store.write`` does."""
+        self._give_up = None
+        if self._waiting is None or not self._waiting.cancel():
+            return  # the turn is on its way: ``_handed`` runs
+        self._waiting = None
+        self._commit(self._take_group())
+
+    def _commit_in(self, taken: TurnTaken) -> None:
+        try:
+            self._commit(self._take_group())
+        finally:
+            taken.release()
+
+    def _take_group(self) -> list[_Work]:
         group, self._pending = self._pending, []
-        self._commit([item for item in group if self._still_wanted(item)])
+        return [item for item in group if self._still_wanted(item)]
 
     @staticmethod
     def _still_wanted(item: _Work) -> bool:
@@ -97,12 +150,14 @@ class GroupWriter:
         return True
 
     def _commit(self, group: list[_Work], *, retried: bool = False) -> None:
+        """Run ``group`` in one write transaction (SQLite's write turn is already held, or was
+        given up on, by ``_flush``); on failure every piece again, alone, in the same turn."""
         if not group:
             return
         wanted: frozenset[int] = frozenset()  # taken first after a ``LocksWanted``
         while True:
             try:
-                with self._store.write() as conn:
+                with self._store.write(take_turn=False) as conn:
                     serialise_on(conn, [*wanted, *(key for item in group for key in item.locks)])
                     results = [item.run(conn) for item in group]
             except LocksWanted as asked:
