@@ -44,7 +44,13 @@ import structlog
 from sqlalchemy import Connection
 
 from keyledger.kit.errors import DeadlineExceeded, WriteConflict
-from keyledger.store.engine import Store, TurnRequest, TurnTaken, current_deadline
+from keyledger.store.engine import (
+    Store,
+    TurnRequest,
+    TurnTaken,
+    current_deadline,
+    pause_after_conflict,
+)
 from keyledger.store.locks import LocksWanted, serialise_on
 
 log = structlog.get_logger("keyledger.store")
@@ -173,6 +179,7 @@ class GroupWriter:
             else:
                 break
             if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
+                pause_after_conflict()
                 self._commit(group, retried=True)  # a deadlock victim: once more
             elif len(group) == 1:
                 _settle(group[0], error=error)
