@@ -7,13 +7,17 @@ a waiting group still exits."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, event, select, text
 
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import Actor, EventKind, NewEvent
@@ -240,3 +244,100 @@ def test_a_process_whose_group_waits_for_the_turn_still_exits(
             assert conn.execute(text("SELECT count(*) FROM store_marks")).scalar_one() == 0
     finally:
         other.dispose()
+
+
+def _free_to_another_process(path: str) -> bool:
+    """Could another process take this lock file now? (a fresh open file description, as
+    another process has: a lock held through this process's own handles counts)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_a_write_of_the_same_process_while_a_group_waits_leaves_the_groups_turn_alone(
+    sqlite_databases: DatabaseFactory,
+) -> None:
+    """A Mews, Nexudus or admin write (``Store.write``, on the loop) runs while this process's
+    group waits for the turn in the helper thread. It shares the helper's open files, where a
+    lock held looks free: it must neither take the turn through them nor let go of it, so the
+    group commits holding the turn (attacker's review: it used to strip the group's lock, and
+    another process could then write at the same time)."""
+    url = sqlite_databases.new_url()
+    store, other = Store(settings_for(url)), Store(settings_for(url))
+    lock_path = f"{store.engine.url.database}-keyledger-lock"
+    writer = GroupWriter(store)
+    during_the_group: list[bool] = []
+
+    def group_piece(conn: Connection) -> str:
+        during_the_group.append(_free_to_another_process(lock_path))
+        return _append("group")(conn)
+
+    async def main() -> str:
+        held = _take(other)  # another worker's turn
+        waiting = asyncio.ensure_future(writer.run(group_piece))
+        await _until(lambda: flock_waiters(lock_path) == 1)  # the helper waits for it
+        threading.Timer(0.05, held.release).start()
+        with store.write() as conn:  # on the loop, while the group waits
+            _append("plain write")(conn)
+        return await waiting
+
+    try:
+        assert asyncio.run(main()) == "group"
+        assert during_the_group == [False]  # the group held the turn while it committed
+        assert _outcomes(store) == ["group", "plain write"]
+        assert _free_to_another_process(lock_path)  # and let go of it afterwards
+    finally:
+        store.dispose()
+        other.dispose()
+
+
+def test_a_group_that_finds_sqlite_itself_locked_fails_as_a_whole(
+    sqlite_databases: DatabaseFactory,
+) -> None:
+    """Another program holds SQLite's write lock (not keyledger's turn) past ``busy_timeout``:
+    every piece of the group is answered ``StoreUnavailable`` and nothing is written; the group
+    is not tried again piece by piece (each alone would wait ``busy_timeout`` on the loop)."""
+    url = sqlite_databases.new_url()
+    store = Store(settings_for(url, sqlite_busy_timeout_ms=200))
+    writer = GroupWriter(store)
+    database = store.engine.url.database
+    assert database is not None
+    raw = sqlite3.connect(database, isolation_level=None)
+    raw.execute("BEGIN IMMEDIATE")  # e.g. a long import by another program
+    runs: list[str] = []
+    transactions: list[str] = []
+    event.listen(store.engine, "engine_connect", lambda conn: transactions.append("connected"))
+
+    def piece(label: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            runs.append(label)
+            return _append(label)(conn)
+
+        return work
+
+    async def main() -> list[object]:
+        return list(
+            await asyncio.gather(
+                *(writer.run(piece(f"p{n}")) for n in range(4)), return_exceptions=True
+            )
+        )
+
+    try:
+        results = asyncio.run(main())
+        assert [type(result).__name__ for result in results] == ["StoreUnavailable"] * 4
+        assert runs == []  # BEGIN IMMEDIATE itself waited: no piece ran
+        assert transactions == ["connected"]  # one wait of busy_timeout, not one more per piece
+    finally:
+        raw.execute("ROLLBACK")
+        raw.close()
+    try:
+        assert _outcomes(store) == []
+    finally:
+        store.dispose()

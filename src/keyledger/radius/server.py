@@ -45,6 +45,11 @@ NAS_CACHE_SECONDS = 2.0
 GUESSES_FORGOTTEN_EVERY = 300.0
 #: Requests remembered for duplicate detection, at most (oldest forgotten first).
 DUPLICATES_KEPT = 65_536
+#: Datagrams a worker decides at once, at most: past it a datagram is dropped unanswered (the NAS
+#: sends it again), as the kernel's socket buffer would drop it if the loop did not read. While a
+#: group waits for SQLite's write turn the loop keeps reading, so without a bound a flood of
+#: requests would be held in memory (docs/radius.md, "Load").
+IN_FLIGHT_LIMIT = 4_096
 
 
 def plain_host(host: str) -> str:
@@ -174,6 +179,8 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if len(self._tasks) >= IN_FLIGHT_LIMIT:
+            return  # dropped: the NAS retransmits (RFC 2865 section 2.4)
         task = asyncio.get_running_loop().create_task(self._answer(data, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

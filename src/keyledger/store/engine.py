@@ -238,6 +238,11 @@ class WriteTurn:
         self._mutex = threading.Lock()
         self._asked = threading.Condition(self._mutex)
         self._requests: deque[TurnRequest] = deque()
+        # Requests of ``take_later`` from asking until the turn they got is let go of (or given
+        # back by the helper): while there is one, the helper may hold the files' locks, and
+        # this process's other writers must neither take them (through the same open files a
+        # lock held looks free) nor let go of them (``held``, ``take_now``).
+        self._in_flight = 0
         self._helper: threading.Thread | None = None
         self._closed = False
 
@@ -249,7 +254,10 @@ class WriteTurn:
             yield
             return
         try:
-            locked = self._lock_files(deadline)
+            # While this process's helper waits for the turn or holds it for a group, the
+            # files are not ours to take or let go of: SQLite's own locking decides (and while
+            # the helper holds the turn no other process writes anyway).
+            locked = not self._in_flight and self._lock_files(deadline)
             try:
                 yield
             finally:
@@ -261,9 +269,9 @@ class WriteTurn:
     def take_now(self) -> TurnTaken | None:
         """The turn if it is free at once (None if another writer holds it or waits for it);
         ``TurnTaken.release`` gives it back."""
-        if self._requests:
-            # The helper thread waits already (maybe for a request given up since): queue
-            # behind it. Its file handles are ours, so a lock it holds would look free.
+        if self._in_flight:
+            # The helper thread waits already (maybe for a request given up since) or holds the
+            # turn: queue behind it. Its file handles are ours, so a lock it holds looks free.
             return None
         if not self._threads.acquire(blocking=False):
             return None
@@ -292,6 +300,7 @@ class WriteTurn:
         held (in the order asked). ``TurnRequest.cancel`` withdraws the request."""
         request = TurnRequest(self, loop, handed)
         with self._mutex:
+            self._in_flight += 1
             self._requests.append(request)
             if self._helper is None:
                 self._helper = threading.Thread(
@@ -312,6 +321,19 @@ class WriteTurn:
     # --- the helper thread ---------------------------------------------------------------------
 
     def _wait_in_helper(self) -> None:
+        try:
+            self._serve_requests()
+        except BaseException:  # a bug: say so; the next ``take_later`` starts a new helper
+            log.exception("write_turn_helper_failed")
+            with self._mutex:
+                self._helper = None
+                for request in self._requests:
+                    request.cancelled = True
+                    self._in_flight -= 1
+                self._requests.clear()
+            raise
+
+    def _serve_requests(self) -> None:
         while True:
             with self._mutex:
                 while not self._requests:
@@ -324,10 +346,11 @@ class WriteTurn:
             with self._mutex:
                 self._requests.popleft()
                 request.handed = not request.cancelled
-            if not request.handed:
-                if locked:
-                    self._unlock_both()
-                continue
+                if not request.handed:  # given up meanwhile: let go of it here
+                    if locked:
+                        self._unlock_both()
+                    self._in_flight -= 1
+                    continue
             try:
                 request.loop.call_soon_threadsafe(
                     self._hand_over, request, locked, context=contextvars.Context()
@@ -335,6 +358,12 @@ class WriteTurn:
             except RuntimeError:  # the loop is closed: nobody will take it
                 if locked:
                     self._unlock_both()
+                self.let_go_of_request()
+
+    def let_go_of_request(self) -> None:
+        """A request of ``take_later`` is over (its turn let go of, or never to be taken)."""
+        with self._mutex:
+            self._in_flight -= 1
 
     def _wait_for_files(self) -> bool:
         """Gate, then turn, each a blocking ``flock`` (no GIL held while blocked); the gate is
@@ -362,7 +391,7 @@ class WriteTurn:
         # The writers of this process: none other runs while this loop runs this callback
         # unless another thread is inside ``held``; then both go ahead and SQLite decides.
         threads = self._threads.acquire(blocking=False)
-        request.handed_to(TurnTaken(self, locked=locked, threads=threads))
+        request.handed_to(TurnTaken(self, locked=locked, threads=threads, asked_later=True))
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -433,12 +462,15 @@ class WriteTurn:
 class TurnTaken:
     """SQLite's write turn, held until ``release`` (``WriteTurn.take_now``, ``take_later``)."""
 
-    __slots__ = ("_locked", "_released", "_threads", "_turn")
+    __slots__ = ("_asked_later", "_locked", "_released", "_threads", "_turn")
 
-    def __init__(self, turn: WriteTurn, *, locked: bool, threads: bool = True) -> None:
+    def __init__(
+        self, turn: WriteTurn, *, locked: bool, threads: bool = True, asked_later: bool = False
+    ) -> None:
         self._turn = turn
         self._locked = locked  # the turn's file lock (False: SQLite's locking alone decides)
         self._threads = threads  # the lock of this process's writers
+        self._asked_later = asked_later  # handed by the helper (``take_later``)
         self._released = False
 
     def release(self) -> None:
@@ -449,6 +481,8 @@ class TurnTaken:
             if self._locked:
                 self._turn._unlock(self._turn._turn_file())
         finally:
+            if self._asked_later:
+                self._turn.let_go_of_request()
             if self._threads:
                 self._turn._threads.release()
 
@@ -481,7 +515,8 @@ class TurnRequest:
                 return False
             self.cancelled = True
             if self in self._turn._requests and self._turn._requests[0] is not self:
-                self._turn._requests.remove(self)  # not being waited for yet
+                self._turn._requests.remove(self)  # not being waited for yet: over
+                self._turn._in_flight -= 1
             return True
 
 

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import Connection
 
-from keyledger.kit.errors import DeadlineExceeded, WriteConflict
+from keyledger.kit.errors import DeadlineExceeded, StoreUnavailable, WriteConflict
 from keyledger.store.engine import (
     Store,
     TurnRequest,
@@ -178,7 +178,12 @@ class GroupWriter:
                 error = failure
             else:
                 break
-            if len(group) == 1 and isinstance(error, WriteConflict) and not retried:
+            if isinstance(error, StoreUnavailable):
+                # The database itself is out of reach or locked past busy_timeout: no piece is
+                # the culprit, and each alone would wait that long again on the loop.
+                for item in group:
+                    _settle(item, error=error)
+            elif len(group) == 1 and isinstance(error, WriteConflict) and not retried:
                 pause_after_conflict()
                 self._commit(group, retried=True)  # a deadlock victim: once more
             elif len(group) == 1:
