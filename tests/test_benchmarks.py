@@ -6,7 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.support import bench
+
+pytestmark = pytest.mark.slow  # runs the benchmark harness as subprocesses
 
 
 def test_search_benchmark_runs_and_reports(tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ from keyledger.web.nexudus.query import PROPERTIES
 from tests.ops.harness import start_server
 from tests.support import DatabaseFactory, record_figures, settings_for, token_parameters
 
+pytestmark = pytest.mark.slow  # starts `keyledger serve --workers 2` per database
+
 MARK = "hq" + uuid.uuid4().hex[:10]  # in every string probe: grepped for in the server's log
 PATH_MARK = "pq" + uuid.uuid4().hex[:10]  # path probes: the request log line names the path
 

@@ -29,7 +29,7 @@ from tests.support import MEWS_PATH, DatabaseFactory, deploy, scaled
 
 EXAMPLES = int(os.environ.get("KEYLEDGER_SCHEMATHESIS_EXAMPLES", str(scaled(100))))
 # Every operation runs inside this one test: its time limit grows with its size.
-pytestmark = pytest.mark.timeout(300 * max(1, EXAMPLES // 100))
+pytestmark = [pytest.mark.timeout(300 * max(1, EXAMPLES // 100)), pytest.mark.slow]
 BASIC = "Basic " + base64.b64encode(b"example@nexudus.com:Example1234").decode()
 MEWS_CREDENTIALS = {"ClientToken": CLIENT_TOKEN, "AccessToken": ACCESS_TOKEN, "Client": "st 1.0"}
 

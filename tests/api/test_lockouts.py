@@ -41,6 +41,8 @@ from tests.support import (
     settings_for,
 )
 
+pytestmark = pytest.mark.slow  # starts `keyledger serve --workers 2` servers
+
 PASSWORD = "correct horse battery"
 NEXUDUS_PATH = "/api/spaces/accesstokens"
 

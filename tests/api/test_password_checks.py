@@ -30,6 +30,8 @@ from tests.support import (
     scaled,
 )
 
+pytestmark = pytest.mark.slow  # starts `keyledger serve --workers 2` servers
+
 PASSWORD = "correct horse battery"
 NEXUDUS_PATH = "/api/spaces/accesstokens"
 EMAIL = "reception@example.com"

@@ -22,6 +22,8 @@ from keyledger.store.schema import (
 )
 from tests.support import KEYLEDGER, MEWS_PATH, NEXUDUS_PATH, DatabaseFactory, deploy, ok, run
 
+pytestmark = pytest.mark.slow  # runs the CLI as subprocesses
+
 
 def _counts(database_url: str) -> dict[str, int]:
     from keyledger.kit.settings import Settings

@@ -21,6 +21,8 @@ from keyledger.store import Store
 from keyledger.store.schema import nas_clients
 from tests.support import KEYLEDGER, DatabaseFactory, ok, run, sealing_for, settings_for
 
+pytestmark = pytest.mark.slow  # runs the CLI as subprocesses
+
 
 def test_add_list_and_remove_nas(
     databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch

@@ -979,6 +979,7 @@ def test_accounting_on_and_off_end_the_sessions_of_that_nas(
             secret="testing123",
             name="Restarting",
         )
+        time.sleep(NAS_CACHE_SECONDS + 0.5)  # both workers know it (auth and accounting alike)
     tag = restart[-3:].strip("-").upper()
     code = f"RESTART{tag}"
     voucher = radius.voucher(code, MinutesIncluded=30, UserLimit=3)
