@@ -151,7 +151,9 @@ def test_a_flood_from_an_address_over_its_limit_does_not_hold_up_valid_logins(
     unchecked past the narrow queue), so a valid first login of another user from another
     address sent during the flood is answered within 8 times one check measured in the same test
     (before: ~30 times, behind the flood; after: 3-6 times on a 2-core machine at load 8, where
-    the two workers' narrow checks and the flood's requests share the CPUs with it). The valid
+    the two workers' narrow checks and the flood's requests share the CPUs with it), or, at a
+    load where that one check says little (CI's three test workers at load 10: 10 times), in
+    less than half the time of the flood's slowest answer. The valid
     client's connection is opened before the flood: this measures the password path, not how
     fast a new connection is accepted during 60 others."""
     need(REDIS_URL, "Redis tests need KEYLEDGER_TEST_REDIS_URL (see .ci/run)")
@@ -220,7 +222,11 @@ def test_a_flood_from_an_address_over_its_limit_does_not_hold_up_valid_logins(
         record_figures("valid_login_during_a_flood", **figures)
         assert [answer.status_code for answer in answers] == [409] * flood
         assert all(int(answer.headers["Retry-After"]) >= 1 for answer in answers)
-        assert valid < 8 * one_check, figures
+        # Not held up behind the flood: within 8 checks, or (on a machine loaded enough that one
+        # check measured before the flood says little) in less than half the time the flood's
+        # slowest answer took; behind the flood it took about as long as that answer.
+        slowest_flood = max(answer.elapsed.total_seconds() for answer in answers)
+        assert valid < 8 * one_check or valid < slowest_flood / 2, figures
     finally:
         server.terminate()
         server.wait(timeout=20)
