@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -180,6 +181,30 @@ def _until_both_workers_wait(
     return threads
 
 
+def _radius_server(
+    url: str, store: Store, tmp_path: Path, *, vouchers: int
+) -> tuple[Iterator[str], int, int, subprocess.Popen[bytes]]:
+    """``keyledger serve --workers 2`` on ``url`` with RADIUS on, a NAS at 127.0.0.1 and
+    ``vouchers`` vouchers (UserLimit 10) of a property of its own: their codes, the auth port,
+    the HTTP port and the server. Nobody goes ahead without the write turn (``busy_timeout`` of
+    ten minutes)."""
+    prop = add_property(store, name="Turn")
+    add_nas(store, business_id=prop.business_id, address="127.0.0.1", secret=SECRET)
+    made = bulk_create(
+        store, target=prop, actor=Actor.system(), count=vouchers, minutes=600, user_limit=10
+    )
+    auth_port, acct_port, port = free_udp_port(), free_udp_port(), free_port()
+    server = start_server(
+        url,
+        port,
+        tmp_path / "serve.log",
+        radius_auth_port=str(auth_port),
+        radius_acct_port=str(acct_port),
+        sqlite_busy_timeout_ms="600000",
+    )
+    return iter(voucher.value for voucher in made), auth_port, port, server
+
+
 def test_both_workers_keep_answering_while_another_writer_holds_the_write_turn(
     sqlite_databases: DatabaseFactory, tmp_path: Path
 ) -> None:
@@ -190,21 +215,7 @@ def test_both_workers_keep_answering_while_another_writer_holds_the_write_turn(
     acknowledged one is in the store exactly once."""
     url = sqlite_databases.new_url()
     store = Store(settings_for(url))
-    prop = add_property(store, name="Turn")
-    add_nas(store, business_id=prop.business_id, address="127.0.0.1", secret=SECRET)
-    vouchers = bulk_create(
-        store, target=prop, actor=Actor.system(), count=200, minutes=600, user_limit=10
-    )
-    codes = iter(voucher.value for voucher in vouchers)
-    auth_port, acct_port, port = free_udp_port(), free_udp_port(), free_port()
-    server = start_server(
-        url,
-        port,
-        tmp_path / "serve.log",
-        radius_auth_port=str(auth_port),
-        radius_acct_port=str(acct_port),
-        sqlite_busy_timeout_ms="600000",  # nobody goes ahead without the turn in this test
-    )
+    codes, auth_port, port, server = _radius_server(url, store, tmp_path, vouchers=200)
     holder: Store | None = None
     try:
         assert all(_status_server_answered(auth_port) for _ in range(8))  # both workers up
@@ -252,19 +263,7 @@ def test_a_server_whose_groups_wait_for_the_write_turn_still_stops(
     answered and nothing of them is written."""
     url = sqlite_databases.new_url()
     store = Store(settings_for(url))
-    prop = add_property(store, name="Turn stop")
-    add_nas(store, business_id=prop.business_id, address="127.0.0.1", secret=SECRET)
-    vouchers = bulk_create(store, target=prop, actor=Actor.system(), count=100, minutes=600)
-    codes = iter(voucher.value for voucher in vouchers)
-    auth_port, acct_port, port = free_udp_port(), free_udp_port(), free_port()
-    server = start_server(
-        url,
-        port,
-        tmp_path / "serve.log",
-        radius_auth_port=str(auth_port),
-        radius_acct_port=str(acct_port),
-        sqlite_busy_timeout_ms="600000",
-    )
+    codes, auth_port, _, server = _radius_server(url, store, tmp_path, vouchers=100)
     holder: Store | None = None
     try:
         assert all(_status_server_answered(auth_port) for _ in range(8))

@@ -11,14 +11,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import Connection, func, select
 
-from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import Actor, EventKind, NewEvent
-from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import DeadlineExceeded, RuleViolation
 from keyledger.store import Store, deadline_scope
 from keyledger.store.locks import hold_now, serialise_on
 from keyledger.store.schema import events as events_table
 from keyledger.store.writer import GroupWriter
+from tests.store.support import append_event, event_outcomes
 from tests.support import DatabaseFactory, settings_for
 
 
@@ -29,59 +27,39 @@ def store(databases: DatabaseFactory) -> Iterator[Store]:
     store.dispose()
 
 
-def _append(label: str) -> Callable[[Connection], str]:
-    def work(conn: Connection) -> str:
-        events.append(
-            conn,
-            NewEvent(EventKind.ACCESS_CHECKED, outcome=label),
-            actor=Actor.system(),
-            now=utc_now(),
-        )
-        return label
-
-    return work
-
-
-def _outcomes(store: Store) -> list[str]:
-    with store.read() as conn:
-        return sorted(
-            str(row[0]) for row in conn.execute(select(events_table.c.outcome).order_by("id"))
-        )
-
-
 def test_concurrent_work_commits_in_one_group_and_each_caller_gets_its_result(
     store: Store,
 ) -> None:
     writer = GroupWriter(store)
 
     async def main() -> list[str]:
-        return await asyncio.gather(*(writer.run(_append(f"w{n:02d}")) for n in range(20)))
+        return await asyncio.gather(*(writer.run(append_event(f"w{n:02d}")) for n in range(20)))
 
     results = asyncio.run(main())
     assert results == [f"w{n:02d}" for n in range(20)]
     assert writer.groups == 1
-    assert _outcomes(store) == [f"w{n:02d}" for n in range(20)]
+    assert event_outcomes(store) == [f"w{n:02d}" for n in range(20)]
 
 
 def test_a_failing_piece_fails_alone_and_the_others_commit(store: Store) -> None:
     writer = GroupWriter(store)
 
     def refused(conn: Connection) -> str:
-        _append("refused")(conn)  # written, then undone with its transaction
+        append_event("refused")(conn)  # written, then undone with its transaction
         raise RuleViolation("No.", subject="test")
 
     async def main() -> tuple[object, ...]:
         return await asyncio.gather(
-            writer.run(_append("a")),
+            writer.run(append_event("a")),
             writer.run(refused),
-            writer.run(_append("b")),
+            writer.run(append_event("b")),
             return_exceptions=True,
         )
 
     first, error, last = asyncio.run(main())
     assert (first, last) == ("a", "b")
     assert isinstance(error, RuleViolation)
-    assert _outcomes(store) == ["a", "b"]
+    assert event_outcomes(store) == ["a", "b"]
 
 
 def test_work_past_its_deadline_is_not_run(store: Store) -> None:
@@ -89,8 +67,12 @@ def test_work_past_its_deadline_is_not_run(store: Store) -> None:
 
     async def main() -> tuple[object, ...]:
         with deadline_scope(0.001, started=time.monotonic() - 1):
-            late = asyncio.ensure_future(writer.run(_append("late")))  # the task keeps the scope
-        return await asyncio.gather(late, writer.run(_append("in time")), return_exceptions=True)
+            late = asyncio.ensure_future(
+                writer.run(append_event("late"))
+            )  # the task keeps the scope
+        return await asyncio.gather(
+            late, writer.run(append_event("in time")), return_exceptions=True
+        )
 
     late, in_time = asyncio.run(main())
     assert isinstance(late, DeadlineExceeded)
@@ -104,7 +86,7 @@ def test_a_caller_is_answered_only_after_the_commit(store: Store) -> None:
     seen_by_others: list[int] = []
 
     def work(conn: Connection) -> str:
-        _append("x")(conn)
+        append_event("x")(conn)
         return "done"
 
     async def main() -> None:
@@ -222,7 +204,7 @@ def test_a_group_runs_again_once_with_every_lock_its_pieces_may_want(store: Stor
 
     def wants(key: int, label: str) -> Callable[[Connection], str]:
         def work(conn: Connection) -> str:
-            _append(label)(conn)
+            append_event(label)(conn)
             if not release.is_set():
                 threading.Timer(0.2, release.set).start()  # the other commits soon after
             hold_now(conn, [key])
@@ -235,7 +217,7 @@ def test_a_group_runs_again_once_with_every_lock_its_pieces_may_want(store: Stor
     async def main() -> list[str]:
         return list(
             await asyncio.gather(
-                writer.run(_append("plain")),
+                writer.run(append_event("plain")),
                 writer.run(wants(first_key, "first"), wanted=[first_key]),
                 writer.run(wants(second_key, "second"), wanted=[second_key]),
             )
@@ -244,4 +226,4 @@ def test_a_group_runs_again_once_with_every_lock_its_pieces_may_want(store: Stor
     assert asyncio.run(main()) == ["plain", "first", "second"]
     thread.join(10)
     assert (writer.reruns, writer.groups) == (1, 1)
-    assert _outcomes(store) == ["first", "plain", "second"]
+    assert event_outcomes(store) == ["first", "plain", "second"]

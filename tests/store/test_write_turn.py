@@ -17,38 +17,17 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, event, select, text
+from sqlalchemy import Connection, event, text
 
-from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import Actor, EventKind, NewEvent
-from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import DeadlineExceeded
 from keyledger.store import Store, deadline_scope
 from keyledger.store.engine import TurnTaken, WriteTurn
-from keyledger.store.schema import events as events_table
 from keyledger.store.writer import GroupWriter
+from tests.store.support import append_event, event_outcomes
 from tests.support import DatabaseFactory, flock_waiters, settings_for
 
 #: Loop turns a test lets pass to show that the loop keeps turning while a group waits.
 TURNS = 20
-
-
-def _append(label: str) -> Callable[[Connection], str]:
-    def work(conn: Connection) -> str:
-        events.append(
-            conn,
-            NewEvent(EventKind.ACCESS_CHECKED, outcome=label),
-            actor=Actor.system(),
-            now=utc_now(),
-        )
-        return label
-
-    return work
-
-
-def _outcomes(store: Store) -> list[str]:
-    with store.read() as conn:
-        return sorted(str(row[0]) for row in conn.execute(select(events_table.c.outcome)))
 
 
 def _turn(store: Store) -> WriteTurn:
@@ -81,15 +60,15 @@ def test_a_group_waits_off_the_loop_and_later_work_joins_it(
 
     async def main() -> list[str]:
         held = _take(other)
-        first = [asyncio.ensure_future(writer.run(_append(f"a{n}"))) for n in range(3)]
+        first = [asyncio.ensure_future(writer.run(append_event(f"a{n}"))) for n in range(3)]
         await _until(lambda: writer.waits == 1)
         for _ in range(TURNS):  # the loop turns: this coroutine runs while the group waits
             await asyncio.sleep(0)
-        later = [asyncio.ensure_future(writer.run(_append(f"b{n}"))) for n in range(3)]
+        later = [asyncio.ensure_future(writer.run(append_event(f"b{n}"))) for n in range(3)]
         for _ in range(TURNS):
             await asyncio.sleep(0)
         seen_while_held["answered"] = [f.done() for f in first + later]
-        seen_while_held["committed"] = _outcomes(store)  # a read needs no turn
+        seen_while_held["committed"] = event_outcomes(store)  # a read needs no turn
         seen_while_held["waits"] = writer.waits
         held.release()
         return list(await asyncio.gather(*first, *later))
@@ -99,7 +78,7 @@ def test_a_group_waits_off_the_loop_and_later_work_joins_it(
         assert seen_while_held == {"answered": [False] * 6, "committed": [], "waits": 1}
         assert results == ["a0", "a1", "a2", "b0", "b1", "b2"]
         assert writer.groups == 1  # the work that came while it waited joined the group
-        assert _outcomes(store) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+        assert event_outcomes(store) == ["a0", "a1", "a2", "b0", "b1", "b2"]
     finally:
         store.dispose()
         other.dispose()
@@ -115,7 +94,7 @@ def test_the_waiting_writer_takes_the_turn_before_the_one_that_let_go_of_it(
 
     async def main() -> None:
         held = _take(other)
-        waiting = asyncio.ensure_future(writer.run(_append("waited")))
+        waiting = asyncio.ensure_future(writer.run(append_event("waited")))
         # The helper thread holds the gate once it waits for the turn itself.
         await _until(lambda: flock_waiters(f"{store.engine.url.database}-keyledger-lock") == 1)
         held.release()
@@ -132,7 +111,7 @@ def test_the_waiting_writer_takes_the_turn_before_the_one_that_let_go_of_it(
     try:
         asyncio.run(main())
         assert order == ["other queued", "waited", "other took it"]
-        assert _outcomes(store) == ["waited"]
+        assert event_outcomes(store) == ["waited"]
     finally:
         store.dispose()
         other.dispose()
@@ -151,15 +130,15 @@ def test_a_group_that_waited_busy_timeout_goes_ahead_and_sqlite_decides(
     async def main() -> tuple[str, str]:
         held = _take(other)
         try:
-            done = await writer.run(_append("went ahead"))
+            done = await writer.run(append_event("went ahead"))
         finally:
             held.release()
-        return done, await writer.run(_append("next"))
+        return done, await writer.run(append_event("next"))
 
     try:
         assert asyncio.run(main()) == ("went ahead", "next")
         assert writer.waits >= 1
-        assert _outcomes(store) == ["next", "went ahead"]
+        assert event_outcomes(store) == ["next", "went ahead"]
     finally:
         store.dispose()
         other.dispose()
@@ -175,8 +154,10 @@ def test_work_whose_deadline_passes_while_its_group_waits_is_not_run(
     async def main() -> tuple[object, ...]:
         held = _take(other)
         with deadline_scope(0.05):
-            late = asyncio.ensure_future(writer.run(_append("late")))  # the task keeps the scope
-        in_time = asyncio.ensure_future(writer.run(_append("in time")))
+            late = asyncio.ensure_future(
+                writer.run(append_event("late"))
+            )  # the task keeps the scope
+        in_time = asyncio.ensure_future(writer.run(append_event("in time")))
         await _until(lambda: writer.waits == 1)
         await asyncio.sleep(0.1)  # past the first one's deadline
         held.release()
@@ -186,7 +167,7 @@ def test_work_whose_deadline_passes_while_its_group_waits_is_not_run(
         late, in_time = asyncio.run(main())
         assert isinstance(late, DeadlineExceeded)
         assert in_time == "in time"
-        assert _outcomes(store) == ["in time"]
+        assert event_outcomes(store) == ["in time"]
     finally:
         store.dispose()
         other.dispose()
@@ -277,7 +258,7 @@ def test_a_write_of_the_same_process_while_a_group_waits_leaves_the_groups_turn_
 
     def group_piece(conn: Connection) -> str:
         during_the_group.append(_free_to_another_process(lock_path))
-        return _append("group")(conn)
+        return append_event("group")(conn)
 
     async def main() -> str:
         held = _take(other)  # another worker's turn
@@ -285,13 +266,13 @@ def test_a_write_of_the_same_process_while_a_group_waits_leaves_the_groups_turn_
         await _until(lambda: flock_waiters(lock_path) == 1)  # the helper waits for it
         threading.Timer(0.05, held.release).start()
         with store.write() as conn:  # on the loop, while the group waits
-            _append("plain write")(conn)
+            append_event("plain write")(conn)
         return await waiting
 
     try:
         assert asyncio.run(main()) == "group"
         assert during_the_group == [False]  # the group held the turn while it committed
-        assert _outcomes(store) == ["group", "plain write"]
+        assert event_outcomes(store) == ["group", "plain write"]
         assert _free_to_another_process(lock_path)  # and let go of it afterwards
     finally:
         store.dispose()
@@ -318,7 +299,7 @@ def test_a_group_that_finds_sqlite_itself_locked_fails_as_a_whole(
     def piece(label: str) -> Callable[[Connection], str]:
         def work(conn: Connection) -> str:
             runs.append(label)
-            return _append(label)(conn)
+            return append_event(label)(conn)
 
         return work
 
@@ -338,6 +319,6 @@ def test_a_group_that_finds_sqlite_itself_locked_fails_as_a_whole(
         raw.execute("ROLLBACK")
         raw.close()
     try:
-        assert _outcomes(store) == []
+        assert event_outcomes(store) == []
     finally:
         store.dispose()
