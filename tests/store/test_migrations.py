@@ -6,7 +6,7 @@ import uuid
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, inspect, select, text
 
 from keyledger.domain.callers.users import add_user
 from keyledger.domain.nas.service import add_nas
@@ -161,5 +161,82 @@ def test_0014_keys_radius_sessions_by_connection_and_back(databases: DatabaseFac
         assert addresses == ["192.0.2.2"]
         upgrade(store.engine)
         assert is_current(store.engine)
+    finally:
+        store.dispose()
+
+
+# What the hot queries ask of the indexes 0015 made partial (hotspot/repository.py's open
+# sessions of a voucher, events/repository.py's reader and resource queries).
+_PLANNED = [
+    (
+        "ix_hotspot_sessions_open",
+        "SELECT id, last_report_utc FROM hotspot_sessions "
+        "WHERE credential_id = :credential_id AND ended_utc IS NULL",
+    ),
+    ("ix_events_resource", "SELECT id FROM events WHERE resource_uid = :uid ORDER BY id DESC"),
+    (
+        "ix_events_reader",
+        "SELECT count(*) FROM events WHERE resource_uid = :uid AND kind = 'access.checked' "
+        "AND occurred_utc >= :since",
+    ),
+    (  # the door view's lock-out, correlated with the reader (access/repository.py)
+        "ix_events_reader",
+        "SELECT (SELECT max(e.occurred_utc) FROM events e WHERE e.resource_uid = r.uid "
+        "AND e.property_id = r.property_id AND e.kind = 'reader.throttled' "
+        "AND e.occurred_utc > :since) FROM resources r WHERE r.property_id = 1",
+    ),
+]
+
+
+def _plan(conn: Connection, sql: str) -> str:
+    parameters = {"credential_id": 1, "uid": str(uuid.uuid4()), "since": "2026-01-01"}
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"), parameters).all()
+        return " ".join(str(row[-1]) for row in rows)
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # tiny tables: is the index usable
+    sql = sql.replace(":since", "CAST(:since AS timestamptz)").replace(":uid", "CAST(:uid AS uuid)")
+    return " ".join(str(row[0]) for row in conn.execute(text(f"EXPLAIN {sql}"), parameters))
+
+
+def _index(conn: Connection, table: str, name: str) -> tuple[list[str], str | None]:
+    """An index's columns and its predicate (None: the whole table)."""
+    found = next(index for index in inspect(conn).get_indexes(table) if index["name"] == name)
+    where = found.get("dialect_options", {}).get(f"{conn.dialect.name}_where")
+    return [str(column) for column in found["column_names"]], None if where is None else str(where)
+
+
+def _normal(predicate: str | None) -> str | None:
+    return None if predicate is None else predicate.strip("()").lower()
+
+
+def test_0015_partial_indexes_serve_the_hot_queries_and_back(databases: DatabaseFactory) -> None:
+    """After 0015 the open-sessions index holds only ``credential_id`` and the two resource
+    indexes of the events only events of a resource, and each query that used them still does;
+    undoing it restores the full indexes."""
+    store = Store(Settings(database_url=databases.new_url()))
+    try:
+        with store.read() as conn:
+            columns, where = _index(conn, "hotspot_sessions", "ix_hotspot_sessions_open")
+            assert (columns, _normal(where)) == (["credential_id"], "ended_utc is null")
+            for name in ("ix_events_resource", "ix_events_reader"):
+                assert _normal(_index(conn, "events", name)[1]) == "resource_uid is not null"
+            for name, sql in _PLANNED:
+                assert name in _plan(conn, sql), name
+        downgrade(store.engine, "0014")
+        with store.read() as conn:
+            assert _index(conn, "hotspot_sessions", "ix_hotspot_sessions_open") == (
+                ["credential_id", "ended_utc", "last_report_utc"],
+                None,
+            )
+            assert _index(conn, "events", "ix_events_reader") == (
+                ["resource_uid", "kind", "occurred_utc"],
+                None,
+            )
+            assert _index(conn, "events", "ix_events_resource") == (["resource_uid", "id"], None)
+        upgrade(store.engine)
+        assert is_current(store.engine)
+        with store.read() as conn:
+            for name, sql in _PLANNED:
+                assert name in _plan(conn, sql), name
     finally:
         store.dispose()
