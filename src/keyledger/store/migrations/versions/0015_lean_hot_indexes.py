@@ -13,8 +13,13 @@ indexes asks for one resource (``resource_uid = ?``, which implies ``IS NOT NULL
 databases then use a partial index). Both become ``WHERE resource_uid IS NOT NULL``: a hotspot,
 RADIUS or credential event writes two index entries fewer. benchmarks/README.md, "Leaner indexes".
 
-Plain CREATE/DROP INDEX (no table rebuild). On PostgreSQL, CREATE INDEX blocks writes to its
-table while it builds: on a large events table, upgrade in a quiet moment.
+Plain CREATE/DROP INDEX (no table rebuild). On PostgreSQL, DROP INDEX takes an ACCESS EXCLUSIVE
+lock on its table, held to the end of the migration's transaction (two builds over ``events``
+included): reads and writes of ``hotspot_sessions`` and ``events`` (door checks, hotspot starts,
+event listings) wait until the upgrade ends. On a large events table, upgrade in a quiet moment.
+``hotspot_sessions.credential_id`` (a foreign key) keeps no index over ended sessions: nothing
+deletes a credential row today (deletion is a ``deleted_utc`` mark); a purge that did would
+check each deleted row against every session.
 
 Revision ID: 0015
 Revises: 0014
