@@ -115,8 +115,12 @@ def responder(auth_port: int, acct_port: int) -> None:
         from keyledger.radius.server import udp_socket
 
         loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(Auth, sock=udp_socket("127.0.0.1", auth_port))
-        await loop.create_datagram_endpoint(Acct, sock=udp_socket("127.0.0.1", acct_port))
+        # the server's sockets, buffer included (the setting's default)
+        buffer = Settings.model_fields["radius_receive_buffer_bytes"].default
+        for protocol, port in ((Auth, auth_port), (Acct, acct_port)):
+            await loop.create_datagram_endpoint(
+                protocol, sock=udp_socket("127.0.0.1", port, receive_buffer=buffer)
+            )
         await asyncio.Event().wait()
 
     uvloop.run(serve())

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         default=None,
         description="Address the RADIUS listeners bind; default: the --host of `keyledger serve`.",
     )
+    radius_receive_buffer_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=0,
+        le=256 * 1024 * 1024,
+        description="Receive buffer asked for each RADIUS socket (SO_RCVBUF): the requests that "
+        "wait there while a worker commits a group. The kernel caps it at net.core.rmem_max; "
+        "0 keeps the system's default.",
+    )
     radius_interim_seconds: int = Field(
         default=60,
         ge=1,

@@ -1,0 +1,94 @@
+"""The RADIUS sockets ask the kernel for ``KEYLEDGER_RADIUS_RECEIVE_BUFFER_BYTES`` of receive
+buffer, so a burst that arrives while a worker commits a group waits there instead of being
+dropped unanswered (the system's default buffer holds a few hundred requests)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keyledger.kit.settings import Settings
+from keyledger.radius.server import RadiusServer, udp_socket
+from keyledger.store import Store
+from keyledger.store.writer import GroupWriter
+
+BURST = 1500  # small datagrams, ~0.8 KiB of buffer each: several times the system's default
+ASKED = 4 * 1024 * 1024
+
+
+def _rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
+def _burst_into(listener: socket.socket) -> int:
+    """Send ``BURST`` datagrams at ``listener`` while nothing reads it; how many it then holds."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for n in range(BURST):
+            sender.sendto(n.to_bytes(4, "big") + bytes(60), listener.getsockname())
+    finally:
+        sender.close()
+    received = 0
+    while True:
+        try:
+            listener.recv(4096)
+        except BlockingIOError:
+            return received
+        received += 1
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    asked = udp_socket("127.0.0.1", 0, receive_buffer=ASKED)
+    default = udp_socket("127.0.0.1", 0)
+    yield asked, default
+    asked.close()
+    default.close()
+
+
+def test_a_burst_waits_in_the_buffer_asked_for(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    if _rmem_max() < 2 * BURST * 1024:
+        pytest.skip("net.core.rmem_max caps the buffer below the burst on this host")
+    asked, default = sockets
+    # Linux books twice what it is asked (its own overhead), up to rmem_max
+    assert asked.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(ASKED, _rmem_max())
+    assert default.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < 2 * min(ASKED, _rmem_max())
+    assert _burst_into(asked) == BURST
+    assert _burst_into(default) < BURST  # the system's default drops part of the same burst
+
+
+def test_the_server_asks_for_the_setting(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'buffer.db'}",
+        radius_auth_port=0,
+        radius_acct_port=0,
+        radius_receive_buffer_bytes=1024 * 1024,
+    )
+
+    async def buffers(auth_port: int, acct_port: int) -> list[int]:
+        ports = {"radius_auth_port": auth_port, "radius_acct_port": acct_port}
+        store = Store(settings.model_copy(update=ports))
+        radius = RadiusServer(store.settings, store, GroupWriter(store), host="127.0.0.1")
+        await radius.start()
+        try:
+            return [
+                transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                for transport in radius._transports
+            ]
+        finally:
+            await radius.stop()
+            store.dispose()
+
+    ports = []
+    for _ in range(2):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        ports.append(probe.getsockname()[1])
+        probe.close()
+    assert asyncio.run(buffers(*ports)) == [2 * min(1024 * 1024, _rmem_max())] * 2
