@@ -57,6 +57,7 @@ class Result:
     lost: int
     target: str
     passed: bool | None
+    ceiling_lost: int = 0  # unanswered in the two ceiling runs (each costs its lane 2 s)
 
 
 def _udp_port() -> int:
@@ -456,6 +457,7 @@ def _row(
         lost=measured["lost"],
         target="≥ 50 % of ceiling and ≥ 1,000/s" if is_auth else "—",
         passed=passed,
+        ceiling_lost=before["lost"] + after["lost"],
     )
 
 
@@ -477,6 +479,10 @@ def _report(
             f"{r.ceiling_before:11.0f}/{r.ceiling_after:<12.0f} {r.ceiling_fraction:6.0%} "
             f"{r.p50_ms:7.1f} {r.p99_ms:7.1f} {r.lost:5d}  {r.target} {verdict}"
         )
+    print(
+        "unanswered in the ceiling runs: "
+        + ", ".join(f"{r.workload.split(' ')[0]} {r.ceiling_lost}" for r in results)
+    )
 
 
 def _write(results: list[Result], *, url: str, **extra: Any) -> None:
