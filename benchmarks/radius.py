@@ -116,8 +116,8 @@ def responder(auth_port: int, acct_port: int) -> None:
         from keyledger.radius.server import udp_socket
 
         loop = asyncio.get_running_loop()
-        # the server's sockets, buffer included (the setting's default)
-        buffer = Settings.model_fields["radius_receive_buffer_bytes"].default
+        # the server's sockets, buffer included (the setting, as the server reads it)
+        buffer = Settings().radius_receive_buffer_bytes
         for protocol, port in ((Auth, auth_port), (Acct, acct_port)):
             await loop.create_datagram_endpoint(
                 protocol, sock=udp_socket("127.0.0.1", port, receive_buffer=buffer)

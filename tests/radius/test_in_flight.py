@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from keyledger.radius import server
 
@@ -49,7 +50,13 @@ def test_datagrams_past_the_limit_are_dropped_and_the_rest_answered(
         await asyncio.gather(*tasks)
         return decided, transport.sent, in_flight
 
+    def dropped() -> float:
+        found = REGISTRY.get_sample_value("keyledger_radius_dropped_total", {"listener": "radius"})
+        return found or 0.0
+
+    before = dropped()
     decided_packets, sent, in_flight = asyncio.run(main())
+    assert dropped() - before == 2  # p3 and p4, counted (keyledger_radius_dropped_total)
     assert in_flight == 3
     assert decided_packets == [b"p0", b"p1", b"p2", b"p5"]
     assert sent == [

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         le=256 * 1024 * 1024,
         description="Receive buffer asked for each RADIUS socket (SO_RCVBUF): the requests that "
         "wait there while a worker commits a group. The kernel caps it at net.core.rmem_max; "
-        "0 keeps the system's default.",
+        "0 keeps the system's default, otherwise at least 65536.",
     )
     radius_interim_seconds: int = Field(
         default=60,
@@ -260,6 +260,13 @@ class Settings(BaseSettings):
     @classmethod
     def _driver(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("radius_receive_buffer_bytes")
+    @classmethod
+    def _receive_buffer(cls, value: int) -> int:
+        if 0 < value < 65536:  # a few datagrams: every burst dropped
+            raise ValueError("must be 0 (the system's default) or at least 65536")
+        return value
 
     @field_validator("sqlite_synchronous")
     @classmethod

@@ -34,6 +34,11 @@ RATE_LIMIT_ERRORS = Counter(
     "Rate-limit checks that failed (storage unreachable) and let the request through.",
     ["namespace"],
 )
+RADIUS_DROPPED = Counter(
+    "keyledger_radius_dropped_total",
+    "RADIUS datagrams a worker dropped unread because it was deciding IN_FLIGHT_LIMIT already.",
+    ["listener"],
+)
 
 
 def render_latest() -> tuple[bytes, str]:

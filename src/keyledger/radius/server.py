@@ -29,6 +29,7 @@ from keyledger.domain.nas.models import DisconnectOutcome, Nas, PendingDisconnec
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import DomainError
 from keyledger.kit.settings import Settings
+from keyledger.observability.metrics import RADIUS_DROPPED
 from keyledger.radius import packets
 from keyledger.store import Store
 from keyledger.store.writer import GroupWriter
@@ -170,9 +171,12 @@ class DuplicateCache:
 
 
 class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, handler: Handler, tasks: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self, handler: Handler, tasks: set[asyncio.Task[None]], listener: str = "radius"
+    ) -> None:
         self._handler = handler
         self._tasks = tasks
+        self._dropped = RADIUS_DROPPED.labels(listener=listener)
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,6 +184,7 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if len(self._tasks) >= IN_FLIGHT_LIMIT:
+            self._dropped.inc()  # keyledger_radius_dropped_total: visible, unlike the kernel's
             return  # dropped: the NAS retransmits (RFC 2865 section 2.4)
         task = asyncio.get_running_loop().create_task(self._answer(data, addr))
         self._tasks.add(task)
@@ -204,6 +209,14 @@ def udp_socket(host: str, port: int, *, receive_buffer: int = 0) -> socket.socke
     sock = socket.socket(info[0], socket.SOCK_DGRAM)
     if receive_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        booked = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if booked < 2 * receive_buffer:  # Linux books twice what it grants, up to rmem_max
+            log.warning(
+                "radius_receive_buffer_capped",
+                asked=receive_buffer,
+                granted=booked // 2,
+                hint="raise net.core.rmem_max",
+            )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -272,8 +285,9 @@ class RadiusServer:
         ]
         for port, handler in listeners:
             if port:
+                name = "auth" if handler == self.authenticate else "acct"
                 transport, _ = await loop.create_datagram_endpoint(
-                    partial(_Endpoint, handler, self._tasks),
+                    partial(_Endpoint, handler, self._tasks, name),
                     sock=udp_socket(
                         self.host,
                         port,
