@@ -18,6 +18,7 @@ from keyledger.kit.settings import Settings
 from keyledger.radius.server import RadiusServer, udp_socket
 from keyledger.store import Store
 from keyledger.store.writer import GroupWriter
+from tests.radius.support import free_udp_port
 
 #: Small datagrams take ~0.8 KiB of buffer each: this many is over three times what the system's
 #: default buffer holds, and under the loopback's backlog (net.core.netdev_max_backlog, 1000).
@@ -99,15 +100,14 @@ def test_a_buffer_of_a_few_datagrams_is_refused(value: int) -> None:
 def test_the_server_asks_for_the_setting(tmp_path: Path) -> None:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'buffer.db'}",
-        radius_auth_port=0,
-        radius_acct_port=0,
+        radius_auth_port=free_udp_port(),
+        radius_acct_port=free_udp_port(),
         radius_receive_buffer_bytes=1024 * 1024,
     )
 
-    async def buffers(auth_port: int, acct_port: int) -> list[int]:
-        ports = {"radius_auth_port": auth_port, "radius_acct_port": acct_port}
-        store = Store(settings.model_copy(update=ports))
-        radius = RadiusServer(store.settings, store, GroupWriter(store), host="127.0.0.1")
+    async def buffers() -> list[int]:
+        store = Store(settings)
+        radius = RadiusServer(settings, store, GroupWriter(store), host="127.0.0.1")
         await radius.start()
         try:
             return [
@@ -118,10 +118,4 @@ def test_the_server_asks_for_the_setting(tmp_path: Path) -> None:
             await radius.stop()
             store.dispose()
 
-    ports = []
-    for _ in range(2):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        ports.append(probe.getsockname()[1])
-        probe.close()
-    assert asyncio.run(buffers(*ports)) == [2 * min(1024 * 1024, _rmem_max())] * 2
+    assert asyncio.run(buffers()) == [2 * min(1024 * 1024, _rmem_max())] * 2

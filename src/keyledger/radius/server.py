@@ -210,11 +210,13 @@ def udp_socket(host: str, port: int, *, receive_buffer: int = 0) -> socket.socke
     if receive_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         booked = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        if booked < 2 * receive_buffer:  # Linux books twice what it grants, up to rmem_max
+        # Linux books (and reports) twice what it grants, up to rmem_max; others report it as is
+        granted = booked // 2 if sys.platform == "linux" else booked
+        if granted < receive_buffer:
             log.warning(
                 "radius_receive_buffer_capped",
                 asked=receive_buffer,
-                granted=booked // 2,
+                granted=granted,
                 hint="raise net.core.rmem_max",
             )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -279,13 +281,12 @@ class RadiusServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        listeners: list[tuple[int, Handler]] = [
-            (self.settings.radius_auth_port, self.authenticate),
-            (self.settings.radius_acct_port, self.account),
+        listeners: list[tuple[int, Handler, str]] = [
+            (self.settings.radius_auth_port, self.authenticate, "auth"),
+            (self.settings.radius_acct_port, self.account, "acct"),
         ]
-        for port, handler in listeners:
+        for port, handler, name in listeners:
             if port:
-                name = "auth" if handler == self.authenticate else "acct"
                 transport, _ = await loop.create_datagram_endpoint(
                     partial(_Endpoint, handler, self._tasks, name),
                     sock=udp_socket(
