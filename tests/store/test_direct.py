@@ -25,7 +25,7 @@ from keyledger.domain.hotspot import repository as hotspot
 from keyledger.kit.errors import StoreUnavailable, WriteConflict
 from keyledger.kit.inputs import code_key
 from keyledger.store import Store
-from keyledger.store.direct import Direct
+from keyledger.store.direct import Direct, DirectIn
 from keyledger.store.schema import credentials, properties
 from tests.support import DatabaseFactory, settings_for
 
@@ -50,6 +50,17 @@ class Core:
     def execute(statement: Direct, conn: Connection, parameters: dict[str, Any]) -> None:
         conn.execute(statement.statement, parameters)
 
+    @staticmethod
+    def execute_many(statement: Direct, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.execute(statement.statement, rows)
+
+    @staticmethod
+    def all_in(
+        statement: DirectIn, conn: Connection, parameters: dict[str, Any], values: list[Any]
+    ) -> list[Any]:
+        sized, bound = statement.sized(parameters, values)
+        return list(conn.execute(sized.statement, bound).all())
+
 
 class Raw:
     @staticmethod
@@ -63,6 +74,16 @@ class Raw:
     @staticmethod
     def execute(statement: Direct, conn: Connection, parameters: dict[str, Any]) -> None:
         statement.execute(conn, parameters)
+
+    @staticmethod
+    def execute_many(statement: Direct, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        statement.execute_many(conn, rows)
+
+    @staticmethod
+    def all_in(
+        statement: DirectIn, conn: Connection, parameters: dict[str, Any], values: list[Any]
+    ) -> list[Any]:
+        return statement.all(conn, parameters, values)
 
 
 def _seed(conn: Connection) -> int:
@@ -106,38 +127,36 @@ def _seed(conn: Connection) -> int:
 
 
 def _scenario(conn: Connection, way: type[Core] | type[Raw]) -> list[Any]:
-    """A session start's statements (and the rarer ones), through ``way``; what they returned."""
+    """A group of session starts' statements (and the rarer ones), through ``way``; what they
+    returned."""
     seen: list[Any] = []
-    voucher = way.all(
-        hotspot._LIVE_VOUCHER,
-        conn,
-        {"property_id": 7, "code_key": code_key("wifi-code 1")},
+    vouchers = {"property_id": 7}
+    voucher = way.all_in(
+        hotspot._LIVE_VOUCHERS, conn, vouchers, [code_key("wifi-code 1"), "nothing", "other"]
     )
     seen.append(voucher)
-    seen.append(way.all(hotspot._LIVE_VOUCHER, conn, {"property_id": 7, "code_key": "nothing"}))
+    seen.append(way.all_in(hotspot._LIVE_VOUCHERS, conn, vouchers, ["nothing"]))
     credential_id = voucher[0].id
-    for number, (uid, started) in enumerate(
-        zip(SESSION_UIDS, [NOW - timedelta(hours=2), NOW, NOW], strict=True)
-    ):
-        seen.append(
-            way.execute(
-                hotspot._INSERT_SESSION,
-                conn,
+    seen.append(
+        way.execute_many(
+            hotspot._INSERT_SESSION,
+            conn,
+            [
                 {
                     "uid": uid,
                     "credential_id": credential_id,
                     "device_id": f"aa:bb:cc:dd:ee:0{number} ünï",
                     "started_utc": started,
                     "last_report_utc": started,
-                },
-            )
-        )
-    idle_since = NOW - timedelta(minutes=10)
-    seen.append(
-        way.all(
-            hotspot._OPEN_SESSIONS, conn, {"credential_id": credential_id, "idle_since": idle_since}
+                }
+                for number, (uid, started) in enumerate(
+                    zip(SESSION_UIDS, [NOW - timedelta(hours=2), NOW, NOW], strict=True)
+                )
+            ],
         )
     )
+    idle_since = NOW - timedelta(minutes=10)
+    seen.append(way.all_in(hotspot._OPEN_SESSIONS_OF, conn, {}, [credential_id, 999]))
     seen.append(
         way.rowcount(
             hotspot._END_IDLE,
@@ -145,36 +164,29 @@ def _scenario(conn: Connection, way: type[Core] | type[Raw]) -> list[Any]:
             {"voucher_id": credential_id, "idle_since": idle_since, "now": NOW},
         )
     )
+    seen.append(way.all_in(hotspot._OPEN_SESSIONS_OF, conn, {}, [credential_id]))
     seen.append(
-        way.all(
-            hotspot._OPEN_SESSIONS, conn, {"credential_id": credential_id, "idle_since": idle_since}
+        way.execute_many(
+            hotspot._TOUCH_DIRECT,
+            conn,
+            [
+                {"session_id": 2, "now": NOW + timedelta(seconds=3)},
+                {"session_id": 3, "now": NOW + timedelta(seconds=3)},
+            ],
         )
     )
     seen.append(
-        way.rowcount(
-            hotspot._TOUCH_DIRECT, conn, {"session_id": 2, "now": NOW + timedelta(seconds=3)}
-        )
-    )
-    seen.append(
-        way.rowcount(
+        way.execute_many(
             hotspot._MARK_ACCESS,
             conn,
-            {"credential_id": credential_id, "now": NOW + timedelta(seconds=4)},
+            [{"credential_id": credential_id, "now": NOW + timedelta(seconds=4)}],
         )
     )
-    for details, credential_uid, resource_uid in [
-        (
-            {"device": "ab ü", "session": str(SESSION_UIDS[1]), "n": [1, 2.5, None]},
-            VOUCHER_UID,
-            None,
-        ),
-        (None, None, uuid.UUID(int=5)),
-        ({}, None, None),
-    ]:
-        seen.append(
-            way.execute(
-                events._APPEND_ONE,
-                conn,
+    seen.append(
+        way.execute_many(
+            events._APPEND_ONE,
+            conn,
+            [
                 {
                     "occurred_utc": NOW,
                     "property_id": 7,
@@ -187,10 +199,20 @@ def _scenario(conn: Connection, way: type[Core] | type[Raw]) -> list[Any]:
                     "resource_uid": resource_uid,
                     "outcome": "Granted",
                     "details": details,
-                },
-            )
+                }
+                for details, credential_uid, resource_uid in [
+                    (
+                        {"device": "ab ü", "session": str(SESSION_UIDS[1]), "n": [1, 2.5, None]},
+                        VOUCHER_UID,
+                        None,
+                    ),
+                    (None, None, uuid.UUID(int=5)),
+                    ({}, None, None),
+                ]
+            ],
         )
-    seen.append(way.all(hotspot._LIVE_VOUCHER, conn, {"property_id": 7, "code_key": "WIFICODE1"}))
+    )
+    seen.append(way.all_in(hotspot._LIVE_VOUCHERS, conn, vouchers, [code_key("WIFI-CODE 1")]))
     return seen
 
 
@@ -248,15 +270,19 @@ def test_direct_writes_and_reads_what_core_does(two_stores: tuple[Store, Store])
     assert _typed(results["raw"]) == _typed(results["core"])
     # what the scenario saw: the voucher, no voucher, 3 inserts, 3 open (1 idle), 1 ended, 2 open
     raw = results["raw"]
-    assert raw[0][0].uid == VOUCHER_UID and raw[0][0].valid_to == NOW.replace(
-        microsecond=0
-    ) + timedelta(days=30)
+    assert len(raw[0]) == 1 and raw[0][0].uid == VOUCHER_UID
+    assert raw[0][0].valid_to == NOW.replace(microsecond=0) + timedelta(days=30)
     assert raw[1] == []
-    assert raw[2:5] == [None, None, None]
-    assert [row.idle for row in raw[5]] == [True, False, False]
-    assert raw[6] == 1
-    assert [row.uid for row in raw[7]] == SESSION_UIDS[1:]
-    assert raw[8:13] == [1, 1, None, None, None]
+    assert raw[2] is None
+    assert [row.last_report_utc for row in raw[3]] == [
+        (NOW - timedelta(hours=2)).replace(microsecond=0),
+        NOW.replace(microsecond=0),
+        NOW.replace(microsecond=0),
+    ]
+    assert raw[4] == 1
+    assert [row.uid for row in raw[5]] == SESSION_UIDS[1:]
+    assert raw[6:9] == [None, None, None]
+    assert [row.uid for row in raw[9]] == [VOUCHER_UID]
 
 
 def test_direct_errors_are_raised_as_sqlalchemy_raises_them(
@@ -271,12 +297,8 @@ def test_direct_errors_are_raised_as_sqlalchemy_raises_them(
         with store.write() as conn:
             credential_id = _seed(conn)
             for _ in range(2):
-                hotspot.insert_session(
-                    conn,
-                    uid=SESSION_UIDS[0],
-                    credential_id=credential_id,
-                    device_id=secret_device,
-                    now=NOW,
+                hotspot.insert_sessions(
+                    conn, [(SESSION_UIDS[0], credential_id, secret_device)], now=NOW
                 )
 
     with pytest.raises(DBAPIError) as raised:

@@ -227,3 +227,113 @@ def test_a_group_runs_again_once_with_every_lock_its_pieces_may_want(store: Stor
     thread.join(10)
     assert (writer.reruns, writer.groups) == (1, 1)
     assert event_outcomes(store) == ["first", "plain", "second"]
+
+
+# --- batches (``run_batched``) -------------------------------------------------------------------
+
+
+def _batch_of_events(calls: list[list[str]]) -> Callable[[Connection, list[str]], list[object]]:
+    """A batch that writes one event per item (in one statement) and returns each item upper
+    cased; ``"refuse"`` is refused before anything is written for it, ``"boom"`` fails the
+    whole batch. Records every call's items in ``calls``."""
+
+    def batch(conn: Connection, items: list[str]) -> list[object]:
+        calls.append(list(items))
+        if "boom" in items:
+            raise RuleViolation("Boom.", subject="test")
+        for item in items:
+            if item != "refuse":
+                append_event(item)(conn)
+        return [
+            RuleViolation("Refused.", subject="test") if item == "refuse" else item.upper()
+            for item in items
+        ]
+
+    return batch
+
+
+def test_a_batch_runs_once_per_group_with_its_items_in_order(store: Store) -> None:
+    writer = GroupWriter(store)
+    calls: list[list[str]] = []
+    batch = _batch_of_events(calls)
+
+    async def main() -> list[object]:
+        return list(
+            await asyncio.gather(
+                writer.run_batched(batch, "b1"),
+                writer.run(append_event("plain")),
+                writer.run_batched(batch, "b2"),
+                writer.run_batched(batch, "b3"),
+            )
+        )
+
+    assert asyncio.run(main()) == ["B1", "plain", "B2", "B3"]
+    assert calls == [["b1", "b2", "b3"]]
+    assert writer.groups == 1
+    assert event_outcomes(store) == ["b1", "b2", "b3", "plain"]
+
+
+def test_an_item_a_batch_refuses_fails_alone_in_the_committed_group(store: Store) -> None:
+    writer = GroupWriter(store)
+    calls: list[list[str]] = []
+    batch = _batch_of_events(calls)
+
+    async def main() -> tuple[object, ...]:
+        return await asyncio.gather(
+            writer.run_batched(batch, "a"),
+            writer.run_batched(batch, "refuse"),
+            writer.run_batched(batch, "b"),
+            return_exceptions=True,
+        )
+
+    first, refused, last = asyncio.run(main())
+    assert (first, last) == ("A", "B")
+    assert isinstance(refused, RuleViolation)
+    assert str(refused) == "Refused."
+    assert calls == [["a", "refuse", "b"]]  # one run: nothing undone
+    assert writer.groups == 1
+    assert event_outcomes(store) == ["a", "b"]
+
+
+def test_a_failing_batch_runs_again_item_by_item_and_the_culprit_fails_alone(
+    store: Store,
+) -> None:
+    writer = GroupWriter(store)
+    calls: list[list[str]] = []
+    batch = _batch_of_events(calls)
+
+    async def main() -> tuple[object, ...]:
+        return await asyncio.gather(
+            writer.run_batched(batch, "a"),
+            writer.run_batched(batch, "boom"),
+            writer.run(append_event("plain")),
+            writer.run_batched(batch, "b"),
+            return_exceptions=True,
+        )
+
+    first, boom, plain, last = asyncio.run(main())
+    assert (first, plain, last) == ("A", "plain", "B")
+    assert isinstance(boom, RuleViolation)
+    assert str(boom) == "Boom."
+    assert calls == [["a", "boom", "b"], ["a"], ["boom"], ["b"]]
+    assert event_outcomes(store) == ["a", "b", "plain"]
+
+
+def test_a_batch_returning_another_number_of_results_fails_its_callers(store: Store) -> None:
+    writer = GroupWriter(store)
+
+    def short(conn: Connection, items: list[str]) -> list[object]:
+        append_event("short")(conn)
+        return []
+
+    async def main() -> tuple[object, ...]:
+        return await asyncio.gather(
+            writer.run_batched(short, "x"),
+            writer.run(append_event("other")),
+            return_exceptions=True,
+        )
+
+    failed, other = asyncio.run(main())
+    assert isinstance(failed, RuntimeError)
+    assert other == "other"
+    assert event_outcomes(store) == ["other"]

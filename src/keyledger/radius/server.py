@@ -360,17 +360,9 @@ class RadiusServer:
         device = packets.text(request, "Calling-Station-Id")[:200]
         code = packets.proven_code(request)
         locks, wanted = nas_service.authorize_locks(nas, code, device)
-        done = await self.writer.run(
-            partial(
-                nas_service.authorize,
-                nas=nas,
-                code=code,
-                device_id=device,
-                idle_seconds=settings.hotspot_idle_seconds,
-                budget=self.budget,
-            ),
-            locks=locks,
-            wanted=wanted,
+        login = nas_service.Login(nas, code, device, settings.hotspot_idle_seconds, self.budget)
+        done: nas_service.Authorization = await self.writer.run_batched(
+            nas_service.authorize, login, locks=locks, wanted=wanted
         )
         decision = done.decision
         if decision.granted and decision.session_uid is not None:

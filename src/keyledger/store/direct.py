@@ -106,9 +106,9 @@ class Direct:
             row=namedtuple("Row", keys) if keys else None,
         )
 
-    def _run(self, conn: Connection, parameters: Mapping[str, Any]) -> tuple[Any, _Plan]:
-        dialect = conn.dialect
-        plan = self._plan(dialect)
+    @staticmethod
+    def _sent(dialect: Dialect, plan: _Plan, parameters: Mapping[str, Any]) -> Any:
+        """``parameters`` as the driver takes them: processed by their types, in order."""
         values = {**plan.constants, **parameters} if plan.constants else dict(parameters)
         for name, processor, is_time in plan.binds:
             value = values[name]
@@ -121,13 +121,27 @@ class Direct:
                     _LAST_TIME[dialect.name] = (value, converted)
             else:
                 values[name] = processor(value)
-        sent: Any = tuple(values[name] for name in plan.names) if plan.positional else values
+        return tuple(values[name] for name in plan.names) if plan.positional else values
+
+    def _run(self, conn: Connection, parameters: Any, *, many: bool = False) -> tuple[Any, _Plan]:
+        """Run on the driver's cursor: ``parameters`` a mapping, or with ``many`` a sequence of
+        them (``executemany``)."""
+        dialect = conn.dialect
+        plan = self._plan(dialect)
+        sent: Any = (
+            [self._sent(dialect, plan, one) for one in parameters]
+            if many
+            else self._sent(dialect, plan, parameters)
+        )
         fairy = conn.connection
         raw = fairy.driver_connection
         assert raw is not None
         cursor = raw.cursor()
         try:
-            cursor.execute(plan.sql, sent)
+            if many:
+                cursor.executemany(plan.sql, sent)
+            else:
+                cursor.execute(plan.sql, sent)
         except dialect.loaded_dbapi.Error as error:
             cursor.close()
             disconnect = dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
@@ -149,6 +163,13 @@ class Direct:
         PostgreSQL, where SQLAlchemy adds ``RETURNING``; nobody needs it)."""
         cursor, _ = self._run(conn, parameters)
         cursor.close()
+
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per parameter set of ``rows``, in one driver call
+        (``executemany``; nothing when ``rows`` is empty)."""
+        if rows:
+            cursor, _ = self._run(conn, rows, many=True)
+            cursor.close()
 
     def rowcount(self, conn: Connection, parameters: Mapping[str, Any]) -> int:
         """Run the statement; the rows it changed."""
@@ -194,3 +215,37 @@ def _result_processors(
         if processor is not None:
             found.append((index, processor))
     return found
+
+
+class DirectIn:
+    """A ``Direct`` statement with one ``IN`` list of plain bind parameters, built by
+    ``build(names)`` for each length of list it is run with (rounded up to a power of two, the
+    list padded with its last value, so a few plans serve every length), compiled once each."""
+
+    def __init__(self, build: Callable[[list[str]], Executable], *, prefix: str = "in") -> None:
+        self._build = build
+        self._prefix = prefix
+        self._sized: dict[int, tuple[Direct, list[str]]] = {}
+
+    def sized(
+        self, parameters: Mapping[str, Any], values: Sequence[Any]
+    ) -> tuple[Direct, dict[str, Any]]:
+        """The statement for ``values`` (at least one) and its parameters, ``values`` bound."""
+        if not values:
+            raise ValueError("an IN list needs at least one value")
+        size = 1 << (len(values) - 1).bit_length()
+        sized = self._sized.get(size)
+        if sized is None:
+            names = [f"{self._prefix}_{i}" for i in range(size)]
+            sized = self._sized[size] = (Direct(self._build(names)), names)
+        statement, names = sized
+        padded = [*values, *([values[-1]] * (size - len(values)))]
+        return statement, {**parameters, **dict(zip(names, padded, strict=True))}
+
+    def all(
+        self, conn: Connection, parameters: Mapping[str, Any], values: Sequence[Any]
+    ) -> list[Any]:
+        """Rows for ``values`` in the ``IN`` list (at least one), the other binds from
+        ``parameters``."""
+        statement, bound = self.sized(parameters, values)
+        return statement.all(conn, bound)

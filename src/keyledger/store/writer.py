@@ -58,13 +58,22 @@ log = structlog.get_logger("keyledger.store")
 Result = TypeVar("Result")
 
 
+Item = TypeVar("Item")
+
+#: Work done for several requests at once: ``batch(conn, items)`` returns one result per item,
+#: in order, as running it for each item alone in turn would (see ``GroupWriter.run_batched``).
+Batch = Callable[[Connection, list[Item]], list[Any]]
+
+
 @dataclass
 class _Work:
-    run: Callable[[Connection], Any]
+    run: Callable[[Connection], Any] | None
     deadline: float | None
     future: asyncio.Future[Any]
     locks: Sequence[int] = ()
     wanted: Sequence[int] = ()
+    batch: Batch[Any] | None = None
+    item: Any = None
 
 
 class GroupWriter:
@@ -90,15 +99,37 @@ class GroupWriter:
         ``wanted`` are keys ``work`` may ask for midway (``locks.hold_now``): taken first only
         when a piece of the group asked for a lock it could not have at once."""
         loop = asyncio.get_running_loop()
-        item = _Work(work, current_deadline(), loop.create_future(), locks, wanted)
+        piece = _Work(work, current_deadline(), loop.create_future(), locks, wanted)
+        result: Result = await self._enqueue(piece)
+        return result
+
+    async def run_batched(
+        self,
+        batch: Batch[Item],
+        item: Item,
+        *,
+        locks: Sequence[int] = (),
+        wanted: Sequence[int] = (),
+    ) -> Any:
+        """Like ``run``, for work that is cheaper done for many requests at once: the group
+        calls ``batch`` once with the items of all its pieces that name the same ``batch``
+        (in the order they came), and each caller gets its item's result. ``batch`` must return
+        what running it for each item alone, one after the other, would (its reads and writes
+        may be shared). An item's result that is an exception is raised to its caller alone:
+        ``batch`` returns one only for an item it refused before writing anything for it.
+        When the group fails, each piece runs again alone, as ``batch(conn, [item])``."""
+        loop = asyncio.get_running_loop()
+        work = _Work(None, current_deadline(), loop.create_future(), locks, wanted, batch, item)
+        return await self._enqueue(work)
+
+    async def _enqueue(self, work: _Work) -> Any:
         if not self._pending:
             # A fresh context: the group must not run under the first request's deadline.
             # (While a group waits for SQLite's write turn, ``_pending`` holds it: later work
             # joins it.)
-            loop.call_soon(self._flush, context=contextvars.Context())
-        self._pending.append(item)
-        result: Result = await item.future
-        return result
+            asyncio.get_running_loop().call_soon(self._flush, context=contextvars.Context())
+        self._pending.append(work)
+        return await work.future
 
     def _flush(self) -> None:
         turn = self._store.write_turn
@@ -165,7 +196,7 @@ class GroupWriter:
             try:
                 with self._store.write(take_turn=False) as conn:
                     serialise_on(conn, [*wanted, *(key for item in group for key in item.locks)])
-                    results = [item.run(conn) for item in group]
+                    results = _run_group(conn, group)
             except LocksWanted as asked:
                 if not asked.keys <= wanted:  # again, with every lock a piece may want first
                     wanted |= asked.keys.union(*(item.wanted for item in group))
@@ -197,9 +228,35 @@ class GroupWriter:
             _settle(item, result=result)
 
 
+def _run_group(conn: Connection, group: list[_Work]) -> list[Any]:
+    """Every piece's result, in order: a batch runs once, where its first piece stands, for all
+    the pieces naming it."""
+    results: list[Any] = [None] * len(group)
+    batches: dict[Any, list[int]] = {}
+    for index, item in enumerate(group):
+        if item.batch is not None:
+            batches.setdefault(item.batch, []).append(index)
+    for index, item in enumerate(group):
+        if item.run is not None:
+            results[index] = item.run(conn)
+            continue
+        members = batches.pop(item.batch, None)
+        if members is None:
+            continue  # run with its batch's first piece
+        assert item.batch is not None
+        answers = item.batch(conn, [group[member].item for member in members])
+        if len(answers) != len(members):
+            raise RuntimeError("a batch returned another number of results than it had items")
+        for member, answer in zip(members, answers, strict=True):
+            results[member] = answer
+    return results
+
+
 def _settle(item: _Work, *, result: Any = None, error: Exception | None = None) -> None:
     if item.future.done():  # cancelled while its group committed: the write stays
         return
+    if error is None and isinstance(result, Exception) and item.batch is not None:
+        error = result  # refused by its batch before anything was written for it
     if error is not None:
         item.future.set_exception(error)
     else:

@@ -51,6 +51,13 @@ def append(conn: Connection, event: NewEvent, *, actor: Actor, now: datetime) ->
     _APPEND_ONE.execute(conn, _row(event, actor, now))
 
 
+def append_each(
+    conn: Connection, new_events: Sequence[tuple[NewEvent, Actor]], *, now: datetime
+) -> None:
+    """Append events, each by its own actor, all at ``now``, in one driver call."""
+    _APPEND_ONE.execute_many(conn, [_row(event, actor, now) for event, actor in new_events])
+
+
 def append_many(
     conn: Connection, new_events: Sequence[NewEvent], *, actor: Actor, now: datetime
 ) -> None:

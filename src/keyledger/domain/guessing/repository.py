@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from keyledger.store.direct import Direct
+from keyledger.store.direct import Direct, DirectIn
 from keyledger.store.schema import guess_counts as t
 
 # Every hotspot start and door check reads one or two subjects: two plain parameters (a subject
@@ -18,8 +18,13 @@ _MISSES = Direct(  # on the driver's cursor, compiled once (store/direct.py)
         t.c.window_start == bindparam("start"),
     )
 )
-_MISSES_OF_MANY = select(t.c.subject, t.c.misses).where(
-    t.c.subject.in_(bindparam("subjects", expanding=True)), t.c.window_start == bindparam("start")
+# A group of hotspot starts reads all its guessers' subjects at once.
+_MISSES_OF_MANY = DirectIn(
+    lambda names: select(t.c.subject, t.c.misses).where(
+        t.c.subject.in_([bindparam(name) for name in names]),
+        t.c.window_start == bindparam("start"),
+    ),
+    prefix="subject",
 )
 
 
@@ -61,7 +66,7 @@ def misses_in(
         parameters = {"first": asked[0], "second": asked[-1], "start": start}
         found = {row[0]: row[1] for row in _MISSES.all(conn, parameters)}
     elif asked:
-        rows = conn.execute(_MISSES_OF_MANY, {"subjects": asked, "start": start})
+        rows = _MISSES_OF_MANY.all(conn, {"start": start}, asked)
         found = {row[0]: row[1] for row in rows}
     if known is None:
         return found

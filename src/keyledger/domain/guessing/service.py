@@ -16,6 +16,7 @@ database, so they hold across workers and instances with or without Redis.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -51,6 +52,17 @@ def throttled_until(
     if counted.get(shared, 0) >= budget.per_property:
         return end
     return None
+
+
+def read_budgets(
+    conn: Connection, guessers: Iterable[Guesser], *, budget: GuessBudget, now: datetime
+) -> None:
+    """Read the counts of all ``guessers``' budgets in one statement, so that
+    ``throttled_until`` for any of them in this transaction reads none (a group of starts)."""
+    start, _ = window_of(now, budget)
+    subjects = list(dict.fromkeys(subject for g in guessers for subject in g.subjects))
+    if subjects:
+        repository.misses_in(conn, subjects=subjects, start=start)
 
 
 def caller_lock_key(caller: str) -> int:

@@ -19,46 +19,52 @@ from sqlalchemy import (
 
 from keyledger.domain.credentials.models import CredentialKind
 from keyledger.kit.inputs import code_key
-from keyledger.store.direct import Direct
+from keyledger.store.direct import Direct, DirectIn
 from keyledger.store.schema import credentials, hotspot_sessions
 
 s = hotspot_sessions
 c = credentials
 
 
-# Session starts run these on every request (HTTP and RADIUS): built once, like the usage
-# report's below (building costs more than running; issue 14's RADIUS benchmark).
-_LIVE_VOUCHER = Direct(
-    select(
-        c.c.id,
-        c.c.uid,
-        c.c.valid_from,
-        c.c.valid_to,
-        c.c.minutes_left,
-        c.c.usage_seconds,
-        c.c.user_limit,
-    )
-    .where(
-        c.c.property_id == bindparam("property_id"),
-        # the kind inline in the SQL (the partial index's predicate), rendered when built
-        c.c.kind == literal_column(f"'{CredentialKind.VOUCHER.value}'"),
-        c.c.deleted_utc.is_(None),
-        c.c.code_key == bindparam("code_key"),
-    )
-    .with_for_update()
+# A group of starts reads its vouchers in one statement, on the live-voucher key's index (no
+# ORDER BY: SQLite would walk every live voucher of the property in id order instead). Row locks
+# need no order: a group holds its vouchers' advisory locks first (``start_locks``).
+_LIVE_VOUCHERS = DirectIn(
+    lambda names: (
+        select(
+            c.c.id,
+            c.c.uid,
+            c.c.valid_from,
+            c.c.valid_to,
+            c.c.minutes_left,
+            c.c.usage_seconds,
+            c.c.user_limit,
+            c.c.code_key,
+        )
+        .where(
+            c.c.property_id == bindparam("property_id"),
+            c.c.kind == literal_column(f"'{CredentialKind.VOUCHER.value}'"),
+            c.c.deleted_utc.is_(None),
+            c.c.code_key.in_([bindparam(name) for name in names]),
+        )
+        .with_for_update()
+    ),
+    prefix="code",
 )
-# (``Direct``: run on the driver's cursor, compiled once; store/direct.py.)
+
+
+def live_vouchers(conn: Connection, *, property_id: int, codes: list[str]) -> dict[str, Any]:
+    """``live_voucher`` for several codes of one property in one statement: the rows by
+    ``code_key`` (codes with no live voucher are missing)."""
+    keys = list(dict.fromkeys(code_key(code.strip()) for code in codes))
+    rows = _LIVE_VOUCHERS.all(conn, {"property_id": property_id}, keys)
+    return {row.code_key: row for row in rows}
 
 
 def live_voucher(conn: Connection, *, property_id: int, code: str) -> Any:
-    """The live voucher with this code (the same under ``code_key``), locked for the
-    transaction where the database can."""
-    # ``in_scope([property_id], VOUCHER)``, spelled out to be built once.
-    return _LIVE_VOUCHER.first(
-        conn,
-        # a phone keyboard adds a space
-        {"property_id": property_id, "code_key": code_key(code.strip())},
-    )
+    """The live voucher with this code (the same under ``code_key``; a phone keyboard adds a
+    space), locked for the transaction where the database can; None if there is none."""
+    return live_vouchers(conn, property_id=property_id, codes=[code]).get(code_key(code.strip()))
 
 
 def lock_voucher(conn: Connection, *, credential_id: int) -> None:
@@ -71,16 +77,6 @@ _OPEN_DEVICES = select(s.c.id, s.c.uid, s.c.device_id).where(
     s.c.ended_utc.is_(None),
     s.c.last_report_utc > bindparam("idle_since"),
 )
-# Every open session of a voucher, and whether it has gone idle (compared in SQL, as _END_IDLE
-# and _OPEN_DEVICES compare): a start reads them once and ends idle ones only when there are.
-_OPEN_SESSIONS = Direct(
-    select(
-        s.c.id,
-        s.c.uid,
-        s.c.device_id,
-        (s.c.last_report_utc <= bindparam("idle_since")).label("idle"),
-    ).where(s.c.credential_id == bindparam("credential_id"), s.c.ended_utc.is_(None))
-)
 _END_IDLE = Direct(
     update(s)
     .where(
@@ -92,21 +88,31 @@ _END_IDLE = Direct(
 )
 
 
+# The open sessions of a group's vouchers, in one statement.
+_OPEN_SESSIONS_OF = DirectIn(
+    lambda names: (
+        select(s.c.id, s.c.uid, s.c.device_id, s.c.credential_id, s.c.last_report_utc)
+        .where(s.c.credential_id.in_([bindparam(name) for name in names]), s.c.ended_utc.is_(None))
+        .order_by(s.c.id)
+    ),
+    prefix="voucher",
+)
+
+
+def open_sessions_of(conn: Connection, *, credential_ids: list[int]) -> dict[int, list[Any]]:
+    """Every open session (``ended_utc`` null, idle or not) of these vouchers, by voucher, in
+    creation order; ``last_report_utc`` says whether it is idle."""
+    found: dict[int, list[Any]] = {credential_id: [] for credential_id in credential_ids}
+    if credential_ids:
+        for row in _OPEN_SESSIONS_OF.all(conn, {}, credential_ids):
+            found[row.credential_id].append(row)
+    return found
+
+
 def open_devices(conn: Connection, *, credential_id: int, idle_since: datetime) -> dict[str, Any]:
     """Open sessions (ended never, reported after ``idle_since``) by device."""
     rows = conn.execute(_OPEN_DEVICES, {"credential_id": credential_id, "idle_since": idle_since})
     return {row.device_id: row for row in rows}
-
-
-def end_idle_and_open_devices(
-    conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime
-) -> dict[str, Any]:
-    """``end_idle`` then ``open_devices`` (the caller holds the voucher's row): one read, and
-    the idle sessions' update only when the read found one."""
-    rows = _OPEN_SESSIONS.all(conn, {"credential_id": credential_id, "idle_since": idle_since})
-    if any(row.idle for row in rows):
-        end_idle(conn, credential_id=credential_id, idle_since=idle_since, now=now)
-    return {row.device_id: row for row in rows if not row.idle}
 
 
 def end_idle(conn: Connection, *, credential_id: int, idle_since: datetime, now: datetime) -> int:
@@ -120,19 +126,26 @@ _INSERT_SESSION = Direct(
 )
 
 
-def insert_session(
-    conn: Connection, *, uid: UUID, credential_id: int, device_id: str, now: datetime
-) -> None:
-    _INSERT_SESSION.execute(
+def insert_sessions(conn: Connection, rows: list[tuple[UUID, int, str]], *, now: datetime) -> None:
+    """Open sessions (uid, voucher id, device) started ``now``, in one driver call."""
+    _INSERT_SESSION.execute_many(
         conn,
-        {
-            "uid": uid,
-            "credential_id": credential_id,
-            "device_id": device_id,
-            "started_utc": now,
-            "last_report_utc": now,
-        },
+        [
+            {
+                "uid": uid,
+                "credential_id": credential_id,
+                "device_id": device_id,
+                "started_utc": now,
+                "last_report_utc": now,
+            }
+            for uid, credential_id, device_id in rows
+        ],
     )
+
+
+def touch_many(conn: Connection, session_ids: list[int], *, now: datetime) -> None:
+    """``touch`` (not ending) several sessions, in one driver call."""
+    _TOUCH_DIRECT.execute_many(conn, [{"session_id": i, "now": now} for i in session_ids])
 
 
 # Usage reports run these on every request: built once (building costs more than running).
@@ -224,5 +237,6 @@ _MARK_ACCESS = Direct(
 )
 
 
-def mark_access(conn: Connection, *, credential_id: int, now: datetime) -> None:
-    _MARK_ACCESS.rowcount(conn, {"credential_id": credential_id, "now": now})
+def mark_access_many(conn: Connection, credential_ids: list[int], *, now: datetime) -> None:
+    """``mark_access`` for several vouchers, in one driver call."""
+    _MARK_ACCESS.execute_many(conn, [{"credential_id": i, "now": now} for i in credential_ids])

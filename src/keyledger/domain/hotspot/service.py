@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,12 +21,12 @@ from sqlalchemy import Connection
 from keyledger.domain.credentials.models import Credential
 from keyledger.domain.events import models as records
 from keyledger.domain.events import repository as events
-from keyledger.domain.events.models import Actor
+from keyledger.domain.events.models import Actor, NewEvent
 from keyledger.domain.guessing import service as guessing
 from keyledger.domain.guessing.models import GuessBudget, Guesser, Pool
 from keyledger.domain.hotspot import repository
 from keyledger.domain.hotspot.models import MISSES, EndReason, SessionDecision, SessionReason, Usage
-from keyledger.domain.properties.models import Scope
+from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
 from keyledger.kit.inputs import code_key
@@ -147,6 +148,22 @@ def _refusal(voucher: Any, now: datetime) -> SessionReason | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """One device asking to go online with a voucher (``start_sessions``). A refused code counts
+    against ``caller``'s budget and the property's, or ``pool``'s (``guessing.models.Guesser``)."""
+
+    scope: Scope
+    actor: Actor
+    business_id: int
+    access_code: str
+    device_id: str
+    idle_seconds: int
+    caller: str
+    budget: GuessBudget
+    pool: Pool | None = None
+
+
 def start_session(
     conn: Connection,
     *,
@@ -160,9 +177,133 @@ def start_session(
     budget: GuessBudget,
     pool: Pool | None = None,
 ) -> SessionDecision:
-    """May a device go online with this voucher? Runs in the group writer's write transaction
-    (``store/writer.py``). A refused code counts against ``caller``'s budget and the property's,
-    or ``pool``'s (``guessing.models.Guesser``).
+    """May a device go online with this voucher? ``start_sessions`` for one start."""
+    start = SessionStart(
+        scope, actor, business_id, access_code, device_id, idle_seconds, caller, budget, pool
+    )
+    decided = start_sessions(conn, [start])[0]
+    if isinstance(decided, Exception):
+        raise decided
+    return decided
+
+
+@dataclass(slots=True)
+class _Open:
+    """An open session of a voucher as the starts of one group see it."""
+
+    id: int | None  # None: inserted by this group (written at its end)
+    uid: UUID
+    device_id: str
+    last_report_utc: datetime
+
+
+class _Group:
+    """The starts of one ``start_sessions`` call: their shared reads, kept current as each is
+    decided, and the writes of their grants, made together (``flush``) in one driver call each."""
+
+    def __init__(self, conn: Connection, now: datetime, sessions: dict[int, list[_Open]]) -> None:
+        self.conn = conn
+        self.now = now
+        self.sessions = sessions  # the open sessions of the group's vouchers, by voucher id
+        self.inserted: list[tuple[UUID, int, str]] = []
+        self.touched: dict[int, None] = {}
+        self.accessed: dict[int, None] = {}
+        self.events: list[tuple[NewEvent, Actor]] = []
+
+    def flush(self) -> None:
+        conn, now = self.conn, self.now
+        repository.insert_sessions(conn, self.inserted, now=now)
+        repository.touch_many(conn, list(self.touched), now=now)
+        repository.mark_access_many(conn, list(self.accessed), now=now)
+        events.append_each(conn, self.events, now=now)
+        self.inserted, self.touched, self.accessed, self.events = [], {}, {}, []
+
+    def decide(
+        self, start: SessionStart, target: Property, guesser: Guesser, voucher: Any
+    ) -> SessionDecision:
+        """One start, on the group's reads (``voucher``: its live voucher as read, or None)."""
+        conn, now, budget = self.conn, self.now, start.budget
+        throttled = guessing.throttled_until(conn, guesser=guesser, budget=budget, now=now)
+        if throttled is not None:
+            voucher = None
+        refusal = None if throttled is not None else _refusal(voucher, now)
+        if refusal is not None:  # a miss: counted under its budgets' locks, read again under them
+            self.flush()  # the grants before it first
+            hold_now(conn, guessing.lock_keys(guesser))
+            throttled = guessing.throttled_until(
+                conn, guesser=guesser, budget=budget, now=now, fresh=True
+            )
+            if throttled is not None:
+                voucher, refusal = None, None  # as a start refused before its lookup
+        session_uid: UUID | None = None
+        if throttled is not None:
+            reason, seconds_left, minutes_left = SessionReason.THROTTLED, 0, 0
+        elif voucher is None:
+            reason, seconds_left, minutes_left = SessionReason.UNKNOWN_CREDENTIAL, 0, 0
+        else:
+            minutes_left = int(voucher.minutes_left or 0)
+            seconds_left = _seconds_left(voucher.minutes_left, voucher.usage_seconds)
+            online = self.online(voucher.id, start.idle_seconds)
+            if refusal is not None:
+                reason = refusal
+            elif start.device_id in online:
+                mine = online[start.device_id]
+                reason, session_uid = SessionReason.GRANTED, mine.uid
+                if mine.id is not None:
+                    self.touched[mine.id] = None
+                mine.last_report_utc = now
+            elif len(online) >= (voucher.user_limit or 1):
+                reason = SessionReason.TOO_MANY_DEVICES
+            else:
+                reason, session_uid = SessionReason.GRANTED, uuid.uuid4()
+                self.inserted.append((session_uid, voucher.id, start.device_id))
+                self.sessions[voucher.id].append(_Open(None, session_uid, start.device_id, now))
+            if reason is SessionReason.GRANTED:
+                self.accessed[voucher.id] = None
+        if reason in MISSES:
+            guessing.count_miss(conn, guesser=guesser, budget=budget, actor=start.actor, now=now)
+        event = records.hotspot_session_started(
+            property_id=target.id,
+            credential_uid=None if voucher is None else voucher.uid,
+            outcome=reason.value,
+            device_id=start.device_id,
+            session_uid=session_uid,
+        )
+        self.events.append((event, start.actor))
+        return SessionDecision(
+            granted=reason is SessionReason.GRANTED,
+            reason=reason,
+            session_uid=session_uid,
+            credential_uid=None if voucher is None else voucher.uid,
+            seconds_left=seconds_left if reason is SessionReason.GRANTED else 0,
+            minutes_left=minutes_left,
+            valid_to=None if voucher is None else voucher.valid_to,
+        )
+
+    def online(self, voucher_id: int, idle_seconds: int) -> dict[str, _Open]:
+        """The voucher's devices online, by device, after ending its idle sessions (reported
+        last at or before ``idle_seconds`` ago, in whole seconds as stored), which is rare: the
+        group's writes so far are made first, then the idle ones end in one statement."""
+        idle_since = self.now - timedelta(seconds=idle_seconds)
+        cut = idle_since.replace(microsecond=0)  # what the store compares (whole seconds)
+        rows = self.sessions[voucher_id]
+        if any(row.last_report_utc <= cut for row in rows):
+            self.flush()
+            repository.end_idle(
+                self.conn, credential_id=voucher_id, idle_since=idle_since, now=self.now
+            )
+            rows = self.sessions[voucher_id] = [r for r in rows if r.last_report_utc > cut]
+        return {row.device_id: row for row in rows}
+
+
+def start_sessions(
+    conn: Connection, starts: Sequence[SessionStart]
+) -> list[SessionDecision | OutOfScope]:
+    """May each device go online with its voucher? Decided one after the other, as if each ran
+    alone in turn, in one write transaction (the group writer's, ``store/writer.py``: a batch),
+    with the reads and writes of all of them shared: their budgets, vouchers and open sessions
+    are read in one statement each, their grants written together at the end. A start whose
+    business is outside its scope gets ``OutOfScope`` in its place (nothing written for it).
 
     The budgets are read without their advisory locks (a count only grows within its window, so
     a used-up budget read so is used up): the logins of one NAS or token with known codes do not
@@ -170,78 +311,62 @@ def start_session(
     voucher row makes it a miss takes the locks then, with ``locks.hold_now`` (never waiting:
     its group may hold voucher rows by now; when another writer holds them, the group runs
     again with every piece's ``miss_locks`` taken first), and reads the budgets again before it
-    writes anything, so exactly the miss that uses a budget up is counted as one. A grant is
+    writes anything, so exactly the miss that uses a budget up is counted as one; the writes of
+    the grants before it are made first, so the event log keeps the starts' order. A grant is
     decided on the budgets as read (docs/access.md, "Checks in flight")."""
-    target = scope.by_business.get(business_id)
-    if target is None:
-        raise OutOfScope(
-            f"Business {business_id} is outside the token's scope.", subject="business"
-        )
     now = utc_now()
-    idle_since = now - timedelta(seconds=idle_seconds)
-    guesser = Guesser(caller, target.id, pool)
-    throttled = guessing.throttled_until(conn, guesser=guesser, budget=budget, now=now)
-    voucher = (
-        None
-        if throttled is not None
-        else repository.live_voucher(conn, property_id=target.id, code=access_code)
+    targets = [s.scope.by_business.get(s.business_id) for s in starts]
+    guessers = [
+        None if t is None else Guesser(s.caller, t.id, s.pool)
+        for s, t in zip(starts, targets, strict=True)
+    ]
+    by_budget: dict[GuessBudget, list[Guesser]] = {}
+    for s, g in zip(starts, guessers, strict=True):
+        if g is not None:
+            by_budget.setdefault(s.budget, []).append(g)
+    for budget, askers in by_budget.items():
+        guessing.read_budgets(conn, askers, budget=budget, now=now)
+    # The vouchers of the starts not throttled now (a budget used up stays so in its window).
+    codes: dict[int, list[str]] = {}
+    for s, t, g in zip(starts, targets, guessers, strict=True):
+        if (
+            t is not None
+            and g is not None
+            and guessing.throttled_until(conn, guesser=g, budget=s.budget, now=now) is None
+        ):
+            codes.setdefault(t.id, []).append(s.access_code)
+    found = {
+        (property_id, key): row
+        for property_id, wanted in codes.items()
+        for key, row in repository.live_vouchers(
+            conn, property_id=property_id, codes=wanted
+        ).items()
+    }
+    opened = repository.open_sessions_of(
+        conn, credential_ids=list(dict.fromkeys(row.id for row in found.values()))
     )
-    refusal = None if throttled is not None else _refusal(voucher, now)
-    if refusal is not None:  # a miss: counted under its budgets' locks, read again under them
-        hold_now(conn, guessing.lock_keys(guesser))
-        throttled = guessing.throttled_until(
-            conn, guesser=guesser, budget=budget, now=now, fresh=True
-        )
-        if throttled is not None:
-            voucher, refusal = None, None  # as a start refused before its lookup
-    session_uid: UUID | None = None
-    if throttled is not None:
-        reason, seconds_left, minutes_left = SessionReason.THROTTLED, 0, 0
-    elif voucher is None:
-        reason, seconds_left, minutes_left = SessionReason.UNKNOWN_CREDENTIAL, 0, 0
-    else:
-        minutes_left = int(voucher.minutes_left or 0)
-        seconds_left = _seconds_left(voucher.minutes_left, voucher.usage_seconds)
-        online = repository.end_idle_and_open_devices(
-            conn, credential_id=voucher.id, idle_since=idle_since, now=now
-        )
-        if refusal is not None:
-            reason = refusal
-        elif device_id in online:
-            reason, session_uid = SessionReason.GRANTED, online[device_id].uid
-            repository.touch(conn, session_id=online[device_id].id, now=now, end=False)
-        elif len(online) >= (voucher.user_limit or 1):
-            reason = SessionReason.TOO_MANY_DEVICES
-        else:
-            reason, session_uid = SessionReason.GRANTED, uuid.uuid4()
-            repository.insert_session(
-                conn, uid=session_uid, credential_id=voucher.id, device_id=device_id, now=now
-            )
-        if reason is SessionReason.GRANTED:
-            repository.mark_access(conn, credential_id=voucher.id, now=now)
-    if reason in MISSES:
-        guessing.count_miss(conn, guesser=guesser, budget=budget, actor=actor, now=now)
-    events.append(
+    group = _Group(
         conn,
-        records.hotspot_session_started(
-            property_id=target.id,
-            credential_uid=None if voucher is None else voucher.uid,
-            outcome=reason.value,
-            device_id=device_id,
-            session_uid=session_uid,
-        ),
-        actor=actor,
-        now=now,
+        now,
+        {
+            voucher_id: [_Open(r.id, r.uid, r.device_id, r.last_report_utc) for r in rows]
+            for voucher_id, rows in opened.items()
+        },
     )
-    return SessionDecision(
-        granted=reason is SessionReason.GRANTED,
-        reason=reason,
-        session_uid=session_uid,
-        credential_uid=None if voucher is None else voucher.uid,
-        seconds_left=seconds_left if reason is SessionReason.GRANTED else 0,
-        minutes_left=minutes_left,
-        valid_to=None if voucher is None else voucher.valid_to,
-    )
+    decided: list[SessionDecision | OutOfScope] = []
+    for start, target, guesser in zip(starts, targets, guessers, strict=True):
+        if target is None or guesser is None:
+            decided.append(
+                OutOfScope(
+                    f"Business {start.business_id} is outside the token's scope.",
+                    subject="business",
+                )
+            )
+            continue
+        voucher = found.get((target.id, code_key(start.access_code.strip())))
+        decided.append(group.decide(start, target, guesser, voucher))
+    group.flush()
+    return decided
 
 
 def report_usage(

@@ -292,32 +292,48 @@ def authorize_locks(nas: Nas, code: str, device_id: str) -> tuple[list[int], lis
     )
 
 
-def authorize(
-    conn: Connection,
-    *,
-    nas: Nas,
-    code: str,
-    device_id: str,
-    idle_seconds: int,
-    budget: GuessBudget,
-) -> Authorization:
-    """``hotspot.start_session`` for a NAS, and the voucher's ``ValidTo`` when granted. A code
-    its password did not prove is passed as ``""`` (no voucher has it: UnknownCredential,
-    counted as a miss). Runs in the group writer's write transaction."""
-    decision = hotspot.start_session(
+@dataclass(frozen=True, slots=True)
+class Login:
+    """One Access-Request's question (``authorize``): may ``device_id`` at ``nas`` go online
+    with the voucher ``code``?"""
+
+    nas: Nas
+    code: str
+    device_id: str
+    idle_seconds: int
+    budget: GuessBudget
+
+
+def authorize(conn: Connection, logins: list[Login]) -> list[Authorization]:
+    """``hotspot.start_sessions`` for Access-Requests (a group writer's batch), and each
+    voucher's ``ValidTo`` when granted. A code its password did not prove is passed as ``""``
+    (no voucher has it: UnknownCredential, counted as a miss). Runs in the group writer's write
+    transaction."""
+    decided = hotspot.start_sessions(
         conn,
-        scope=scope(nas),
-        actor=actor(nas),
-        business_id=nas.business_id,
-        access_code=code,
-        device_id=device_id,
-        idle_seconds=idle_seconds,
-        caller=guesser(nas, device_id),
-        budget=budget,
-        pool=pool(nas),
+        [
+            hotspot.SessionStart(
+                scope=scope(login.nas),
+                actor=actor(login.nas),
+                business_id=login.nas.business_id,
+                access_code=login.code,
+                device_id=login.device_id,
+                idle_seconds=login.idle_seconds,
+                caller=guesser(login.nas, login.device_id),
+                budget=login.budget,
+                pool=pool(login.nas),
+            )
+            for login in logins
+        ],
     )
-    valid_to = decision.valid_to if decision.granted else None
-    return Authorization(decision=decision, valid_to=valid_to, now=utc_now())
+    now = utc_now()
+    answers = []
+    for decision in decided:
+        if isinstance(decision, Exception):  # a NAS's own business is in its scope
+            raise decision
+        valid_to = decision.valid_to if decision.granted else None
+        answers.append(Authorization(decision=decision, valid_to=valid_to, now=now))
+    return answers
 
 
 # --- accounting ----------------------------------------------------------------------------------

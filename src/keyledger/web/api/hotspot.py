@@ -36,18 +36,19 @@ router = APIRouter(prefix=PREFIX, tags=["keyledger"], route_class=ApiRoute)
 )
 async def start_session(request: Request, caller: CallerDep, context: ContextDep) -> Response:
     body = await read_model(request, context, schemas.SessionStart)
-    decision = await context.writer.run(
-        partial(
-            hotspot.start_session,
-            scope=caller.scope,
-            actor=caller.actor,
-            business_id=body.BusinessId,
-            access_code=body.AccessCode,
-            device_id=body.DeviceId,
-            idle_seconds=context.settings.hotspot_idle_seconds,
-            caller=guesser(caller),
-            budget=guess_budget(context.settings),
-        ),
+    start = hotspot.SessionStart(
+        scope=caller.scope,
+        actor=caller.actor,
+        business_id=body.BusinessId,
+        access_code=body.AccessCode,
+        device_id=body.DeviceId,
+        idle_seconds=context.settings.hotspot_idle_seconds,
+        caller=guesser(caller),
+        budget=guess_budget(context.settings),
+    )
+    decision = await context.writer.run_batched(
+        hotspot.start_sessions,
+        start,
         locks=hotspot.start_locks(
             caller.scope, business_id=body.BusinessId, access_code=body.AccessCode
         ),
