@@ -487,6 +487,33 @@ def test_parallel_logins_from_both_workers_keep_the_user_limit(radius: RadiusDep
     assert len({d["SessionId"] for outcome, d in started if outcome == "Granted"}) == 3
 
 
+def test_refused_characters_in_a_burst_are_decided_with_the_rest(
+    radius: RadiusDeployment,
+) -> None:
+    """A NUL (or another refused character) in Calling-Station-Id or User-Name, sent at once
+    with ordinary logins: the device id is kept with U+FFFD in its place (PostgreSQL refuses a
+    NUL in text: it would have failed the group), the user name proves no code (no voucher code
+    holds one), and the others in the burst are decided as ever."""
+    radius.voucher("NULDEV1", MinutesIncluded=30, UserLimit=12)
+    requests = [
+        access_request(user="NULDEV1", device="nul\x00dev"),
+        access_request(user="NUL\x00DEV1", device="nul-user"),
+        *[access_request(user="NULDEV1", device=f"plain-{n}") for n in range(8)],
+    ]
+    reasons = _race("127.0.0.1", radius.auth_port, requests)
+    assert reasons == ["Accept", "UnknownCredential"] + ["Accept"] * 8
+    started = {
+        d["DeviceId"]: outcome
+        for outcome, d in radius.events("hotspot.session_started")
+        if d["DeviceId"].startswith(("nul", "plain-"))
+    }
+    assert started == {
+        "nul\ufffddev": "Granted",
+        "nul-user": "UnknownCredential",
+        **{f"plain-{n}": "Granted" for n in range(8)},
+    }
+
+
 def test_parallel_guesses_use_the_budget_up_exactly(radius: RadiusDeployment) -> None:
     """Unknown codes sent at once from one NAS: exactly the budget's worth are counted as
     UnknownCredential, every other one is Throttled, and one guessing.throttled is written."""

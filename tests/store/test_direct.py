@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from keyledger.domain.credentials import voucher_repository
@@ -58,8 +58,11 @@ class Core:
     def all_in(
         statement: DirectIn, conn: Connection, parameters: dict[str, Any], values: list[Any]
     ) -> list[Any]:
-        sized, bound = statement.sized(parameters, values)
-        return list(conn.execute(sized.statement, bound).all())
+        rows: list[Any] = []
+        for start in range(0, len(values), DirectIn.CHUNK):
+            sized, bound = statement.sized(parameters, values[start : start + DirectIn.CHUNK])
+            rows.extend(conn.execute(sized.statement, bound).all())
+        return rows
 
 
 class Raw:
@@ -131,11 +134,15 @@ def _scenario(conn: Connection, way: type[Core] | type[Raw]) -> list[Any]:
     returned."""
     seen: list[Any] = []
     vouchers = {"property_id": 7}
-    voucher = way.all_in(
-        hotspot._LIVE_VOUCHERS, conn, vouchers, [code_key("wifi-code 1"), "nothing", "other"]
-    )
+    live = hotspot._LIVE_VOUCHER
+    voucher = way.all(live, conn, {**vouchers, "code_key": code_key("wifi-code 1")})
     seen.append(voucher)
-    seen.append(way.all_in(hotspot._LIVE_VOUCHERS, conn, vouchers, ["nothing"]))
+    seen.append(way.all(live, conn, {**vouchers, "code_key": "nothing"}))
+    # the IN list's values are bound as the column's type (a UUID: hex on SQLite), and a list
+    # longer than a chunk is read in chunks
+    by_uid = DirectIn(credentials.c.uid, lambda uid_in: select(credentials.c.id).where(uid_in))
+    seen.append(way.all_in(by_uid, conn, {}, [uuid.UUID(int=n) for n in range(1500)]))
+    seen.append(way.all_in(by_uid, conn, {}, [uuid.UUID(int=1), VOUCHER_UID]))
     credential_id = voucher[0].id
     seen.append(
         way.execute_many(
@@ -212,7 +219,7 @@ def _scenario(conn: Connection, way: type[Core] | type[Raw]) -> list[Any]:
             ],
         )
     )
-    seen.append(way.all_in(hotspot._LIVE_VOUCHERS, conn, vouchers, [code_key("WIFI-CODE 1")]))
+    seen.append(way.all(live, conn, {**vouchers, "code_key": code_key("WIFI-CODE 1")}))
     return seen
 
 
@@ -273,6 +280,9 @@ def test_direct_writes_and_reads_what_core_does(two_stores: tuple[Store, Store])
     assert len(raw[0]) == 1 and raw[0][0].uid == VOUCHER_UID
     assert raw[0][0].valid_to == NOW.replace(microsecond=0) + timedelta(days=30)
     assert raw[1] == []
+    assert raw[2] == []  # 1,500 uids in two chunks, none a credential's
+    assert [row.id for row in raw[3]] == [11]
+    raw = raw[:2] + raw[4:]
     assert raw[2] is None
     assert [row.last_report_utc for row in raw[3]] == [
         (NOW - timedelta(hours=2)).replace(microsecond=0),

@@ -33,6 +33,11 @@ def refused_character(text: str) -> str | None:
     return "contains a control character"
 
 
+def replace_refused(text: str) -> str:
+    """``text`` with every refused character (``refused_character``) replaced by U+FFFD."""
+    return _REFUSED.sub("\ufffd", text)
+
+
 def first_refused(values: object) -> str | None:
     """Why the first refused string in a decoded JSON document (keys included) is refused."""
     stack = [values]

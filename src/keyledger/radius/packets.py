@@ -18,7 +18,7 @@ from pyrad import packet as rp
 from pyrad import tools as rt
 from pyrad.dictionary import Dictionary
 
-from keyledger.kit.inputs import code_key
+from keyledger.kit.inputs import code_key, refused_character, replace_refused
 
 ACCESS_REQUEST = rp.AccessRequest
 ACCESS_ACCEPT = rp.AccessAccept
@@ -280,8 +280,14 @@ def first(packet: Any, name: str) -> Any:
 
 
 def text(packet: Any, name: str) -> str:
+    """A text attribute ("" when absent), with each character the input policy refuses (a NUL,
+    another control character, a lone surrogate: ``kit.inputs``) replaced by U+FFFD: such a
+    value stays apart from others yet can be stored, logged and compared (PostgreSQL refuses a
+    NUL in text, which would fail the group commit of every request decided with it)."""
     value = first(packet, name)
-    return value if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return value if refused_character(value) is None else replace_refused(value)
 
 
 def authentic_access_request(request: Request, *, require_message_authenticator: bool) -> bool:
@@ -309,9 +315,9 @@ def proven_code(request: Request) -> str:
     MD5(id, code, challenge) involves no shared secret, so without one anybody able to send from
     the NAS's address could log in (a NAS added with ``--allow-missing-message-authenticator``).
     PAP's password is encrypted with the secret, so a wrong secret proves nothing."""
-    user = text(request, "User-Name")
-    if not user:
-        return ""
+    user = first(request, "User-Name")
+    if not isinstance(user, str) or not user or refused_character(user) is not None:
+        return ""  # no voucher code holds a refused character
     password = first(request, "User-Password")
     if isinstance(password, bytes):
         clear = request.pap_password(password)

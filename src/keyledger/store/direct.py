@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, bindparam
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -149,7 +149,7 @@ class Direct:
                 conn.invalidate(error)
             raise DBAPIError.instance(
                 plan.sql,
-                sent,
+                None,  # not kept on the error either: they may hold codes of a whole group
                 error,
                 dialect.loaded_dbapi.Error,
                 hide_parameters=True,
@@ -218,11 +218,22 @@ def _result_processors(
 
 
 class DirectIn:
-    """A ``Direct`` statement with one ``IN`` list of plain bind parameters, built by
-    ``build(names)`` for each length of list it is run with (rounded up to a power of two, the
-    list padded with its last value, so a few plans serve every length), compiled once each."""
+    """A ``Direct`` statement with one ``IN`` list: ``build(clause)`` gets ``column IN (...)`` of
+    bind parameters typed as ``column`` (so values are processed as the column's own), once for
+    each length of list it is run with (rounded up to a power of two, the list padded with its
+    last value, so a few plans serve every length), compiled once each. Longer lists than
+    ``CHUNK`` are read in chunks of it (a database's parameter limit stays far)."""
 
-    def __init__(self, build: Callable[[list[str]], Executable], *, prefix: str = "in") -> None:
+    CHUNK = 1024
+
+    def __init__(
+        self,
+        column: ColumnElement[Any],
+        build: Callable[[ColumnElement[bool]], Executable],
+        *,
+        prefix: str = "in",
+    ) -> None:
+        self._column = column
         self._build = build
         self._prefix = prefix
         self._sized: dict[int, tuple[Direct, list[str]]] = {}
@@ -230,14 +241,16 @@ class DirectIn:
     def sized(
         self, parameters: Mapping[str, Any], values: Sequence[Any]
     ) -> tuple[Direct, dict[str, Any]]:
-        """The statement for ``values`` (at least one) and its parameters, ``values`` bound."""
-        if not values:
-            raise ValueError("an IN list needs at least one value")
+        """The statement for ``values`` (one to ``CHUNK``) and its parameters, ``values``
+        bound."""
+        if not 1 <= len(values) <= self.CHUNK:
+            raise ValueError(f"an IN list holds 1 to {self.CHUNK} values")
         size = 1 << (len(values) - 1).bit_length()
         sized = self._sized.get(size)
         if sized is None:
             names = [f"{self._prefix}_{i}" for i in range(size)]
-            sized = self._sized[size] = (Direct(self._build(names)), names)
+            binds = [bindparam(name, type_=self._column.type) for name in names]
+            sized = self._sized[size] = (Direct(self._build(self._column.in_(binds))), names)
         statement, names = sized
         padded = [*values, *([values[-1]] * (size - len(values)))]
         return statement, {**parameters, **dict(zip(names, padded, strict=True))}
@@ -247,5 +260,10 @@ class DirectIn:
     ) -> list[Any]:
         """Rows for ``values`` in the ``IN`` list (at least one), the other binds from
         ``parameters``."""
-        statement, bound = self.sized(parameters, values)
-        return statement.all(conn, bound)
+        if not values:
+            raise ValueError("an IN list needs at least one value")
+        rows: list[Any] = []
+        for start in range(0, len(values), self.CHUNK):
+            statement, bound = self.sized(parameters, values[start : start + self.CHUNK])
+            rows.extend(statement.all(conn, bound))
+        return rows

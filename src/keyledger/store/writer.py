@@ -113,7 +113,10 @@ class GroupWriter:
     ) -> Any:
         """Like ``run``, for work that is cheaper done for many requests at once: the group
         calls ``batch`` once with the items of all its pieces that name the same ``batch``
-        (in the order they came), and each caller gets its item's result. ``batch`` must return
+        (in the order they came), where the first of them stands among the group's pieces
+        (so its later items run before pieces that came between them: every piece of a group
+        is answered after its one commit, so any order of them is one a client could see),
+        and each caller gets its item's result. ``batch`` must return
         what running it for each item alone, one after the other, would (its reads and writes
         may be shared). An item's result that is an exception is raised to its caller alone:
         ``batch`` returns one only for an item it refused before writing anything for it.

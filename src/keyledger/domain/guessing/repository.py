@@ -20,9 +20,9 @@ _MISSES = Direct(  # on the driver's cursor, compiled once (store/direct.py)
 )
 # A group of hotspot starts reads all its guessers' subjects at once.
 _MISSES_OF_MANY = DirectIn(
-    lambda names: select(t.c.subject, t.c.misses).where(
-        t.c.subject.in_([bindparam(name) for name in names]),
-        t.c.window_start == bindparam("start"),
+    t.c.subject,
+    lambda subject_in: select(t.c.subject, t.c.misses).where(
+        subject_in, t.c.window_start == bindparam("start")
     ),
     prefix="subject",
 )

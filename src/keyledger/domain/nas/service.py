@@ -58,7 +58,7 @@ from keyledger.domain.nas.models import (
 from keyledger.domain.properties import repository as properties
 from keyledger.domain.properties.models import Property, Scope
 from keyledger.kit.clock import utc_now
-from keyledger.kit.errors import InvalidInput, RuleViolation, SessionNotFound
+from keyledger.kit.errors import InvalidInput, OutOfScope, RuleViolation, SessionNotFound
 from keyledger.kit.sealing import ValueSealer
 from keyledger.store import Store
 from keyledger.store.locks import advisory_key, serialise_on
@@ -304,7 +304,7 @@ class Login:
     budget: GuessBudget
 
 
-def authorize(conn: Connection, logins: list[Login]) -> list[Authorization]:
+def authorize(conn: Connection, logins: list[Login]) -> list[Authorization | OutOfScope]:
     """``hotspot.start_sessions`` for Access-Requests (a group writer's batch), and each
     voucher's ``ValidTo`` when granted. A code its password did not prove is passed as ``""``
     (no voucher has it: UnknownCredential, counted as a miss). Runs in the group writer's write
@@ -327,13 +327,14 @@ def authorize(conn: Connection, logins: list[Login]) -> list[Authorization]:
         ],
     )
     now = utc_now()
-    answers = []
-    for decision in decided:
-        if isinstance(decision, Exception):  # a NAS's own business is in its scope
-            raise decision
-        valid_to = decision.valid_to if decision.granted else None
-        answers.append(Authorization(decision=decision, valid_to=valid_to, now=now))
-    return answers
+    return [
+        decision  # refused before anything was written for it (a NAS's business is in scope)
+        if isinstance(decision, Exception)
+        else Authorization(
+            decision=decision, valid_to=decision.valid_to if decision.granted else None, now=now
+        )
+        for decision in decided
+    ]
 
 
 # --- accounting ----------------------------------------------------------------------------------
