@@ -285,9 +285,7 @@ def text(packet: Any, name: str) -> str:
     value stays apart from others yet can be stored, logged and compared (PostgreSQL refuses a
     NUL in text, which would fail the group commit of every request decided with it)."""
     value = first(packet, name)
-    if not isinstance(value, str):
-        return ""
-    return value if refused_character(value) is None else replace_refused(value)
+    return replace_refused(value) if isinstance(value, str) else ""
 
 
 def authentic_access_request(request: Request, *, require_message_authenticator: bool) -> bool:

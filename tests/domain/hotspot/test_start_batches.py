@@ -26,7 +26,7 @@ from keyledger.domain.properties.service import add_property
 from keyledger.kit.clock import utc_now
 from keyledger.kit.errors import OutOfScope
 from keyledger.store import Store
-from keyledger.store.schema import events, guess_counts, hotspot_sessions
+from keyledger.store.schema import credentials, events, guess_counts, hotspot_sessions
 from tests.support import DatabaseFactory, settings_for
 
 ACTOR = Actor.system()
@@ -225,3 +225,61 @@ def test_a_start_outside_its_scope_gets_out_of_scope_and_the_others_are_decided(
     assert [device for _, _, device in log] == ["d1", "d2"]
     assert counts == []
     assert open_sessions == 2
+
+
+def test_the_same_codes_devices_and_callers_in_two_properties_stay_apart_in_one_batch(
+    stores: tuple[Store, Store],
+) -> None:
+    """Two properties with the same voucher codes, starts from the same devices and callers,
+    interleaved in one batch: each start gets its own property's voucher and sessions (UserLimit
+    counted per voucher), as the same starts one by one do."""
+    batched, alone = stores
+    picks = [("ONE", "d1", "c1"), ("ONE", "d2", "c1"), ("TWO", "d1", "c2"), ("nope1", "d3", "c1")]
+    batched_props = [_space(batched), add_property(batched, name="Annex")]
+    _fill(batched, batched_props[1])
+    alone_props = [_space(alone), add_property(alone, name="Annex")]
+    _fill(alone, alone_props[1])
+
+    def interleaved(props: list[Property]) -> list[hotspot.SessionStart]:
+        return [
+            start
+            for pick in picks
+            for start in (*_starts(props[0], [pick]), *_starts(props[1], [pick]))
+        ]
+
+    with batched.write() as conn:
+        together = hotspot.start_sessions(conn, interleaved(batched_props))
+    one_by_one = []
+    for start in interleaved(alone_props):
+        with alone.write() as conn:
+            one_by_one.extend(hotspot.start_sessions(conn, [start]))
+
+    assert _shape(together) == _shape(one_by_one)
+    assert [reason for reason, _, _ in _shape(together)] == [
+        "Granted",
+        "Granted",  # ONE d1 in each property
+        "TooManyDevices",
+        "TooManyDevices",  # ONE d2: each property's ONE is full
+        "Granted",
+        "Granted",  # TWO d1
+        "UnknownCredential",
+        "UnknownCredential",
+    ]
+    with batched.read() as conn:
+        owners = dict(conn.execute(select(credentials.c.uid, credentials.c.property_id)).all())
+    for index, decision in enumerate(together):
+        assert isinstance(decision, SessionDecision)
+        if decision.credential_uid is not None:
+            assert owners[decision.credential_uid] == batched_props[index % 2].id
+    assert _log(batched) == _log(alone)
+
+
+def _fill(store: Store, prop: Property) -> None:
+    """The same codes as ``_space``'s in another property."""
+    for code, limit in (("ONE", 1), ("TWO", 2)):
+        vouchers.create_voucher(
+            store,
+            target=prop,
+            actor=ACTOR,
+            fields=VoucherFields(access_code=code, minutes_included=60, user_limit=limit),
+        )
