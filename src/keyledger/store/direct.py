@@ -123,6 +123,12 @@ class Direct:
                 values[name] = processor(value)
         return tuple(values[name] for name in plan.names) if plan.positional else values
 
+    def sent(self, conn: Connection, parameters: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL and the parameters this statement hands ``conn``'s driver, e.g. to ``EXPLAIN``
+        the very statement (tests/domain/hotspot/test_read_plans.py)."""
+        plan = self._plan(conn.dialect)
+        return plan.sql, self._sent(conn.dialect, plan, parameters)
+
     def _run(self, conn: Connection, parameters: Any, *, many: bool = False) -> tuple[Any, _Plan]:
         """Run on the driver's cursor: ``parameters`` a mapping, or with ``many`` a sequence of
         them (``executemany``)."""
