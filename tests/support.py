@@ -27,9 +27,11 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from keyledger.domain.callers.integrations import add_access_token, add_integration
+from keyledger.domain.credentials import voucher_repository
 from keyledger.domain.credentials.collisions import reach_check
 from keyledger.domain.credentials.models import (
     Credential,
+    CredentialKind,
     Permissions,
     ReservationTokenDraft,
     TokenType,
@@ -85,6 +87,27 @@ def need(condition: object, reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"required by KEYLEDGER_TEST_REQUIRE_SERVICES=1: {reason}")
     pytest.skip(reason)
+
+
+def voucher_row(*, property_id: int, code: str, when: datetime, **columns: Any) -> dict[str, Any]:
+    """A ``credentials`` row of a live voucher with ``code``, made at ``when``, for tests that
+    insert rows themselves (at a size the services would take long to make); ``columns``
+    override or add (e.g. ``deleted_utc``, ``minutes_left``)."""
+    return {
+        "kind": CredentialKind.VOUCHER.value,
+        "property_id": property_id,
+        "value": code,
+        "perm_bed": False,
+        "perm_room": False,
+        "perm_floor": False,
+        "perm_building": False,
+        "created_utc": when,
+        "updated_utc": when,
+        "created_by": "System",
+        "updated_by": "System",
+        **voucher_repository.key_columns(code, None),
+        **columns,
+    }
 
 
 def shared_file(relative: str) -> Path:

@@ -17,8 +17,6 @@ import pytest
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from keyledger.domain.credentials import voucher_repository
-from keyledger.domain.credentials.models import CredentialKind
 from keyledger.domain.events import repository as events
 from keyledger.domain.events.models import ActorKind, EventKind
 from keyledger.domain.hotspot import repository as hotspot
@@ -27,7 +25,7 @@ from keyledger.kit.inputs import code_key
 from keyledger.store import Store
 from keyledger.store.direct import Direct, DirectIn
 from keyledger.store.schema import credentials, properties
-from tests.support import DatabaseFactory, settings_for
+from tests.support import DatabaseFactory, settings_for, voucher_row
 
 NOW = datetime(2026, 12, 1, 20, 15, 7, 654321, tzinfo=UTC)  # microseconds: the store drops them
 PROPERTY_UID = uuid.UUID("00000000-0000-4000-8000-00000000beef")
@@ -103,28 +101,19 @@ def _seed(conn: Connection) -> int:
     )
     conn.execute(
         insert(credentials),
-        {
-            "id": 11,
-            "uid": VOUCHER_UID,
-            "property_id": 7,
-            "kind": CredentialKind.VOUCHER.value,
-            "value": "Wifi-Code 1",
-            "minutes_included": 90,
-            "minutes_left": 90,
-            "usage_seconds": 17,
-            "user_limit": 3,
-            "valid_from": NOW - timedelta(days=1),
-            "valid_to": NOW + timedelta(days=30),
-            "perm_bed": False,
-            "perm_room": False,
-            "perm_floor": False,
-            "perm_building": False,
-            "created_utc": NOW,
-            "updated_utc": NOW,
-            "created_by": "System",
-            "updated_by": "System",
-            **voucher_repository.key_columns("Wifi-Code 1", None),
-        },
+        voucher_row(
+            property_id=7,
+            code="Wifi-Code 1",
+            when=NOW,
+            id=11,
+            uid=VOUCHER_UID,
+            minutes_included=90,
+            minutes_left=90,
+            usage_seconds=17,
+            user_limit=3,
+            valid_from=NOW - timedelta(days=1),
+            valid_to=NOW + timedelta(days=30),
+        ),
     )
     return 11
 

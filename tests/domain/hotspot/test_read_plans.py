@@ -21,15 +21,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, insert
 
-from keyledger.domain.credentials import voucher_repository
-from keyledger.domain.credentials.models import CredentialKind
 from keyledger.domain.guessing import repository as guessing
 from keyledger.domain.hotspot import repository as hotspot
 from keyledger.kit.inputs import code_key
 from keyledger.store import Store
 from keyledger.store.direct import Direct
 from keyledger.store.schema import credentials, guess_counts, hotspot_sessions, properties
-from tests.support import DatabaseFactory, settings_for
+from tests.support import DatabaseFactory, settings_for, voucher_row
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 VOUCHERS = 3000  # live ones per property, as many withdrawn with the same codes
@@ -38,27 +36,17 @@ BUDGET_SUBJECTS = 1000  # NAS and tokens, a count in each of 20 windows
 
 
 def _voucher(property_id: int, n: int, *, deleted: bool) -> dict[str, Any]:
-    code = f"Code-{n:05d}"
-    return {
-        "uid": uuid.uuid4(),
-        "property_id": property_id,
-        "kind": CredentialKind.VOUCHER.value,
-        "value": code,
-        "minutes_included": 60,
-        "minutes_left": 60,
-        "usage_seconds": 0,
-        "user_limit": 2,
-        "perm_bed": False,
-        "perm_room": False,
-        "perm_floor": False,
-        "perm_building": False,
-        "created_utc": NOW,
-        "updated_utc": NOW,
-        "created_by": "System",
-        "updated_by": "System",
-        "deleted_utc": NOW if deleted else None,
-        **voucher_repository.key_columns(code, None),
-    }
+    return voucher_row(
+        property_id=property_id,
+        code=f"Code-{n:05d}",
+        when=NOW,
+        uid=uuid.uuid4(),
+        minutes_included=60,
+        minutes_left=60,
+        usage_seconds=0,
+        user_limit=2,
+        deleted_utc=NOW if deleted else None,
+    )
 
 
 def _seed(conn: Connection) -> None:
