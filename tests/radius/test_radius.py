@@ -820,8 +820,11 @@ def _accounting_response(request: Any, answer: bytes | None) -> bool:
     return reply.code == rp.AccountingResponse and bool(request.VerifyReply(reply, answer))
 
 
-def _session_events(radius: RadiusDeployment, session: str) -> list[tuple[str, str | None, int]]:
-    """(kind, outcome, Seconds) of the usage reports of one session, in order."""
+def _session_events(
+    radius: RadiusDeployment, session: str, detail: str = "Seconds"
+) -> list[tuple[str, str | None, int]]:
+    """(kind, outcome, ``detail``: Seconds reported or SecondsTaken) of the usage reports of one
+    session, in order."""
     with radius.store.read() as conn:
         rows = conn.execute(
             select(events.c.kind, events.c.outcome, events.c.details)
@@ -829,7 +832,7 @@ def _session_events(radius: RadiusDeployment, session: str) -> list[tuple[str, s
             .order_by(events.c.id)
         ).all()
     return [
-        (row[0], row[1], row[2]["Seconds"])
+        (row[0], row[1], row[2][detail])
         for row in rows
         if row[2].get("SessionId") == session and "Seconds" in row[2]
     ]
@@ -874,11 +877,20 @@ def test_a_huge_session_time_is_taken_in_one_report(radius: RadiusDeployment) ->
                 ("hotspot.usage", None, 0),
                 ("hotspot.usage", None, 4_294_967_295),
             ]
+            assert _session_events(radius, session, "SecondsTaken") == [
+                ("hotspot.usage", None, 0),
+                ("hotspot.usage", None, 4_294_967_295),
+            ]
         else:
             assert radius.record(voucher)["MinutesLeft"] == 0
             assert _session_events(radius, session) == [
                 ("hotspot.usage", None, 0),
                 ("hotspot.session_ended", "NoMinutesLeft", 4_294_967_295),
+            ]
+            # reported 4294967295 s, taken what was left: 30 minutes
+            assert _session_events(radius, session, "SecondsTaken") == [
+                ("hotspot.usage", None, 0),
+                ("hotspot.session_ended", "NoMinutesLeft", 1800),
             ]
         assert _accounting_rows(radius, session) == [(f"acct-{code}", 4_294_967_295, False)]
 

@@ -209,12 +209,13 @@ def test_each_builder_stores_the_details_written_inline_before() -> None:
                 credential_uid=UID,
                 session_uid=OTHER,
                 seconds=60,
+                taken=60,
                 minutes_left=9,
                 end_reason=None,
             ),
             EventKind.HOTSPOT_USAGE,
             None,
-            {"SessionId": str(OTHER), "Seconds": 60, "MinutesLeft": 9},
+            {"SessionId": str(OTHER), "Seconds": 60, "SecondsTaken": 60, "MinutesLeft": 9},
         ),
         (
             records.hotspot_usage(
@@ -222,12 +223,13 @@ def test_each_builder_stores_the_details_written_inline_before() -> None:
                 credential_uid=UID,
                 session_uid=OTHER,
                 seconds=60,
+                taken=20,
                 minutes_left=0,
                 end_reason="NoMinutesLeft",
             ),
             EventKind.HOTSPOT_SESSION_ENDED,
             "NoMinutesLeft",
-            {"SessionId": str(OTHER), "Seconds": 60, "MinutesLeft": 0},
+            {"SessionId": str(OTHER), "Seconds": 60, "SecondsTaken": 20, "MinutesLeft": 0},
         ),
         (
             records.hotspot_session_ended(

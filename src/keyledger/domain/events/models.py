@@ -364,17 +364,24 @@ def hotspot_usage(
     credential_uid: UUID,
     session_uid: UUID,
     seconds: int,
+    taken: int,
     minutes_left: int,
     end_reason: str | None,
 ) -> NewEvent:
-    """A usage report; the report that ends its session (``end_reason``) is a
+    """A usage report: the seconds the client reported and those taken off the voucher (fewer
+    when less was left); the report that ends its session (``end_reason``) is a
     ``hotspot.session_ended`` of the same shape."""
     return NewEvent(
         EventKind.HOTSPOT_USAGE if end_reason is None else EventKind.HOTSPOT_SESSION_ENDED,
         property_id=property_id,
         credential_uid=credential_uid,
         outcome=end_reason,
-        details={"SessionId": str(session_uid), "Seconds": seconds, "MinutesLeft": minutes_left},
+        details={
+            "SessionId": str(session_uid),
+            "Seconds": seconds,
+            "SecondsTaken": taken,
+            "MinutesLeft": minutes_left,
+        },
     )
 
 

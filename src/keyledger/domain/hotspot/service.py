@@ -461,6 +461,7 @@ def report_usage(
             credential_uid=found.credential_uid,
             session_uid=session_uid,
             seconds=elapsed_seconds,
+            taken=taken,
             minutes_left=minutes_left,
             end_reason=None if reason is None else reason.value,
         ),
