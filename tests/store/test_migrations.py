@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from keyledger.domain.callers.users import add_user
 from keyledger.domain.nas.service import add_nas
@@ -159,6 +161,51 @@ def test_0014_keys_radius_sessions_by_connection_and_back(databases: DatabaseFac
         with store.read() as conn:
             addresses = conn.execute(select(radius_sessions.c.nas_address)).scalars().all()
         assert addresses == ["192.0.2.2"]
+        upgrade(store.engine)
+        assert is_current(store.engine)
+    finally:
+        store.dispose()
+
+
+def test_0016_keys_radius_sessions_by_connection_and_session_and_back(
+    databases: DatabaseFactory,
+) -> None:
+    """After 0016 two sessions may each keep a row under one connection's Acct-Session-Id (the
+    same again is refused); undoing it keeps the newest row of each connection."""
+    store = Store(Settings(database_url=databases.new_url()))
+    try:
+        prop = add_property(store, name="Sessions under one id")
+        nas = add_nas(
+            store, business_id=prop.business_id, address="192.0.2.8", secret="a shared secret"
+        )
+        now = utc_now()
+        sessions = [uuid.uuid4(), uuid.uuid4()]
+
+        def row(session: uuid.UUID, seconds: int) -> dict[str, object]:
+            return {
+                "nas_id": nas.id,
+                "acct_session_id": "0001",
+                "session_uid": session,
+                "user_name": "CODE",
+                "calling_station_id": "device",
+                "nas_address": "192.0.2.8",
+                "session_time": seconds,
+                "stopped": False,
+                "disconnect_attempts": 0,
+                "updated_utc": now,
+            }
+
+        with store.write() as conn:
+            conn.execute(insert(radius_sessions).values(row(sessions[0], 600)))
+            conn.execute(insert(radius_sessions).values(row(sessions[1], 60)))
+        with pytest.raises(IntegrityError), store.write() as conn:
+            conn.execute(insert(radius_sessions).values(row(sessions[1], 90)))
+        downgrade(store.engine, "0015")
+        with store.read() as conn:
+            kept = conn.execute(
+                select(radius_sessions.c.session_uid, radius_sessions.c.session_time)
+            ).all()
+        assert [(uid, seconds) for uid, seconds in kept] == [(sessions[1], 60)]
         upgrade(store.engine)
         assert is_current(store.engine)
     finally:

@@ -334,9 +334,16 @@ radius_sessions = Table(
     Column("disconnect_after_utc", UtcDateTime, nullable=True),
     Column("disconnect_outcome", String(16), nullable=True),
     Column("updated_utc", UtcDateTime, nullable=False),
-    # One row per connection: a NAS record may be a network of several devices, each with its
-    # own Acct-Session-Ids (0014).
-    UniqueConstraint("nas_id", "nas_address", "acct_session_id"),
+    # One row per connection and hotspot session: a NAS record may be a network of several
+    # devices, each with its own Acct-Session-Ids (0014), and a device may reuse an id for a
+    # new session while reports of the earlier one still come: each keeps its own count (0016).
+    UniqueConstraint(
+        "nas_id",
+        "nas_address",
+        "acct_session_id",
+        "session_uid",
+        name="uq_radius_sessions_connection",
+    ),
     Index("ix_radius_sessions_open", "stopped", "disconnect_outcome"),
     Index("ix_radius_sessions_session_uid", "session_uid"),
 )

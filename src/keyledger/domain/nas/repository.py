@@ -51,9 +51,10 @@ def delete_nas(conn: Connection, nas_id: int) -> bool:
 
 
 # Every Accounting-Request runs these: built once (building costs more than running). A row is one
-# connection: a NAS record's device (``nas_address``, a record may be a network of several) and
-# its Acct-Session-Id (migration 0014).
-_ACCOUNTING_ROW = (
+# connection — a NAS record's device (``nas_address``, a record may be a network of several) and
+# its Acct-Session-Id (migration 0014) — and one hotspot session on it (0016: an id reused for a
+# new session keeps the earlier session's count in a row of its own).
+_CONNECTION_ROWS = (
     select(
         r.c.id,
         r.c.session_uid,
@@ -69,7 +70,9 @@ _ACCOUNTING_ROW = (
         r.c.acct_session_id == bindparam("acct_id"),
     )
 )
-_ACCOUNTING_ROW_LOCKED = _ACCOUNTING_ROW.with_for_update(of=r)
+_LATEST_ROW = _CONNECTION_ROWS.order_by(r.c.id.desc()).limit(1)
+_SESSION_ROW = _CONNECTION_ROWS.where(r.c.session_uid == bindparam("session_uid"))
+_SESSION_ROW_LOCKED = _SESSION_ROW.with_for_update(of=r)
 _UPDATE_ACCOUNTING = (
     update(r)
     .where(r.c.id == bindparam("row_id"))
@@ -92,41 +95,27 @@ _OTHER_LIVE = (
 
 
 def accounting_session(
-    conn: Connection, *, nas_id: int, nas_address: str, acct_session_id: str, lock: bool
-) -> Any:
-    """The connection's row, with its hotspot session's voucher (``credential_id``, None if the
-    session is gone); ``lock``: ``FOR UPDATE`` of the row (take its voucher's lock first)."""
-    query = _ACCOUNTING_ROW_LOCKED if lock else _ACCOUNTING_ROW
-    params = {"nas_id": nas_id, "nas_address": nas_address, "acct_id": acct_session_id}
-    return conn.execute(query, params).first()
-
-
-def rebind_accounting_session(
     conn: Connection,
     *,
-    row_id: int,
-    session_uid: UUID,
-    user_name: str,
-    calling_station_id: str,
-    now: datetime,
-) -> None:
-    """The NAS reused an Acct-Session-Id for a new connection: the row starts over on its
-    session (nothing counted, no Stop, no Disconnect-Request made)."""
-    conn.execute(
-        update(r)
-        .where(r.c.id == row_id)
-        .values(
-            session_uid=session_uid,
-            user_name=user_name,
-            calling_station_id=calling_station_id,
-            session_time=0,
-            stopped=False,
-            disconnect_attempts=0,
-            disconnect_after_utc=None,
-            disconnect_outcome=None,
-            updated_utc=now,
-        )
-    )
+    nas_id: int,
+    nas_address: str,
+    acct_session_id: str,
+    session_uid: UUID | None = None,
+    lock: bool = False,
+) -> Any:
+    """The connection's row for ``session_uid`` (None: the newest of its rows, the session that
+    last took up the id), with its hotspot session's voucher (``credential_id``, None if the
+    session is gone); ``lock`` (with a ``session_uid``): ``FOR UPDATE`` of the row (take its
+    voucher's lock first)."""
+    params: dict[str, Any] = {
+        "nas_id": nas_id,
+        "nas_address": nas_address,
+        "acct_id": acct_session_id,
+    }
+    if session_uid is None:
+        return conn.execute(_LATEST_ROW, params).first()
+    query = _SESSION_ROW_LOCKED if lock else _SESSION_ROW
+    return conn.execute(query, {**params, "session_uid": session_uid}).first()
 
 
 def other_live_connection(

@@ -357,19 +357,19 @@ def account(
     ``nas_address``: take the growth of ``session_time`` off the session's voucher in one report.
     Every connection (Acct-Session-Id of one device) is charged its own growth; a Stop ends the
     hotspot session only when no other connection on it is live. An Acct-Session-Id reported
-    with another session than its row's (its ``Class``; without one, the device's open session
-    when the row is stopped) or another ``Calling-Station-Id`` was reused for a new connection:
-    the row starts over on the new session, if that one is open. Reports on an unknown, ended
-    or idle session, or naming another device's session in ``Class``, consume nothing. Runs in
-    the caller's write transaction; on PostgreSQL locks the vouchers (by id) before the row."""
+    with another session than the one that last took it up (its ``Class``; without one, the
+    device's open session when the row is stopped) or another ``Calling-Station-Id`` was reused
+    for a new connection: the new session, if open, is counted in a row of its own from 0, and
+    an earlier session's reports under the id go on from its own count. Reports on an unknown,
+    ended or idle session, or naming another device's session in ``Class``, consume nothing.
+    Runs in the caller's write transaction; on PostgreSQL locks the voucher before the row."""
     now = utc_now()
-
-    def connection(lock: bool) -> Any:
-        return repository.accounting_session(
-            conn, nas_id=nas.id, nas_address=nas_address, acct_session_id=acct_session_id, lock=lock
-        )
-
-    row = connection(False)
+    key: dict[str, Any] = {
+        "nas_id": nas.id,
+        "nas_address": nas_address,
+        "acct_session_id": acct_session_id,
+    }
+    row = repository.accounting_session(conn, **key)  # the session that last took up the id
     reused = row is not None and (
         (class_uid is not None and class_uid != row.session_uid)
         or bool(device_id and row.calling_station_id and device_id != row.calling_station_id)
@@ -380,7 +380,6 @@ def account(
             conn, nas=nas, code=user_name, device_id=device_id, idle_seconds=idle_seconds, now=now
         )
         reused = found is not None and found != row.session_uid
-    vouchers: set[int] = set()
     if row is None or reused:
         session_uid = class_uid or _session_of_device(
             conn, nas=nas, code=user_name, device_id=device_id, idle_seconds=idle_seconds, now=now
@@ -394,52 +393,40 @@ def account(
             return _NOTHING  # another device's session: its Class proves nothing here
         if reused and owner.ended_utc is not None:
             # A late report of an earlier connection under this id (or of an ended session):
-            # it takes nothing, and leaves the row to the connection now using the id (taking
-            # it over would make that one's next report start over from 0).
+            # it takes nothing.
             return AccountingResult(seconds=0, session_uid=session_uid, ended=True)
-        vouchers.add(int(owner.credential_id))
+        voucher_id: int | None = int(owner.credential_id)
     else:
         session_uid = row.session_uid
-    if row is not None and row.credential_id is not None:
-        vouchers.add(int(row.credential_id))
+        voucher_id = None if row.credential_id is None else int(row.credential_id)
     if conn.dialect.name == "postgresql":
-        # Vouchers first, by id, then the connection's row (docs/architecture.md, "Lock
-        # order"): two reports of one new Acct-Session-Id insert one row, and a Stop sees the
+        # The voucher first, then the row of this session under the id (docs/architecture.md,
+        # "Lock order"): two reports of one new connection insert one row, and a Stop sees the
         # other connections of its session as they are. SQLite's write lock serialises these
         # transactions already.
-        for credential_id in sorted(vouchers):
-            hotspot_repository.lock_voucher(conn, credential_id=credential_id)
-        row = connection(True)
+        if voucher_id is not None:
+            hotspot_repository.lock_voucher(conn, credential_id=voucher_id)
+        row = repository.accounting_session(conn, **key, session_uid=session_uid, lock=True)
+    elif reused:
+        # An id reused by another session, or taken up again by an earlier one whose reports
+        # still come (a queued Stop, two connections sharing the id): each session under the id
+        # keeps its own count, so neither is charged its whole time again.
+        row = repository.accounting_session(conn, **key, session_uid=session_uid)
     if row is None:
         row_id = repository.insert_accounting_session(
             conn,
-            nas_id=nas.id,
-            acct_session_id=acct_session_id,
+            **key,
             session_uid=session_uid,
             user_name=user_name[:253],
             calling_station_id=device_id[:253],
-            nas_address=nas_address,
             session_time=0,
             stopped=False,
             disconnect_attempts=0,
             updated_utc=now,
         )
         counted, first = 0, True
-    elif row.session_uid != session_uid or (
-        device_id and row.calling_station_id and device_id != row.calling_station_id
-    ):
-        row_id = int(row.id)
-        repository.rebind_accounting_session(
-            conn,
-            row_id=row_id,
-            session_uid=session_uid,
-            user_name=user_name[:253],
-            calling_station_id=device_id[:253],
-            now=now,
-        )
-        counted, first = 0, True
     elif row.stopped:
-        return AccountingResult(seconds=0, session_uid=row.session_uid, ended=True)
+        return AccountingResult(seconds=0, session_uid=session_uid, ended=True)
     else:
         row_id, counted, first = int(row.id), int(row.session_time), False
     return _count(
