@@ -264,7 +264,7 @@ def two_instances_sharing_redis(
         "redis_url": REDIS_URL,
         "redis_key_prefix": f"keyledger-test-{uuid.uuid4().hex}",
         # These tests count through Redis: a reply slower than the 50 ms default on a loaded
-        # machine would be taken for an outage and counted per worker (fail open, by design:
+        # machine would be taken for an outage and counted per worker (by design:
         # tests/ops/test_slow_clients.py), which is not what they test.
         "redis_timeout_ms": 5000,
         **overrides,

@@ -288,8 +288,8 @@ def test_serve_trusts_forwarded_headers_only_from_configured_proxies_and_counts_
 def test_a_redis_outage_leaves_the_brake_counting_in_the_worker(
     databases: DatabaseFactory,
 ) -> None:
-    """Redis unreachable: the rate limits fail open, but failed logins are counted in the
-    worker's memory, so the pair is still refused after its limit (it was let through before)."""
+    """Redis unreachable: failed logins are counted in the worker's memory (as the rate limits
+    are), so the pair is still refused after its limit (it was let through before)."""
     deployment = deploy(
         databases.new_url(),
         redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there

@@ -12,6 +12,7 @@ Timing bounds are generous (3 times the configured deadline): they prove "bounde
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -403,13 +404,13 @@ class HungRedis:
             connection.close()
 
 
-def test_a_hung_redis_costs_each_request_a_bounded_time_and_fails_open(
+def test_a_hung_redis_costs_each_request_a_bounded_time(
     databases: DatabaseFactory, tmp_path: Path
 ) -> None:
     """With rate limits and the failed-authentication throttle on a Redis that never answers,
-    20 sequential requests (Mews and Nexudus) all succeed, within 20 x 0.5 s (each Redis call is
-    bounded by redis_timeout_ms, and a failure skips Redis for a second), and the fail-opens are
-    counted in keyledger_rate_limit_errors_total."""
+    20 sequential requests (Mews and Nexudus, under their limits) all succeed, within 20 x 0.5 s
+    (each Redis call is bounded by redis_timeout_ms, and a failure skips Redis for a second),
+    and the failures are counted in keyledger_rate_limit_errors_total."""
     redis = HungRedis()
     site, server = make_site(
         databases.new_url(),
@@ -447,6 +448,41 @@ def test_a_hung_redis_costs_each_request_a_bounded_time_and_fails_open(
     ]
     assert warnings and all(line["level"] == "warning" for line in warnings)
     record_figures("hung_redis", requests=20, seconds=round(took, 2), fail_opens=sum(errors))
+
+
+def test_a_flood_on_a_hung_redis_meets_each_workers_limit(
+    databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    """A caller cannot lift its own rate limit by making Redis late: on a Redis that never
+    answers (as a flood of requests makes a busy worker's Redis calls time out), 60 getAll at
+    once on one token with a limit of 5 through ``serve --workers 2``: each worker counts in its
+    own memory, so at most 2 x 5 are served and the rest refused 429 in Mews' shape (before
+    2026-12-02 the limiter failed open: all 60 served)."""
+    redis = HungRedis()
+    site, server = make_site(
+        databases.new_url(),
+        tmp_path / "serve.log",
+        redis_url=f"redis://127.0.0.1:{redis.port}/0",
+        mews_rate_limit="5",
+    )
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=site.base, timeout=30) as http:
+            return await asyncio.gather(
+                *(http.post(f"{MEWS_PATH}/getAll", json=site.get_all) for _ in range(60))
+            )
+
+    try:
+        answers = asyncio.run(flood())
+    finally:
+        stop(server)
+        redis.close()
+    statuses = [answer.status_code for answer in answers]
+    assert 5 <= statuses.count(200) <= 10, statuses
+    assert statuses.count(200) + statuses.count(429) == 60, statuses
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert set(refused.json()) == {"Message", "RequestId", "Details"}
+    assert "Too many requests" in refused.json()["Message"]
 
 
 def closed_by_server(sock: socket.socket) -> bool:

@@ -233,12 +233,13 @@ class Settings(BaseSettings):
         default=50,
         ge=1,
         description="Bound of every Redis call (connect, command); past it rate limits and the "
-        "failed-authentication throttle fail open.",
+        "failed-authentication throttle count in the worker's memory.",
     )
     redis_pause_seconds: float = Field(
         default=1.0,
         ge=0,
-        description="After a failed Redis call, rate limits skip Redis (fail open) for this long.",
+        description="After a failed Redis call, rate limits skip Redis (counting in the worker's "
+        "memory) for this long.",
     )
     max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest accepted request body (413)."

@@ -43,9 +43,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     storage = build_storage(
         settings.redis_url, settings.redis_key_prefix, timeout_ms=settings.redis_timeout_ms
     )
-    limiter = RateLimiter(storage, pause_seconds=settings.redis_pause_seconds)
-    # The failed-authentication brake counts in this worker's memory while Redis fails, instead
-    # of failing open like the rate limits (docs/reliability.md, "Failed authentication").
+    # While Redis fails (down, or late past redis_timeout_ms, as when a flood of requests keeps
+    # this worker's loop busy) the rate limits and the failed-authentication brake count in this
+    # worker's memory instead of letting every request through (docs/reliability.md).
+    limiter = RateLimiter(
+        storage,
+        pause_seconds=settings.redis_pause_seconds,
+        fallback=MemoryStorage() if settings.redis_url else None,
+    )
     brake_limiter = RateLimiter(
         storage,
         pause_seconds=settings.redis_pause_seconds,

@@ -1,16 +1,18 @@
 """Sliding-window rate limits (``limits``), in memory or in Redis shared by all workers.
 
-Fail-open: when Redis cannot be reached the request is let through and a warning is logged and
-counted in ``keyledger_rate_limit_errors_total``. A rate limit protects capacity, not
-confidentiality (authentication is separate), and a Redis outage must not lock hotel staff out of
-issuing keys. See docs/operations.md.
+When Redis cannot be reached, or answers later than ``redis_timeout_ms``, a warning is logged,
+the failure counted in ``keyledger_rate_limit_errors_total``, and a limiter built with a
+``fallback`` storage (the app's limiters, with Redis) counts in this process's memory instead: a
+Redis outage must not lock hotel staff out of issuing keys, nor may it switch a limit off (a flood
+of requests keeps a worker's loop busy enough for its Redis calls to time out: failing open then
+let a caller lift its own limit by sending enough at once). Without a fallback it fails open.
+See docs/reliability.md.
 
 Fail fast: every Redis call is bounded by ``redis_timeout_ms`` (connect and each reply, no
 retries), and after a failed call the limiter skips Redis for ``redis_pause_seconds`` (a circuit
-breaker: each skipped check is a fail-open, counted, not logged), so a Redis that accepts
-connections but never answers costs one timeout per pause and worker, not one per check
-(docs/architecture.md, "Slow clients and a hung Redis"). A limiter built with a ``fallback``
-storage (the failed-authentication brake's) counts there instead of failing open.
+breaker: each skipped check goes to the fallback at once, counted, not logged), so a Redis that
+accepts connections but never answers costs one timeout per pause and worker, not one per check
+(docs/architecture.md, "Slow clients and a hung Redis").
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class RateLimiter:
         self._pause_seconds = pause_seconds
         self._paused_until = 0.0
         # Where counts go while ``storage`` fails (this process's memory), instead of failing
-        # open: the failed-authentication brake (auth_throttle.py) keeps a per-worker bound.
+        # open: a per-worker bound (the limit times the workers, plus what Redis counted).
         self._fallback = MovingWindowRateLimiter(fallback) if fallback is not None else None
 
     async def blocked(self, limit: Limit, key: str) -> int | None:
@@ -85,12 +87,12 @@ class RateLimiter:
         if not limit.enabled:
             return None
         item = RateLimitItemPerSecond(limit.amount, limit.window_seconds, namespace=limit.namespace)
-        if time.monotonic() < self._paused_until:  # storage failed just now: fail open at once
+        if time.monotonic() < self._paused_until:  # storage failed just now: skip it at once
             RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
             return await self._locally(limit, item, key, count=count)
         try:
             wait = await _run(self._strategy, item, key, count=count)
-        except Exception as error:  # noqa: BLE001 - any storage failure: fail open, loudly
+        except Exception as error:  # noqa: BLE001 - any storage failure: count locally, loudly
             self._paused_until = time.monotonic() + self._pause_seconds
             RATE_LIMIT_ERRORS.labels(namespace=limit.namespace).inc()
             log.warning(
