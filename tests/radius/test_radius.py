@@ -491,9 +491,9 @@ def test_refused_characters_in_a_burst_are_decided_with_the_rest(
     radius: RadiusDeployment,
 ) -> None:
     """A NUL (or another refused character) in Calling-Station-Id or User-Name, sent at once
-    with ordinary logins: the device id is kept with U+FFFD in its place (PostgreSQL refuses a
-    NUL in text: it would have failed the group), the user name proves no code (no voucher code
-    holds one), and the others in the burst are decided as ever."""
+    with ordinary logins: the device id is kept with its octets spelled ``\\xNN`` (PostgreSQL
+    refuses a NUL in text: it would have failed the group), the user name proves no code (no
+    voucher code holds one), and the others in the burst are decided as ever."""
     radius.voucher("NULDEV1", MinutesIncluded=30, UserLimit=12)
     requests = [
         access_request(user="NULDEV1", device="nul\x00dev"),
@@ -505,13 +505,53 @@ def test_refused_characters_in_a_burst_are_decided_with_the_rest(
     started = {
         d["DeviceId"]: outcome
         for outcome, d in radius.events("hotspot.session_started")
-        if d["DeviceId"].startswith(("nul", "plain-"))
+        if d["DeviceId"].startswith(("nul", "plain-", "\\x6e"))
     }
     assert started == {
-        "nul\ufffddev": "Granted",
+        "\\x6e\\x75\\x6c\\x00\\x64\\x65\\x76": "Granted",  # nul\\x00dev
         "nul-user": "UnknownCredential",
         **{f"plain-{n}": "Granted" for n in range(8)},
     }
+
+
+def test_device_and_session_ids_that_are_not_text_stay_apart(radius: RadiusDeployment) -> None:
+    """A NAS sending Calling-Station-Id as raw octets (not UTF-8, a NUL among them): three such
+    devices at once on a voucher with UserLimit 1 are three devices (one in, two refused), not
+    one device's place shared by all; a connection whose Acct-Session-Id is raw octets is
+    counted like any other (both were read as "" before)."""
+    radius.voucher("BINMAC1", MinutesIncluded=30, UserLimit=1)
+    macs = [bytes([0xAA, 0xBB, 0x00, 0x01, 0x02, n]) for n in range(3)]
+    requests = []
+    for mac in macs:
+        request = access_request(user="BINMAC1", message_authenticator=False)
+        request["Calling-Station-Id"] = mac
+        request.add_message_authenticator()
+        requests.append(request)
+    reasons = _race("127.0.0.1", radius.auth_port, requests)
+    assert sorted(reasons) == ["Accept", "TooManyDevices", "TooManyDevices"]
+    spelled = {"".join(f"\\x{octet:02x}" for octet in mac) for mac in macs}
+    started = [
+        (d["DeviceId"], outcome)
+        for outcome, d in radius.events("hotspot.session_started")
+        if d["DeviceId"] in spelled
+    ]
+    assert sorted(str(outcome) for _, outcome in started) == ["Granted"] + ["TooManyDevices"] * 2
+    assert {device for device, _ in started} == spelled
+
+    voucher = radius.voucher("BINACCT1", MinutesIncluded=30)
+    accepted = radius.auth(_login("BINACCT1", "bin-acct-1"))
+    session = session_id_of(accepted)
+    reports = []
+    for status, seconds in (("Start", 0), ("Interim-Update", 120)):
+        report = _acct_request(
+            status, "", seconds, session_class=session, code="BINACCT1", device="bin-acct-1"
+        )
+        report["Acct-Session-Id"] = b"\xff\xfe\x00\x01"
+        reports.append(report)
+    for report in reports:  # in order: the Start first
+        assert _in_parallel(radius, [report]) == [True]
+    assert radius.record(voucher)["MinutesLeft"] == 28
+    assert _accounting_rows(radius, session) == [("\\xff\\xfe\\x00\\x01", 120, False)]
 
 
 def test_parallel_guesses_use_the_budget_up_exactly(radius: RadiusDeployment) -> None:

@@ -288,6 +288,28 @@ def text(packet: Any, name: str) -> str:
     return replace_refused(value) if isinstance(value, str) else ""
 
 
+def identifier(packet: Any, name: str) -> str:
+    """An identifying text attribute (``Calling-Station-Id``, ``Acct-Session-Id``; "" when
+    absent): as sent when it is text the input policy takes, else every octet of it spelled
+    ``\\xNN``, so that two values stay two (a NAS sending a MAC address as six raw octets).
+    ``text`` would make every value that is not UTF-8 ``""`` and two refused characters the same
+    U+FFFD: any number of such devices then shared one device's place under ``UserLimit``, and
+    reports under such ids were answered without being counted."""
+    plain = _PLAIN[name]
+    values = packet.get(plain[0])
+    if not values:
+        return ""
+    raw = values[0]
+    value = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+    try:
+        decoded = value.decode("utf-8")
+    except UnicodeDecodeError:
+        decoded = None
+    if decoded is not None and replace_refused(decoded) == decoded:
+        return decoded
+    return "".join(f"\\x{octet:02x}" for octet in value)
+
+
 def authentic_access_request(request: Request, *, require_message_authenticator: bool) -> bool:
     """Whether an Access-Request (or Status-Server) is signed with the secret: its
     Message-Authenticator is valid (required unless the NAS was added without). Without one

@@ -357,7 +357,7 @@ class RadiusServer:
 
     async def _decide(self, nas: Nas, request: Any) -> bytes:
         settings = self.settings
-        device = packets.text(request, "Calling-Station-Id")[:200]
+        device = packets.identifier(request, "Calling-Station-Id")[:200]
         code = packets.proven_code(request)
         locks, wanted = nas_service.authorize_locks(nas, code, device)
         login = nas_service.Login(nas, code, device, settings.hotspot_idle_seconds, self.budget)
@@ -397,7 +397,7 @@ class RadiusServer:
         if seen:
             return answer
         status = packets.status_type(request)
-        acct_session_id = packets.text(request, "Acct-Session-Id")
+        acct_session_id = packets.identifier(request, "Acct-Session-Id")
         try:
             if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
                 await self._account(nas, request, addr, status, acct_session_id)
@@ -432,7 +432,7 @@ class RadiusServer:
                 session_time=packets.integer(request, "Acct-Session-Time"),
                 class_uid=packets.session_class(request),
                 user_name=packets.text(request, "User-Name"),
-                device_id=packets.text(request, "Calling-Station-Id")[:200],
+                device_id=packets.identifier(request, "Calling-Station-Id")[:200],
                 idle_seconds=self.settings.hotspot_idle_seconds,
             )
         )
