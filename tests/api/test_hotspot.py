@@ -285,6 +285,36 @@ def test_a_session_whose_voucher_runs_past_its_validity_ends_as_expired(
         deployment.close()
 
 
+def test_numbers_must_be_json_integers(shared_deployment: Deployment) -> None:
+    """keyledger's own API takes integers as JSON integers only: a boolean, a string or a float
+    for ElapsedSeconds or BusinessId is a 400 naming the field, and takes nothing (pydantic alone
+    read true as 1 second, "61" as 61 and ``"BusinessId": true`` as business 1; an attacker's
+    review)."""
+    hotel, space = hotspot_pair(shared_deployment)
+    voucher = space.create_id(AccessCode="STRICTINT", MinutesIncluded=30)
+    session = start(hotel, "STRICTINT", "dev-1")["SessionId"]
+    for value in (True, "61", 1.0):
+        for end in (False, True):
+            refused = hotel.http.post(
+                f"/api/v1/hotspot/sessions/{session}/{'end' if end else 'usage'}",
+                json={"ElapsedSeconds": value},
+                headers={"Authorization": f"Bearer {hotel.access_token}"},
+            )
+            assert refused.status_code == 400, refused.text
+            body = refused.json()
+            assert body["Error"] == "InvalidInput"
+            assert body["Message"] == "ElapsedSeconds: input should be a valid integer."
+        refused = hotel.http.post(
+            "/api/v1/hotspot/sessions",
+            json={"BusinessId": value, "AccessCode": "STRICTINT", "DeviceId": "dev-2"},
+            headers={"Authorization": f"Bearer {hotel.access_token}"},
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["Message"] == "BusinessId: input should be a valid integer."
+    assert space.get(f"/{voucher}").json()["MinutesLeft"] == 30
+    assert report(hotel, session, 60).json()["MinutesLeft"] == 29
+
+
 def test_elapsed_seconds_over_http_stay_within_a_day(shared_deployment: Deployment) -> None:
     """The core takes any growth a RADIUS NAS reports in one report; the HTTP API still bounds
     ElapsedSeconds to 0..86400 per report, refused with the same 400 as before, taking nothing."""

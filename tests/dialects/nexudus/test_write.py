@@ -99,6 +99,19 @@ def test_minutes_left_never_goes_below_zero(space: NexudusTenant) -> None:
             {"BusinessId": "B", "AccessCode": "x", "MinutesIncluded": 5},
             [("BusinessId", "is not a valid integer", "B")],
         ),
+        # A JSON boolean is no number (pydantic alone read true as 1; an attacker's review).
+        (
+            {"AccessCode": "x", "MinutesIncluded": True},
+            [("MinutesIncluded", "is not a valid integer", True)],
+        ),
+        (
+            {"AccessCode": "x", "MinutesIncluded": 5, "UserLimit": True},
+            [("UserLimit", "is not a valid integer", True)],
+        ),
+        (
+            {"BusinessId": False, "AccessCode": "x", "MinutesIncluded": 5},
+            [("BusinessId", "is not a valid integer", False)],
+        ),
         ({"MinutesIncluded": 5}, [("AccessCode", "may not be null or empty", None)]),
         (
             {"AccessCode": "", "MinutesIncluded": 5},

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from keyledger.store.schema import BUSINESS_ID_MAX
 from keyledger.web.routing import UtcTimestamp
@@ -100,7 +100,7 @@ class EventList(ApiModel):
 
 
 class SessionStart(ApiModel):
-    BusinessId: int = Field(ge=1, le=BUSINESS_ID_MAX)
+    BusinessId: StrictInt = Field(ge=1, le=BUSINESS_ID_MAX)
     AccessCode: str = Field(min_length=1, max_length=255)
     DeviceId: str = Field(min_length=1, max_length=200, description="e.g. the device's MAC")
 
@@ -123,13 +123,13 @@ class SessionOut(ApiModel):
 
 
 class UsageReport(ApiModel):
-    ElapsedSeconds: int = Field(
+    ElapsedSeconds: StrictInt = Field(
         ge=0, le=86_400, description="Seconds online since the last report."
     )
 
 
 class EndReport(ApiModel):
-    ElapsedSeconds: int = Field(default=0, ge=0, le=86_400)
+    ElapsedSeconds: StrictInt = Field(default=0, ge=0, le=86_400)
 
 
 class UsageOut(ApiModel):

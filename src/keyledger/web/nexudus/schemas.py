@@ -15,7 +15,19 @@ from keyledger.web.nexudus.times import parse_time
 #: Largest integer accepted anywhere in the Nexudus dialect (ids, numbers): what a JavaScript
 #: client can hold exactly, and far inside the store's 64-bit row ids.
 NUMBER_LIMIT = 2**53
-RecordId = Annotated[int, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    """A JSON ``true``/``false`` is no number to ASP.NET's model binding (pydantic would read it
+    as 1/0): refused, as the commands' ``int`` parameters refuse it. Numbers as strings stay."""
+    if isinstance(value, bool):
+        raise ValueError("is not a valid integer")
+    return value
+
+
+#: An integer input: a number or a string of one, never a boolean.
+Integer = Annotated[int, BeforeValidator(_not_a_bool)]
+RecordId = Annotated[Integer, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
 
 
 def _time(value: Any) -> Any:
@@ -41,13 +53,13 @@ class NexudusModel(BaseModel):
 class VoucherInput(NexudusModel):
     """``POST /api/spaces/accesstokens``: read-only properties sent by clients are ignored."""
 
-    BusinessId: int = Field(ge=-BUSINESS_ID_MAX, le=BUSINESS_ID_MAX)
+    BusinessId: Integer = Field(ge=-BUSINESS_ID_MAX, le=BUSINESS_ID_MAX)
     AccessCode: Code
-    MinutesIncluded: int = Field(ge=0, le=MINUTES_MAX)
+    MinutesIncluded: Integer = Field(ge=0, le=MINUTES_MAX)
     Description: str | None = Field(default=None, max_length=4000)
     ValidFrom: NexudusTime | None = None
     ValidTo: NexudusTime | None = None
-    UserLimit: int | None = Field(default=None, ge=1, le=USER_LIMIT_MAX)
+    UserLimit: Integer | None = Field(default=None, ge=1, le=USER_LIMIT_MAX)
     SystemId: str | None = Field(default=None, max_length=4000)
 
 
