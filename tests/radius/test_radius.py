@@ -554,6 +554,34 @@ def test_device_and_session_ids_that_are_not_text_stay_apart(radius: RadiusDeplo
     assert _accounting_rows(radius, session) == [("\\xff\\xfe\\x00\\x01", 120, False)]
 
 
+def test_a_request_whose_reply_would_pass_4096_octets_is_left_unanswered(
+    radius: RadiusDeployment,
+) -> None:
+    """An Access-Request filled with Proxy-State (which a reply must copy) up to RFC 2865's
+    4,096 octets: no reply can fit, so it is neither decided nor answered (an attacker's review
+    saw a 4,158-octet Access-Accept); with room to spare the Proxy-State comes back in a reply
+    within the bound."""
+    radius.voucher("PROXYFULL1", MinutesIncluded=30, UserLimit=3)
+    full = access_request(user="PROXYFULL1", device="proxy-full", message_authenticator=False)
+    for _ in range(15):
+        full.AddAttribute("Proxy-State", b"p" * 253)
+    full.AddAttribute("Proxy-State", b"p" * 160)  # 3,987 octets of Proxy-State in all
+    full.add_message_authenticator()
+    assert 4000 < len(full.RequestPacket()) <= 4096
+    some = access_request(user="PROXYFULL1", device="proxy-some", message_authenticator=False)
+    some.AddAttribute("Proxy-State", b"q" * 200)
+    some.add_message_authenticator()
+    answers = _all_at_once(radius.auth_port, [full, some], timeout=3)
+    assert answers[0] is None
+    assert answers[1] is not None and len(answers[1]) <= 4096
+    reply = reply_of(some, answers[1])
+    assert reply.code == 2
+    assert reply.get(33) == [b"q" * 200]
+    devices = {d["DeviceId"] for _, d in radius.events("hotspot.session_started")}
+    assert "proxy-some" in devices
+    assert "proxy-full" not in devices
+
+
 def test_parallel_guesses_use_the_budget_up_exactly(radius: RadiusDeployment) -> None:
     """Unknown codes sent at once from one NAS: exactly the budget's worth are counted as
     UnknownCredential, every other one is Throttled, and one guessing.throttled is written."""

@@ -371,6 +371,22 @@ def _integer(code: int, value: int) -> bytes:
     return _attribute(code, value.to_bytes(4, "big"))
 
 
+#: Room a reply to an Access-Request needs beside its Proxy-State (Message-Authenticator,
+#: Session-Timeout, Acct-Interim-Interval, Idle-Timeout, Class, WISPr-Session-Terminate-Time, or
+#: a Reply-Message), with a margin: ~110 octets used.
+ACCESS_REPLY_ROOM = 160
+#: Largest RADIUS packet (RFC 2865 section 3).
+MAX_PACKET = 4096
+
+
+def reply_fits(request: Any, room: int) -> bool:
+    """Whether a reply with ``room`` octets of attributes of its own, and the request's
+    Proxy-State copied (as a reply must), stays within ``MAX_PACKET``: a request filled with
+    Proxy-State up to 4,096 octets leaves no room, and a NAS or proxy may drop a longer reply."""
+    proxy = request.get(_PROXY_STATE) or []
+    return 20 + sum(2 + len(value) for value in proxy) + room <= MAX_PACKET
+
+
 def _reply(request: Any, code: int, attributes: bytes, *, signed: bool) -> bytes:
     """A reply to ``request`` with ``attributes`` (encoded), Proxy-State copied, signed with the
     request's secret (and a Message-Authenticator when ``signed``)."""

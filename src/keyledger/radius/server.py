@@ -343,6 +343,11 @@ class RadiusServer:
             request, require_message_authenticator=nas.require_message_authenticator
         ):
             return None
+        if not packets.reply_fits(request, packets.ACCESS_REPLY_ROOM):
+            # So much Proxy-State that no answer fits in 4,096 octets: not decided, unanswered
+            # (nothing is started that the NAS would never hear of).
+            log.warning("radius_reply_too_long", peer=addr[0], nas_id=nas.id)
+            return None
         key = (addr[0], addr[1], head[0], head[1], request.authenticator)
         seen, answer = self.duplicates.lookup(key)
         if seen:
