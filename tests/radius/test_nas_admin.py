@@ -199,6 +199,18 @@ def test_wide_networks_and_short_secrets_are_refused(sealed: tuple[str, Store]) 
         assert "--allow-wide-network" in _refusal(
             store, InvalidInput, business_id=business, address=address
         )
+    # IPv4-mapped IPv6 would never match (IPv4 packets are matched by their IPv4 address) and
+    # would pass by another business's IPv4 network (an attacker's review): refused, with the
+    # IPv4 network to give instead.
+    for address, ipv4 in (
+        ("::ffff:127.0.0.3", "127.0.0.3/32"),
+        ("::ffff:192.0.2.0/120", "192.0.2.0/24"),
+        ("::ffff:0:0/96", "0.0.0.0/0"),
+    ):
+        refusal = _refusal(
+            store, InvalidInput, business_id=business, address=address, allow_wide_network=True
+        )
+        assert "IPv4-mapped" in refusal and f"({ipv4})" in refusal, refusal
     for secret in ("", "x", "7octets"):
         assert "8 to 128 octets" in _refusal(
             store, InvalidInput, business_id=business, address="192.0.2.1", secret=secret

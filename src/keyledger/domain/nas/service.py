@@ -25,6 +25,7 @@ due ones for one worker (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's single 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import uuid
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ def secret_warnings(secret: str) -> list[str]:
     return []
 
 
+#: IPv6 addresses that stand for IPv4 ones (RFC 4291 section 2.5.5.2).
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def import_nas(
     conn: Connection,
     sealer: ValueSealer,
@@ -155,6 +160,17 @@ def import_nas(
     if network.prefixlen == 0:
         raise InvalidInput(
             f"{network} is every address: give the NAS's address or network.", subject="address"
+        )
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        # An IPv4 packet is matched by its IPv4 address (``::ffff:a.b.c.d`` from a dual-stack
+        # socket is read as ``a.b.c.d``): such a NAS would never match, and would slip past the
+        # overlap check against other businesses' IPv4 networks.
+        mapped = ipaddress.IPv4Network(
+            (int(network.network_address) & 0xFFFFFFFF, max(0, network.prefixlen - 96))
+        )
+        raise InvalidInput(
+            f"{network} is IPv4-mapped: give the IPv4 address or network ({mapped}).",
+            subject="address",
         )
     if is_wide(network) and not allow_wide_network:
         raise InvalidInput(
