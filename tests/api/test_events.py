@@ -130,6 +130,21 @@ def test_keyset_pages_and_filters(shared_deployment: Deployment, tenant: Tenant)
         headers={"Authorization": f"Bearer {tenant.access_token}"},
     )
     assert bad.status_code == 400
+    # One value given twice is refused, naming it (the last one had won); Kind may repeat.
+    for params in ({"Limit": ["1", "3"]}, {"Cursor": ["5", "9"]}, {"StartUtc": [stamp, stamp]}):
+        twice = tenant.http.get(
+            "/api/v1/events",
+            params=params,
+            headers={"Authorization": f"Bearer {tenant.access_token}"},
+        )
+        assert twice.status_code == 400, twice.text
+        name = next(iter(params))
+        assert (twice.json()["Error"], twice.json()["Message"]) == (
+            "InvalidInput",
+            f"{name}: is given more than once.",
+        )
+    kinds = listing(tenant, Kind=["resource.saved", "access.checked"])["Events"]
+    assert {e["Kind"] for e in kinds} == {"resource.saved", "access.checked"}
     stranger = make_tenant(shared_deployment)
     assert listing(stranger, ResourceId=str(tree["room"]))["Events"] == []
     assert v1(stranger, "GET", "/resources").json() == {"Resources": []}

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from keyledger.domain.callers.permissions import Permission
 from keyledger.domain.events import service as events_service
@@ -37,6 +37,7 @@ _EVENT_ID_MAX = integer_bounds(events_table.c.id)[1]
 )
 async def list_events(
     *,
+    request: Request,
     caller: CallerDep,
     context: ContextDep,
     CredentialId: UUID | None = None,  # noqa: N803
@@ -47,6 +48,7 @@ async def list_events(
     Limit: Annotated[int, Query(ge=1, le=1000)] = 100,  # noqa: N803
     Cursor: Annotated[int | None, Query(ge=1, le=_EVENT_ID_MAX)] = None,  # noqa: N803  (a row id)
 ) -> Response:
+    _refuse_repeated(request, lists={"Kind"})
     query = EventQuery(
         credential_uid=CredentialId,
         resource_uid=ResourceId,
@@ -66,6 +68,16 @@ async def list_events(
             show_credentials=caller.holds(Permission.CREDENTIALS_READ),
         )
     )
+
+
+def _refuse_repeated(request: Request, *, lists: set[str]) -> None:
+    """A parameter of one value given more than once (``Limit=1&Limit=3``) is a 400 naming it,
+    rather than read as its last value; ``lists`` may repeat."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name not in lists:
+            raise InvalidInput(f"{name}: is given more than once.", subject=name)
+        seen.add(name)
 
 
 def _instant(name: str, text: str | None) -> datetime | None:

@@ -92,7 +92,10 @@ def _ids(parameter: str, text: str) -> tuple[int, ...]:
     inner = text.strip()
     if inner.startswith("[") and inner.endswith("]"):
         inner = inner[1:-1]
-    parts = [part for part in inner.split(",") if part.strip()]
+    parts = inner.split(",")
+    if any(not part.strip() for part in parts) and len(parts) > 1:
+        raise invalid(problem(parameter, "expects integer ids such as [1,2]", text))
+    parts = [part for part in parts if part.strip()]
     if not parts or len(parts) > MAX_PAGE_SIZE:
         raise invalid(problem(parameter, "expects 1 to 1000 ids such as [1,2]", text))
     try:
@@ -134,11 +137,21 @@ def _bound(parameter: str, prop: Property, text: str, *, upper: bool) -> Voucher
     return VoucherCondition(prop.field, at_least=value)
 
 
+#: The list parameters that hold one value (``dir`` and ``sort`` are one), by lower-cased name:
+#: given twice, which would win is a guess (conditions may repeat: they all apply).
+_ONE_VALUE = {"page": "page", "size": "size", "orderby": "orderby", "dir": "dir", "sort": "dir"}
+
+
 def parse_list_request(items: Iterable[tuple[str, str]]) -> ListRequest:
     page, size, order, descending = 1, 25, PROPERTIES["id"], False
     conditions: list[VoucherCondition] = []
+    settled: set[str] = set()  # the parameters of one value (page, size, order, direction)
     for raw_name, text in items:
         name = raw_name.lower()
+        if name in _ONE_VALUE:
+            if _ONE_VALUE[name] in settled:
+                raise invalid(problem(raw_name, "is given more than once", text))
+            settled.add(_ONE_VALUE[name])
         if text == "" and name not in {"page", "size"}:
             continue
         if name == "page":
