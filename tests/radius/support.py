@@ -130,6 +130,10 @@ def reply_of(request: Any, raw: bytes | None) -> Any:
     return reply
 
 
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 @dataclass
 class NasStandIn:
     """A NAS's CoA port on ``host``: checks each Disconnect-Request's authenticator and
@@ -160,13 +164,15 @@ class NasStandIn:
             signed = bool(request.VerifyCoARequest()) and bool(
                 request.message_authenticator and request.verify_message_authenticator()
             )
+            octets = {number: request.get(number, [None])[0] for number in (31, 44)}
             self.received.append(
                 {
                     "code": request.code,
                     "signed": signed,
                     "User-Name": request.get("User-Name", [None])[0],
-                    "Acct-Session-Id": request.get("Acct-Session-Id", [None])[0],
-                    "Calling-Station-Id": request.get("Calling-Station-Id", [None])[0],
+                    "Acct-Session-Id": _text(octets[44]),
+                    "Calling-Station-Id": _text(octets[31]),
+                    "octets": octets,  # as sent (raw octets of ids that are not text)
                     "Event-Timestamp": request.get("Event-Timestamp", [None])[0],
                     "arrived": time.time(),
                     "from": addr[0],

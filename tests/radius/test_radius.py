@@ -765,6 +765,69 @@ def test_a_withdrawn_voucher_disconnects_its_radius_sessions(
     assert len(radius.nas.received) == before + sends
 
 
+def test_a_disconnect_names_ids_as_sent_and_only_the_newest_session_of_an_id(
+    radius: RadiusDeployment,
+) -> None:
+    """A Disconnect-Request carries a device and an Acct-Session-Id that were raw octets as those
+    octets (stored spelled ``\\xNN``); and once a NAS took an Acct-Session-Id up again for another
+    session, withdrawing the earlier session's voucher sends nothing naming that id (it would end
+    the other guest's connection), while the newer session's withdrawal still does; a late Stop
+    of the earlier session stops its row (a reviewer's findings on this sitting's changes)."""
+    radius.nas.mode = "ack"
+    mac = bytes([0xAA, 0xBB, 0x00, 0x01, 0x02, 0x03])
+    voucher = radius.voucher("RAWDISC1", MinutesIncluded=30)
+    login = access_request(user="RAWDISC1", message_authenticator=False)
+    login["Calling-Station-Id"] = mac
+    login.add_message_authenticator()
+    client = Client(radius.auth_port)
+    try:
+        raw = client.exchange(login.RequestPacket(), timeout=3)
+        assert raw is not None
+        reply = reply_of(login, raw)
+    finally:
+        client.close()
+    assert reply.code == 2
+    session = reply["Class"][0].decode("ascii")
+    start = _acct_request("Start", "", 0, session_class=session, code="RAWDISC1")
+    start["Acct-Session-Id"] = b"\xfe\x01"
+    start["Calling-Station-Id"] = mac
+    assert _in_parallel(radius, [start]) == [True]
+    before = len(radius.nas.received)
+    assert radius.space.delete(voucher).status_code == 200
+    found = _wait_for(lambda: _disconnect_events(radius, session))
+    assert [o for o, _ in found] == ["Ack"]
+    sent = radius.nas.received[before:]
+    assert [r["octets"] for r in sent] == [{31: mac, 44: b"\xfe\x01"}]
+
+    first_voucher = radius.voucher("REUSEDISC1", MinutesIncluded=30)
+    second_voucher = radius.voucher("REUSEDISC2", MinutesIncluded=30)
+    first = radius.auth(_login("REUSEDISC1", "reuse-disc-1"))
+    second = radius.auth(_login("REUSEDISC2", "reuse-disc-2"))
+    for accepted, code, device in (
+        (first, "REUSEDISC1", "reuse-disc-1"),
+        (second, "REUSEDISC2", "reuse-disc-2"),  # the id taken up again
+    ):
+        answer = radius.acct(
+            _acct("Start", "reuse-disc", 0, accepted=accepted, device=device, code=code)
+        )
+        assert answer.kind == "Accounting-Response", answer.output
+    before = len(radius.nas.received)
+    assert radius.space.delete(first_voucher).status_code == 200
+    assert radius.space.delete(second_voucher).status_code == 200
+    found = _wait_for(lambda: _disconnect_events(radius, session_id_of(second)))
+    assert [o for o, _ in found] == ["Ack"]
+    assert _disconnect_events(radius, session_id_of(first)) == []
+    sent = radius.nas.received[before:]
+    assert [(r["Acct-Session-Id"], r["Calling-Station-Id"]) for r in sent] == [
+        ("reuse-disc", "reuse-disc-2")
+    ]
+    late = radius.acct(
+        _acct("Stop", "reuse-disc", 90, accepted=first, device="reuse-disc-1", code="REUSEDISC1")
+    )
+    assert late.kind == "Accounting-Response", late.output
+    assert _accounting_rows(radius, session_id_of(first)) == [("reuse-disc", 0, True)]
+
+
 # --- one set of rules with the HTTP API --------------------------------------------------------
 
 

@@ -288,13 +288,16 @@ def text(packet: Any, name: str) -> str:
     return replace_refused(value) if isinstance(value, str) else ""
 
 
-def identifier(packet: Any, name: str) -> str:
+def identifier(packet: Any, name: str, limit: int) -> str:
     """An identifying text attribute (``Calling-Station-Id``, ``Acct-Session-Id``; "" when
-    absent): as sent when it is text the input policy takes, else every octet of it spelled
-    ``\\xNN``, so that two values stay two (a NAS sending a MAC address as six raw octets).
-    ``text`` would make every value that is not UTF-8 ``""`` and two refused characters the same
-    U+FFFD: any number of such devices then shared one device's place under ``UserLimit``, and
-    reports under such ids were answered without being counted."""
+    absent), at most ``limit`` characters: as sent when it is text the input policy takes and
+    holds no backslash, else every octet of it spelled ``\\xNN`` (cut at a whole one), so that
+    two values stay two (a NAS sending a MAC address as six raw octets) and the octets can be
+    sent back as they came (``identifier_octets``: a Disconnect-Request). ``text`` would make
+    every value that is not UTF-8 ``""`` and two refused characters the same U+FFFD: any number
+    of such devices then shared one device's place under ``UserLimit``, and reports under such
+    ids were answered without being counted. (A value cut at ``limit`` is the same as another
+    with the same beginning: 200 characters of a device, 253 of a session id, as before.)"""
     plain = _PLAIN[name]
     values = packet.get(plain[0])
     if not values:
@@ -305,9 +308,16 @@ def identifier(packet: Any, name: str) -> str:
         decoded = value.decode("utf-8")
     except UnicodeDecodeError:
         decoded = None
-    if decoded is not None and replace_refused(decoded) == decoded:
-        return decoded
-    return "".join(f"\\x{octet:02x}" for octet in value)
+    if decoded is not None and "\\" not in decoded and replace_refused(decoded) == decoded:
+        return decoded[:limit]
+    return "".join(f"\\x{octet:02x}" for octet in value[: limit // 4])
+
+
+def identifier_octets(value: str) -> bytes:
+    """The octets an ``identifier`` came from (as far as it was kept)."""
+    if value.startswith("\\x"):
+        return bytes.fromhex(value.replace("\\x", ""))
+    return value.encode("utf-8")
 
 
 def authentic_access_request(request: Request, *, require_message_authenticator: bool) -> bool:
@@ -506,9 +516,10 @@ def disconnect_request(
     Message-Authenticator."""
     request = rp.CoAPacket(code=DISCONNECT_REQUEST, id=identifier, secret=secret, dict=dictionary())
     request["User-Name"] = user_name
-    request["Acct-Session-Id"] = acct_session_id
+    # The ids as the NAS sent them (raw octets of a value that was not text: ``identifier``).
+    request["Acct-Session-Id"] = identifier_octets(acct_session_id)
     if device_id:
-        request["Calling-Station-Id"] = device_id
+        request["Calling-Station-Id"] = identifier_octets(device_id)
     request["Event-Timestamp"] = int(now.timestamp())
     request.add_message_authenticator()
     return request

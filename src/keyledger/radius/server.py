@@ -362,7 +362,7 @@ class RadiusServer:
 
     async def _decide(self, nas: Nas, request: Any) -> bytes:
         settings = self.settings
-        device = packets.identifier(request, "Calling-Station-Id")[:200]
+        device = packets.identifier(request, "Calling-Station-Id", 200)
         code = packets.proven_code(request)
         locks, wanted = nas_service.authorize_locks(nas, code, device)
         login = nas_service.Login(nas, code, device, settings.hotspot_idle_seconds, self.budget)
@@ -402,7 +402,7 @@ class RadiusServer:
         if seen:
             return answer
         status = packets.status_type(request)
-        acct_session_id = packets.identifier(request, "Acct-Session-Id")
+        acct_session_id = packets.identifier(request, "Acct-Session-Id", 253)
         try:
             if status in ("Start", "Interim-Update", "Stop") and acct_session_id:
                 await self._account(nas, request, addr, status, acct_session_id)
@@ -433,11 +433,11 @@ class RadiusServer:
                 nas=nas,
                 nas_address=plain_host(str(addr[0])),
                 status=status,
-                acct_session_id=acct_session_id[:253],
+                acct_session_id=acct_session_id,
                 session_time=packets.integer(request, "Acct-Session-Time"),
                 class_uid=packets.session_class(request),
                 user_name=packets.text(request, "User-Name"),
-                device_id=packets.identifier(request, "Calling-Station-Id")[:200],
+                device_id=packets.identifier(request, "Calling-Station-Id", 200),
                 idle_seconds=self.settings.hotspot_idle_seconds,
             )
         )

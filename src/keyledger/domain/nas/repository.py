@@ -118,6 +118,30 @@ def accounting_session(
     return conn.execute(query, {**params, "session_uid": session_uid}).first()
 
 
+def stop_accounting_session(
+    conn: Connection,
+    *,
+    nas_id: int,
+    nas_address: str,
+    acct_session_id: str,
+    session_uid: UUID,
+    now: datetime,
+) -> None:
+    """Mark the row of ``session_uid`` under this connection's Acct-Session-Id stopped (a Stop
+    that counts nothing: its session has ended), if there is one."""
+    conn.execute(
+        update(r)
+        .where(
+            r.c.nas_id == nas_id,
+            r.c.nas_address == nas_address,
+            r.c.acct_session_id == acct_session_id,
+            r.c.session_uid == session_uid,
+            r.c.stopped.is_(False),
+        )
+        .values(stopped=True, updated_utc=now)
+    )
+
+
 def other_live_connection(
     conn: Connection, *, session_uid: UUID, row_id: int, since: datetime
 ) -> bool:
@@ -144,7 +168,21 @@ def pending_disconnects(
     conn: Connection, *, withdrawn: frozenset[str], now: datetime, limit: int, claim: bool
 ) -> list[Any]:
     """Open accounting sessions (no Stop, no settled Disconnect) whose hotspot session a
-    withdrawal ended, due now; locked and skipped by other workers where the database can."""
+    withdrawal ended, due now; locked and skipped by other workers where the database can.
+    Only the newest row of a connection's Acct-Session-Id: once the NAS took the id up again for
+    another session, a Disconnect-Request naming it would name that session (a NAS matching on
+    Acct-Session-Id would end the wrong guest's connection), and the earlier one is gone."""
+    newer = r.alias("newer")
+    taken_up_again = (
+        select(newer.c.id)
+        .where(
+            newer.c.nas_id == r.c.nas_id,
+            newer.c.nas_address == r.c.nas_address,
+            newer.c.acct_session_id == r.c.acct_session_id,
+            newer.c.id > r.c.id,
+        )
+        .exists()
+    )
     query = (
         select(
             r.c.id,
@@ -166,6 +204,7 @@ def pending_disconnects(
             r.c.disconnect_outcome.is_(None),
             hotspot_sessions.c.end_reason.in_(sorted(withdrawn)),
             (r.c.disconnect_after_utc.is_(None)) | (r.c.disconnect_after_utc <= now),
+            ~taken_up_again,
         )
         .order_by(r.c.id)
         .limit(limit)

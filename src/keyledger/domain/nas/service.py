@@ -409,7 +409,9 @@ def account(
             return _NOTHING  # another device's session: its Class proves nothing here
         if reused and owner.ended_utc is not None:
             # A late report of an earlier connection under this id (or of an ended session):
-            # it takes nothing.
+            # it takes nothing; its Stop still stops that session's row under the id.
+            if status == "Stop":
+                repository.stop_accounting_session(conn, **key, session_uid=session_uid, now=now)
             return AccountingResult(seconds=0, session_uid=session_uid, ended=True)
         voucher_id: int | None = int(owner.credential_id)
     else:
