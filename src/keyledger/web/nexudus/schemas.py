@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from keyledger.store.schema import BUSINESS_ID_MAX, MINUTES_MAX, USER_LIMIT_MAX
 from keyledger.web.nexudus.times import parse_time
@@ -17,17 +17,20 @@ from keyledger.web.nexudus.times import parse_time
 NUMBER_LIMIT = 2**53
 
 
+RecordId = Annotated[int, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
+
+
 def _not_a_bool(value: Any) -> Any:
     """A JSON ``true``/``false`` is no number to ASP.NET's model binding (pydantic would read it
-    as 1/0): refused, as the commands' ``int`` parameters refuse it. Numbers as strings stay."""
+    as 1/0): refused, as the commands' ``int`` parameters refuse it. Numbers as strings stay.
+    (A model's ``field_validator``, so the fields' JSON schema keeps its ``minimum``/``maximum``.)
+    """
     if isinstance(value, bool):
         raise ValueError("is not a valid integer")
+    if isinstance(value, list):
+        for item in value:
+            _not_a_bool(item)
     return value
-
-
-#: An integer input: a number or a string of one, never a boolean.
-Integer = Annotated[int, BeforeValidator(_not_a_bool)]
-RecordId = Annotated[Integer, Field(ge=-NUMBER_LIMIT, le=NUMBER_LIMIT)]
 
 
 def _time(value: Any) -> Any:
@@ -53,20 +56,26 @@ class NexudusModel(BaseModel):
 class VoucherInput(NexudusModel):
     """``POST /api/spaces/accesstokens``: read-only properties sent by clients are ignored."""
 
-    BusinessId: Integer = Field(ge=-BUSINESS_ID_MAX, le=BUSINESS_ID_MAX)
+    BusinessId: int = Field(ge=-BUSINESS_ID_MAX, le=BUSINESS_ID_MAX)
     AccessCode: Code
-    MinutesIncluded: Integer = Field(ge=0, le=MINUTES_MAX)
+    MinutesIncluded: int = Field(ge=0, le=MINUTES_MAX)
     Description: str | None = Field(default=None, max_length=4000)
     ValidFrom: NexudusTime | None = None
     ValidTo: NexudusTime | None = None
-    UserLimit: Integer | None = Field(default=None, ge=1, le=USER_LIMIT_MAX)
+    UserLimit: int | None = Field(default=None, ge=1, le=USER_LIMIT_MAX)
     SystemId: str | None = Field(default=None, max_length=4000)
+
+    _integers = field_validator("BusinessId", "MinutesIncluded", "UserLimit", mode="before")(
+        _not_a_bool
+    )
 
 
 class VoucherReplacement(VoucherInput):
     """``PUT /api/spaces/accesstokens``: every writable property left out is cleared."""
 
     Id: RecordId
+
+    _id = field_validator("Id", mode="before")(_not_a_bool)
 
 
 class CommandParameter(NexudusModel):
@@ -79,6 +88,8 @@ class CommandRun(NexudusModel):
     Key: str = Field(min_length=1)
     Ids: list[RecordId] = Field(default_factory=list, max_length=1000)
     Parameters: list[CommandParameter] = Field(default_factory=list, max_length=20)
+
+    _ids = field_validator("Ids", mode="before")(_not_a_bool)
 
 
 # ---- responses (documentation; the handlers render JSON directly) ----
