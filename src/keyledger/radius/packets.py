@@ -20,6 +20,9 @@ from pyrad.dictionary import Dictionary
 
 from keyledger.kit.inputs import code_key, refused_character, replace_refused
 
+#: Largest RADIUS packet (RFC 2865 section 3).
+MAX_PACKET = 4096
+
 ACCESS_REQUEST = rp.AccessRequest
 ACCESS_ACCEPT = rp.AccessAccept
 ACCESS_REJECT = rp.AccessReject
@@ -59,7 +62,7 @@ def header(data: bytes) -> tuple[int, int] | None:
     if len(data) < 20:
         return None
     length = int.from_bytes(data[2:4], "big")
-    if length < 20 or length > len(data) or length > 4096:
+    if length < 20 or length > len(data) or length > MAX_PACKET:
         return None
     return data[0], data[1]
 
@@ -207,7 +210,7 @@ def decode_request(data: bytes, secret: bytes) -> Request:
     if size < 20:
         raise PacketError("Packet header is corrupt")
     length = (data[2] << 8) | data[3]
-    if length < 20 or length > size or length > 4096:
+    if length < 20 or length > size or length > MAX_PACKET:
         raise PacketError("Packet has invalid length")
     raw = data if length == size else data[:length]
     attributes: dict[int | tuple[int, int], list[bytes]] = {}
@@ -308,7 +311,7 @@ def identifier(packet: Any, name: str, limit: int) -> str:
         decoded = value.decode("utf-8")
     except UnicodeDecodeError:
         decoded = None
-    if decoded is not None and "\\" not in decoded and replace_refused(decoded) == decoded:
+    if decoded is not None and "\\" not in decoded and refused_character(decoded) is None:
         return decoded[:limit]
     return "".join(f"\\x{octet:02x}" for octet in value[: limit // 4])
 
@@ -385,8 +388,6 @@ def _integer(code: int, value: int) -> bytes:
 #: Session-Timeout, Acct-Interim-Interval, Idle-Timeout, Class, WISPr-Session-Terminate-Time, or
 #: a Reply-Message), with a margin: ~110 octets used.
 ACCESS_REPLY_ROOM = 160
-#: Largest RADIUS packet (RFC 2865 section 3).
-MAX_PACKET = 4096
 
 
 def reply_fits(request: Any, room: int) -> bool:
